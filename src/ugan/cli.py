@@ -1,0 +1,94 @@
+"""`ugan …`: the commands a user types. Each subcommand is one small function in a registry."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable
+
+from ugan.config import ConfigError, load_params
+from ugan.tracking import PIPELINE_ENV, tracking_uri
+
+COMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace], int], Callable]] = {}
+
+
+def command(
+    name: str, help: str, arguments: Callable[[argparse.ArgumentParser], None] = lambda p: None
+):
+    def decorate(fn: Callable[[argparse.Namespace], int]):
+        COMMANDS[name] = (help, fn, arguments)
+        return fn
+
+    return decorate
+
+
+@command("validate", "check params.yaml and print the resolved runs")
+def validate(args: argparse.Namespace) -> int:
+    params = load_params(args.params)
+    for key in params.runs:
+        run = params.run(key)
+        print(f"{key:24s} init={run.init:6s} loss={run.gan.loss:6s} steps={run.gan.steps}")
+    print(f"{args.params}: ok")
+    return 0
+
+
+@command(
+    "run",
+    "validate params, then `dvc repro` the pipeline under one MLflow pipeline id",
+    lambda p: p.add_argument("targets", nargs="*", help="stages to reproduce (default: all)"),
+)
+def run(args: argparse.Namespace) -> int:
+    load_params(args.params)  # fail before DVC starts anything
+    env = dict(os.environ)
+    env.setdefault(PIPELINE_ENV, f"run-{uuid.uuid4().hex[:12]}")
+    env.setdefault("MLFLOW_TRACKING_URI", tracking_uri())
+    print(f"pipeline id {env[PIPELINE_ENV]}; tracking at {env['MLFLOW_TRACKING_URI']}")
+    return subprocess.call(["dvc", "repro", *args.targets], env=env)
+
+
+@command(
+    "ui",
+    "start the MLflow UI on 127.0.0.1 with the project's store",
+    lambda p: p.add_argument("--port", type=int, default=5000),
+)
+def ui(args: argparse.Namespace) -> int:
+    env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(args.port),
+        "--workers",
+        "1",
+        "--backend-store-uri",
+        tracking_uri(),
+    ]
+    print(f"MLflow UI on http://127.0.0.1:{args.port}  (store {tracking_uri()})")
+    return subprocess.call(cmd, env=env)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ugan", description=__doc__)
+    parser.add_argument(
+        "--params", default="params.yaml", help="params file (default: params.yaml)"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (help_text, _fn, arguments) in COMMANDS.items():
+        arguments(sub.add_parser(name, help=help_text))
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command][1](args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""The prepared dataset: one `.npz` file that every later stage reads.
+
+Arrays: `images` uint8 (N, C, H, W), `labels` int64 (N,), `split` uint8 (N,) with
+TRAIN = 0 / HELDOUT = 1, and `metadata` — a JSON string (source, sizes, seed, class names).
+Stored with `allow_pickle=False`, so loading runs no code.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ugan.checkpoint import atomic_write_bytes
+
+TRAIN, HELDOUT = 0, 1
+
+
+@dataclass
+class PreparedData:
+    images: np.ndarray  # uint8 (N, C, H, W)
+    labels: np.ndarray  # int64 (N,)
+    split: np.ndarray  # uint8 (N,)
+    metadata: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != np.uint8 or self.images.ndim != 4:
+            raise ValueError(
+                f"images must be uint8 (N, C, H, W), got {self.images.dtype} {self.images.shape}"
+            )
+        n = len(self.images)
+        if len(self.labels) != n or len(self.split) != n:
+            raise ValueError(
+                f"images, labels and split disagree in length: {n}, "
+                f"{len(self.labels)}, {len(self.split)}"
+            )
+
+    def subset(self, which: int) -> tuple[np.ndarray, np.ndarray]:
+        mask = self.split == which
+        return self.images[mask], self.labels[mask]
+
+    @property
+    def train(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.subset(TRAIN)
+
+    @property
+    def heldout(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.subset(HELDOUT)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.images.shape[1:])  # type: ignore[return-value]
+
+
+def save_prepared(path: str | Path, data: PreparedData) -> None:
+    buffer = io.BytesIO()
+    np.savez_compressed(
+        buffer,
+        images=data.images,
+        labels=data.labels.astype(np.int64),
+        split=data.split.astype(np.uint8),
+        metadata=np.array(json.dumps(data.metadata, sort_keys=True)),
+    )
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_prepared(path: str | Path) -> PreparedData:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"prepared dataset {path} does not exist: run the prepare stage")
+    with np.load(path, allow_pickle=False) as archive:
+        return PreparedData(
+            images=archive["images"],
+            labels=archive["labels"],
+            split=archive["split"],
+            metadata=json.loads(str(archive["metadata"])),
+        )
+
+
+def to_float(images: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] → float32 [-1, 1], the range of the generator's tanh."""
+    tensor = torch.as_tensor(images)
+    return tensor.float().div(127.5).sub(1.0)
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """float [-1, 1] → uint8 [0, 255]."""
+    return images.detach().add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8)

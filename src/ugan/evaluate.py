@@ -1,0 +1,107 @@
+"""Evaluation of one run: IS / FID / KID at every saved checkpoint against the held-out split,
+the floor (train split scored as if generated), and the loss statistics of paper Fig. 3."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import torch
+
+from ugan.checkpoint import atomic_write_json, atomic_write_text
+from ugan.config import EvalParams, ResolvedRun
+from ugan.data.prepared import PreparedData, to_uint8
+from ugan.metrics.fidelity import FidelityEvaluator, floor_metrics
+from ugan.metrics.stability import summarize_losses
+from ugan.progress import progress
+from ugan.tracking import StageRun
+from ugan.train import RunLayout, fixed_noise, load_generator, sample
+
+FIDELITY_COLUMNS = ("step", "fid", "isc_mean", "isc_std", "kid_mean", "kid_std")
+CACHE_DIR = Path(".ugan/cache/fidelity")
+
+
+def read_losses(path: Path) -> dict[str, list[float]]:
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        raise ValueError(f"{path} holds no loss rows")
+    return {name: [float(r[name]) for r in rows] for name in ("d_loss", "g_loss")}
+
+
+def _write_fidelity(path: Path, rows: list[dict]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=FIDELITY_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (f"{row[k]:.6g}" if k != "step" else row[k]) for k in FIDELITY_COLUMNS})
+    atomic_write_text(path, buffer.getvalue())
+
+
+def evaluate_run(
+    run_key: str,
+    run: ResolvedRun,
+    params: EvalParams,
+    data: PreparedData,
+    classifier_path: Path,
+    runs_dir: Path,
+    out_dir: Path,
+    tracker: StageRun,
+    *,
+    device: torch.device | str = "cpu",
+) -> dict:
+    layout = RunLayout(runs_dir / run_key)
+    steps = layout.checkpoint_steps()
+    if not steps:
+        raise FileNotFoundError(f"no generator checkpoints in {layout.checkpoints}")
+    heldout = torch.as_tensor(data.heldout[0])
+    train = torch.as_tensor(data.train[0])
+    num_samples = min(params.num_samples, len(train))
+    common = {
+        "kid_subset_size": min(params.kid_subset_size, num_samples, len(heldout)),
+        "batch_size": params.batch_size,
+        "device": str(device),
+        "cache_dir": CACHE_DIR,
+        "seed": params.seed,
+    }
+    evaluator = FidelityEvaluator(classifier_path, heldout, **common)
+    floor = floor_metrics(classifier_path, heldout, train, num_samples=num_samples, **common)
+
+    rows = []
+    with progress(len(steps), f"evaluate@{run_key}", unit="ckpt") as bar:
+        for step in steps:
+            generator = load_generator(layout.checkpoint_path(step), device)
+            z = fixed_noise(num_samples, generator.cfg.latent_dim, params.seed, device)
+            scores = evaluator(to_uint8(sample(generator, z, params.batch_size)).cpu())
+            rows.append({"step": step, **scores})
+            tracker.log_metrics(scores, step=step)
+            bar.set_postfix(step=step, fid=f"{scores['fid']:.1f}")
+            bar.update(1)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _write_fidelity(out_dir / "fidelity.csv", rows)
+    best = min(rows, key=lambda r: r["fid"])
+    losses = summarize_losses(read_losses(layout.losses_csv))
+    metrics = {
+        "run": run_key,
+        "init": run.init,
+        "loss": run.gan.loss,
+        "method": "gan",
+        "num_samples": num_samples,
+        "final": {k: rows[-1][k] for k in ("step", "fid", "isc_mean", "kid_mean")},
+        "best_fid": best["fid"],
+        "best_fid_step": best["step"],
+        "losses": losses,
+        "floor": {k: floor[k] for k in ("fid", "isc_mean", "kid_mean")},
+    }
+    atomic_write_json(out_dir / "metrics.json", metrics)
+    tracker.log_metrics(
+        {
+            **losses,
+            "best_fid": best["fid"],
+            **{f"floor_{k}": v for k, v in metrics["floor"].items()},
+        }
+    )
+    tracker.log_artifact(out_dir / "fidelity.csv")
+    return metrics

@@ -1,0 +1,69 @@
+"""GAN losses as pure functions of discriminator outputs, chosen from a registry by name.
+
+Each loss takes raw discriminator scores (logits): `d_loss(real, fake)` is what the discriminator
+minimises, `g_loss(fake)` what the generator minimises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+import torch
+import torch.nn.functional as F
+
+LossName = Literal["ns", "lsgan", "wgan"]
+
+
+@dataclass(frozen=True)
+class GANLoss:
+    name: str
+    d_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    g_loss: Callable[[torch.Tensor], torch.Tensor]
+    clip_weights: bool = False  # WGAN's Lipschitz constraint by weight clipping
+
+
+def ns_d_loss(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """D maximises log D(x) + log(1 − D(G(z))) (paper eq. 3), i.e. minimises the BCE."""
+    return F.binary_cross_entropy_with_logits(
+        real, torch.ones_like(real)
+    ) + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake))
+
+
+def ns_g_loss(fake: torch.Tensor) -> torch.Tensor:
+    """Non-saturating G objective: maximise log D(G(z))."""
+    return F.binary_cross_entropy_with_logits(fake, torch.ones_like(fake))
+
+
+def lsgan_d_loss(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """Least squares (Mao et al.), a-b-c = 0-1-1: ½E[(D(x)−1)²] + ½E[D(G(z))²]."""
+    return 0.5 * ((real - 1.0) ** 2).mean() + 0.5 * (fake**2).mean()
+
+
+def lsgan_g_loss(fake: torch.Tensor) -> torch.Tensor:
+    return 0.5 * ((fake - 1.0) ** 2).mean()
+
+
+def wgan_d_loss(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """Critic maximises E[D(x)] − E[D(G(z))]."""
+    return fake.mean() - real.mean()
+
+
+def wgan_g_loss(fake: torch.Tensor) -> torch.Tensor:
+    return -fake.mean()
+
+
+LOSSES: dict[str, GANLoss] = {
+    "ns": GANLoss("ns", ns_d_loss, ns_g_loss),
+    "lsgan": GANLoss("lsgan", lsgan_d_loss, lsgan_g_loss),
+    "wgan": GANLoss("wgan", wgan_d_loss, wgan_g_loss, clip_weights=True),
+}
+assert set(LOSSES) == set(get_args(LossName)), "LossName and LOSSES must list the same names"
+
+
+def get_loss(name: str) -> GANLoss:
+    try:
+        return LOSSES[name]
+    except KeyError:
+        raise ValueError(f"unknown loss {name!r}; valid losses are {sorted(LOSSES)}") from None

@@ -1,0 +1,40 @@
+"""The step interface every method implements, and the registry that picks one by name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+import torch
+
+
+class Method(Protocol):
+    generator: torch.nn.Module
+
+    def train_step(
+        self, next_batch: Callable[[], tuple[torch.Tensor, torch.Tensor]]
+    ) -> dict[str, float]:
+        """One generator update (and its discriminator updates); returns the step's losses."""
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+METHODS: dict[str, type] = {}
+
+
+def register(name: str):
+    def decorate(cls: type) -> type:
+        METHODS[name] = cls
+        cls.method_name = name
+        return cls
+
+    return decorate
+
+
+def get_method(name: str) -> type:
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise ValueError(f"unknown method {name!r}; valid methods are {sorted(METHODS)}") from None

@@ -1,0 +1,83 @@
+"""Ordinary and Unbalanced GANs: the same step; they differ only in the generator's init."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from ugan.losses import GANLoss
+from ugan.methods.base import register
+from ugan.nets import Discriminator, Generator
+
+
+@register("gan")
+class GANMethod:
+    def __init__(
+        self,
+        generator: Generator,
+        discriminator: Discriminator,
+        loss: GANLoss,
+        *,
+        lr: float,
+        betas: tuple[float, float],
+        n_critic: int = 1,
+        clip_value: float = 0.01,
+    ):
+        self.generator = generator
+        self.discriminator = discriminator
+        self.loss = loss
+        self.n_critic = n_critic
+        self.clip_value = clip_value
+        self.latent_dim = generator.cfg.latent_dim
+        self.opt_g = torch.optim.Adam(generator.parameters(), lr=lr, betas=betas)
+        self.opt_d = torch.optim.Adam(discriminator.parameters(), lr=lr, betas=betas)
+
+    def _noise(self, batch: int, like: torch.Tensor) -> torch.Tensor:
+        return torch.randn(batch, self.latent_dim, device=like.device)
+
+    def train_step(
+        self, next_batch: Callable[[], tuple[torch.Tensor, torch.Tensor]]
+    ) -> dict[str, float]:
+        # (1) Discriminator: minimise loss.d_loss, i.e. maximise log D(x) + log(1 − D(G(z))).
+        for _ in range(self.n_critic):
+            real, _labels = next_batch()
+            with torch.no_grad():
+                fake = self.generator(self._noise(real.shape[0], real))
+            d_real = self.discriminator(real)
+            d_fake = self.discriminator(fake)
+            d_loss = self.loss.d_loss(d_real, d_fake)
+            self.opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            self.opt_d.step()
+            if self.loss.clip_weights:
+                with torch.no_grad():
+                    for p in self.discriminator.parameters():
+                        p.clamp_(-self.clip_value, self.clip_value)
+
+        # (2) Generator: minimise loss.g_loss, e.g. maximise log D(G(z)).
+        fake = self.generator(self._noise(real.shape[0], real))
+        g_loss = self.loss.g_loss(self.discriminator(fake))
+        self.opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.opt_g.step()
+        return {
+            "d_loss": d_loss.item(),
+            "g_loss": g_loss.item(),
+            "d_real": d_real.mean().item(),
+            "d_fake": d_fake.mean().item(),
+        }
+
+    def state_dict(self) -> dict:
+        return {
+            "generator": self.generator.state_dict(),
+            "discriminator": self.discriminator.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.load_state_dict(state["generator"])
+        self.discriminator.load_state_dict(state["discriminator"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])

@@ -1,0 +1,1 @@
+"""Sample-quality metrics (IS / FID / KID through torch-fidelity) and training-stability stats."""

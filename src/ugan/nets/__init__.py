@@ -1,0 +1,12 @@
+"""Network modules. Generator == VAE decoder (same class); Encoder mirrors the Discriminator."""
+
+from ugan.nets.dcgan import (
+    ArchConfig,
+    Discriminator,
+    Encoder,
+    Generator,
+    init_weights,
+    num_scales,
+)
+
+__all__ = ["ArchConfig", "Discriminator", "Encoder", "Generator", "init_weights", "num_scales"]

@@ -1,0 +1,62 @@
+"""The evaluation network: a small CNN classifier whose features and logits stand in for
+Inception's in IS / FID / KID (no Inception weights can be downloaded here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ugan.checkpoint import load_checkpoint
+
+FEATURE_DIM = 128
+
+
+class Classifier(nn.Module):
+    """image (N, C, H, W) in [-1, 1] → logits (N, num_classes); `features` gives (N, 128)."""
+
+    def __init__(self, channels: int = 1, num_classes: int = 10):
+        super().__init__()
+        self.channels = channels
+        self.num_classes = num_classes
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, 32, 3, padding=1),
+            nn.BatchNorm2d(32),
+            nn.ReLU(),  # (N,32,H,W)
+            nn.MaxPool2d(2),  # (N,32,H/2,W/2)
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.BatchNorm2d(64),
+            nn.ReLU(),  # (N,64,H/2,W/2)
+            nn.MaxPool2d(2),  # (N,64,H/4,W/4)
+            nn.Conv2d(64, 128, 3, padding=1),
+            nn.BatchNorm2d(128),
+            nn.ReLU(),  # (N,128,H/4,W/4)
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),  # (N,128)
+            nn.Dropout(0.3),
+            nn.Linear(128, FEATURE_DIM),
+            nn.ReLU(),  # (N,128)
+        )
+        self.head = nn.Linear(FEATURE_DIM, num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+    def to_payload(self, **extra) -> dict:
+        return {
+            "state_dict": self.state_dict(),
+            "config": {"channels": self.channels, "num_classes": self.num_classes},
+            **extra,
+        }
+
+
+def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> Classifier:
+    """Rebuild a classifier from a checkpoint written with `Classifier.to_payload`."""
+    payload = load_checkpoint(path, map_location=device)
+    model = Classifier(**payload["config"])
+    model.load_state_dict(payload["state_dict"])
+    return model.to(device).eval()

@@ -1,0 +1,153 @@
+"""DCGAN-style nets of the Unbalanced GAN paper (§3.3, §4.1).
+
+- 3×3 convolutions with stride 2 down, 3×3 transposed convolutions with stride 2 up.
+- Generator / decoder: LeakyReLU(0.2) hidden, tanh output, batch norm everywhere but the output.
+- Discriminator / encoder: ReLU hidden + dropout 0.25, batch norm everywhere but the input layer.
+- Image sizes 28, 32, 64 by adding or removing layers: the smallest feature map is 7×7 for
+  28 px and 4×4 for 32 and 64 px (§4.2-4.4).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+SMALLEST_MAP = {28: 7, 32: 4, 64: 4}
+
+
+@dataclass(frozen=True)
+class ArchConfig:
+    image_size: int = 28
+    channels: int = 1
+    latent_dim: int = 128
+    base_channels: int = 64
+    leaky_slope: float = 0.2
+    dropout: float = 0.25
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def num_scales(image_size: int) -> int:
+    """Number of stride-2 layers between the image and the smallest feature map."""
+    if image_size not in SMALLEST_MAP:
+        raise ValueError(f"image_size must be one of {sorted(SMALLEST_MAP)}, got {image_size}")
+    scales = 0
+    size = image_size
+    while size > SMALLEST_MAP[image_size]:
+        size //= 2
+        scales += 1
+    return scales
+
+
+def _widths(cfg: ArchConfig) -> list[int]:
+    """Channel widths from the image-side layer to the smallest map: base, 2·base, 4·base…"""
+    return [cfg.base_channels * 2**i for i in range(num_scales(cfg.image_size))]
+
+
+def init_weights(module: nn.Module, std: float = 0.02) -> None:
+    """Zero-centred normal init with std 0.02 for conv/linear weights (paper §4.1)."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(m.weight, 0.0, std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, std)
+            nn.init.zeros_(m.bias)
+
+
+class Generator(nn.Module):
+    """z (N, latent) → image (N, C, H, W) in [-1, 1]. Also the VAE decoder."""
+
+    def __init__(self, cfg: ArchConfig):
+        super().__init__()
+        self.cfg = cfg
+        widths = _widths(cfg)[::-1]  # deepest first
+        side = SMALLEST_MAP[cfg.image_size]
+        self.start_shape = (widths[0], side, side)
+        # (N, latent) → (N, widths[0]·side·side)
+        self.project = nn.Sequential(
+            nn.Linear(cfg.latent_dim, widths[0] * side * side, bias=False),
+            nn.BatchNorm1d(widths[0] * side * side),
+            nn.LeakyReLU(cfg.leaky_slope),
+        )
+        layers: list[nn.Module] = []
+        for w_in, w_out in zip(widths[:-1], widths[1:], strict=True):
+            # (N, w_in, s, s) → (N, w_out, 2s, 2s)
+            layers += [
+                nn.ConvTranspose2d(
+                    w_in, w_out, 3, stride=2, padding=1, output_padding=1, bias=False
+                ),
+                nn.BatchNorm2d(w_out),
+                nn.LeakyReLU(cfg.leaky_slope),
+            ]
+        # (N, widths[-1], H/2, W/2) → (N, C, H, W); no batch norm on the output layer
+        layers.append(
+            nn.ConvTranspose2d(widths[-1], cfg.channels, 3, stride=2, padding=1, output_padding=1)
+        )
+        self.upsample = nn.Sequential(*layers)
+
+    def logits(self, z: torch.Tensor) -> torch.Tensor:
+        """Pre-tanh output. (tanh(a)+1)/2 == sigmoid(2a), so the VAE's BCE uses 2·logits."""
+        h = self.project(z).view(z.shape[0], *self.start_shape)
+        return self.upsample(h)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.logits(z))
+
+
+class DownTrunk(nn.Module):
+    """image (N, C, H, W) → features (N, F): the shared body of discriminator and encoder."""
+
+    def __init__(self, cfg: ArchConfig):
+        super().__init__()
+        widths = _widths(cfg)
+        layers: list[nn.Module] = []
+        w_in = cfg.channels
+        for i, w_out in enumerate(widths):
+            # (N, w_in, s, s) → (N, w_out, s/2, s/2); no batch norm on the input layer
+            layers.append(nn.Conv2d(w_in, w_out, 3, stride=2, padding=1, bias=i == 0))
+            if i > 0:
+                layers.append(nn.BatchNorm2d(w_out))
+            layers += [nn.ReLU(), nn.Dropout(cfg.dropout)]
+            w_in = w_out
+        self.body = nn.Sequential(*layers)
+        side = SMALLEST_MAP[cfg.image_size]
+        self.out_features = widths[-1] * side * side
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x).flatten(1)
+
+
+class Discriminator(nn.Module):
+    """image → one logit per sample. The sigmoid of the paper lives in the loss (BCE with
+    logits), which is the same function, numerically stable, and lets WGAN use the raw score."""
+
+    def __init__(self, cfg: ArchConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.trunk = DownTrunk(cfg)
+        self.head = nn.Linear(self.trunk.out_features, 1)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.trunk(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.trunk(x)).squeeze(1)
+
+
+class Encoder(nn.Module):
+    """image → (mu, logvar), each (N, latent). Same trunk as the discriminator."""
+
+    def __init__(self, cfg: ArchConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.trunk = DownTrunk(cfg)
+        self.head = nn.Linear(self.trunk.out_features, 2 * cfg.latent_dim)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, logvar = self.head(self.trunk(x)).chunk(2, dim=1)
+        return mu, logvar

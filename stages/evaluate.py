@@ -1,0 +1,37 @@
+"""DVC stage `evaluate@<run>`: IS / FID / KID per checkpoint, floor and loss statistics."""
+
+from pathlib import Path
+
+from ugan.data.prepared import load_prepared
+from ugan.device import resolve_device
+from ugan.evaluate import evaluate_run
+from ugan.stage import entry_point, params
+from ugan.tracking import StageRun
+
+
+@entry_point
+def main(run_key: str) -> None:
+    p = params()
+    run = p.run(run_key)
+    device = resolve_device(p.device)
+    data = load_prepared("data/prepared/dataset.npz")
+    tracked = {"eval": p.eval.model_dump(), "device": str(device)}
+    with StageRun(
+        "evaluate", tracked, run_key=run_key, experiment=p.tracking.experiment
+    ) as tracker:
+        tracker.set_tags({"ugan.init": run.init, "ugan.loss": run.gan.loss, "ugan.method": "gan"})
+        evaluate_run(
+            run_key,
+            run,
+            p.eval,
+            data,
+            Path("models/classifier.pt"),
+            Path("runs"),
+            Path("evaluation") / run_key,
+            tracker,
+            device=device,
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""DVC stage `pretrain_vae`: VAE whose decoder is the generator class (paper §3.3)."""
+
+from pathlib import Path
+
+from ugan.checkpoint import atomic_write_json
+from ugan.data.prepared import load_prepared
+from ugan.device import resolve_device
+from ugan.pretrain import pretrain_vae
+from ugan.stage import entry_point, params
+from ugan.tracking import StageRun
+
+
+@entry_point
+def main() -> None:
+    p = params()
+    device = resolve_device(p.device)
+    data = load_prepared("data/prepared/dataset.npz")
+    arch = p.model.arch(p.data.image_size, data.shape[0])
+    tracked = {"vae": p.vae.model_dump(), "model": p.model.model_dump(), "device": str(device)}
+    with StageRun("pretrain_vae", tracked, experiment=p.tracking.experiment) as run:
+        metrics = pretrain_vae(
+            p.vae,
+            arch,
+            data,
+            Path("models/vae.pt"),
+            Path("runs/vae/samples"),
+            run,
+            init_std=p.model.init_std,
+            device=device,
+        )
+        run.log_metrics({k: v for k, v in metrics.items() if k != "steps"})
+        atomic_write_json("metrics/vae.json", metrics)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""DVC stage `train_gan@<run>`: one run of `runs:` (ordinary or unbalanced) → runs/<run>/."""
+
+from pathlib import Path
+
+from ugan.checkpoint import load_checkpoint
+from ugan.data.prepared import load_prepared
+from ugan.device import resolve_device
+from ugan.stage import entry_point, params
+from ugan.tracking import StageRun
+from ugan.train import train_gan
+
+
+@entry_point
+def main(run_key: str) -> None:
+    p = params()
+    run = p.run(run_key)
+    device = resolve_device(p.device)
+    init = load_checkpoint(f"models/init/{run.init}.pt")
+    data = load_prepared("data/prepared/dataset.npz")
+    arch = p.model.arch(p.data.image_size, data.shape[0])
+    tracked = {
+        "run": p.runs[run_key].model_dump(exclude_none=True),
+        "gan": run.gan.model_dump(),
+        "model": p.model.model_dump(),
+        "device": str(device),
+    }
+    with StageRun(
+        "train_gan",
+        tracked,
+        run_key=run_key,
+        experiment=p.tracking.experiment,
+        log_models=p.tracking.log_models,
+    ) as tracker:
+        tracker.set_tags({"ugan.init": run.init, "ugan.loss": run.gan.loss, "ugan.method": "gan"})
+        train_gan(
+            run_key,
+            run,
+            arch,
+            data,
+            init,
+            Path("runs") / run_key,
+            tracker,
+            init_std=p.model.init_std,
+            device=device,
+        )
+
+
+if __name__ == "__main__":
+    main()
