@@ -1,0 +1,183 @@
+"""The real pipeline under real DVC, in a temporary git repo, on tiny params.
+
+One full `dvc repro` is shared by the tests of this module (module-scoped fixture); the caching
+test then edits params and checks which stages DVC reruns.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+TINY = {
+    "classifier": {"steps": 60, "min_accuracy": 0.0},
+    "model": {"latent_dim": 16, "base_channels": 8},
+    "vae": {"steps": 20, "sample_every": 10},
+    "gan": {"steps": 12, "checkpoint_every": 4, "batch_size": 32, "num_sample_images": 16},
+    "eval": {"num_samples": 200, "kid_subset_size": 100},
+    "tracking": {"log_models": True},
+    "device": "cpu",
+}
+
+
+def _merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = _merge(base.get(key, {}), value) if isinstance(value, dict) else value
+    return out
+
+
+def _sh(cmd: list[str], cwd: Path, env: dict) -> str:
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, (
+        f"{cmd} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    )
+    return result.stdout + result.stderr
+
+
+def _ran(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+class Project:
+    def __init__(self, path: Path, env: dict):
+        self.path, self.env = path, env
+
+    def repro(self) -> str:
+        return _sh(["dvc", "repro"], self.path, self.env)
+
+    def set_params(self, override: dict) -> None:
+        params = yaml.safe_load((self.path / "params.yaml").read_text())
+        (self.path / "params.yaml").write_text(yaml.safe_dump(_merge(params, override)))
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> tuple[Project, str]:
+    path = tmp_path_factory.mktemp("pipeline")
+    for name in ("src", "stages"):
+        shutil.copytree(ROOT / name, path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("dvc.yaml", ".gitignore"):
+        shutil.copy(ROOT / name, path / name)
+    params = _merge(yaml.safe_load((ROOT / "params.yaml").read_text()), TINY)
+    (path / "params.yaml").write_text(yaml.safe_dump(params))
+    env = dict(
+        os.environ,
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        PYTHONPATH=str(path / "src"),  # the copy's code runs, the copy's code is hashed
+        MLFLOW_TRACKING_URI=f"sqlite:///{path / 'mlflow.db'}",
+        GIT_AUTHOR_NAME="t",
+        GIT_AUTHOR_EMAIL="t@t",
+        GIT_COMMITTER_NAME="t",
+        GIT_COMMITTER_EMAIL="t@t",
+    )
+    env.pop("UGAN_PIPELINE_ID", None)
+    _sh(["git", "init", "-q"], path, env)
+    _sh(["dvc", "init", "-q"], path, env)
+    _sh(["dvc", "config", "core.analytics", "false"], path, env)
+    _sh(["git", "add", "-A"], path, env)
+    _sh(["git", "commit", "-qm", "tiny project"], path, env)
+    proj = Project(path, env)
+    return proj, proj.repro()
+
+
+def test_full_pipeline_runs_every_stage_and_writes_the_report(project):
+    proj, output = project
+    assert _ran(output) == {
+        "prepare",
+        "train_classifier",
+        "pretrain_vae",
+        "init_random",
+        "transfer",
+        "train_gan@dcgan",
+        "train_gan@dcgan-unbalanced",
+        "evaluate@dcgan",
+        "evaluate@dcgan-unbalanced",
+        "report",
+    }
+    p = proj.path
+    assert (p / "data/prepared/dataset.npz").is_file()
+    assert json.loads((p / "metrics/transfer.json").read_text())["max_abs_difference"] == 0.0
+    for key in ("dcgan", "dcgan-unbalanced"):
+        assert sorted(x.name for x in (p / f"runs/{key}/samples").iterdir()) == [
+            "step_000004.png",
+            "step_000008.png",
+            "step_000012.png",
+        ]
+        fidelity = (p / f"evaluation/{key}/fidelity.csv").read_text().splitlines()
+        assert fidelity[0] == "step,fid,isc_mean,isc_std,kid_mean,kid_std" and len(fidelity) == 4
+        metrics = json.loads((p / f"evaluation/{key}/metrics.json").read_text())
+        assert metrics["losses"]["d_loss_std"] >= 0 and "fid" in metrics["floor"]
+    report = (p / "reports/report.md").read_text()
+    assert "dcgan-unbalanced" in report and re.search(r"(beats|does not beat) ordinary", report)
+    for figure in ("fid.png", "is.png", "losses.png", "samples.png"):
+        assert (p / "reports" / figure).stat().st_size > 1000
+    # DVC's plots render from the declared files.
+    _sh(["dvc", "plots", "show", "--json"], p, proj.env)
+
+
+def test_every_stage_is_one_mlflow_run_grouped_by_pipeline(project):
+    proj, _ = project
+    client = mlflow.MlflowClient(proj.env["MLFLOW_TRACKING_URI"])
+    experiment = client.get_experiment_by_name("ugan")
+    runs = client.search_runs([experiment.experiment_id])
+    by_name = {r.info.run_name: r for r in runs}
+    assert set(by_name) == {
+        "prepare",
+        "train_classifier",
+        "pretrain_vae",
+        "transfer",
+        "train_gan@dcgan",
+        "train_gan@dcgan-unbalanced",
+        "evaluate@dcgan",
+        "evaluate@dcgan-unbalanced",
+        "report",
+    }
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    assert len({r.data.tags["ugan.pipeline_id"] for r in runs}) == 1
+    assert all(re.fullmatch(r"[0-9a-f]{40}", r.data.tags["mlflow.source.git.commit"]) for r in runs)
+    gan = by_name["train_gan@dcgan-unbalanced"]
+    assert (
+        gan.data.tags["ugan.run_key"] == "dcgan-unbalanced" and gan.data.tags["ugan.init"] == "vae"
+    )
+    assert gan.data.params["gan.optim.lr"] == "0.0002" and gan.data.params["gan.steps"] == "12"
+    assert [m.step for m in client.get_metric_history(gan.info.run_id, "g_loss")][-1] == 12
+    artifacts = {a.path for a in client.list_artifacts(gan.info.run_id)}
+    assert {"samples", "generator", "losses.csv"} <= artifacts
+    evaluation = by_name["evaluate@dcgan"]
+    assert len(client.get_metric_history(evaluation.info.run_id, "fid")) == 3
+
+
+def test_dvc_reruns_only_what_changed(project):
+    proj, _ = project
+    _sh(["git", "add", "-A"], proj.path, proj.env)
+    assert _ran(proj.repro()) == set(), "a second dvc repro must do nothing"
+
+    proj.set_params({"gan": {"optim": {"lr": 0.0003}}})
+    assert _ran(proj.repro()) == {
+        "train_gan@dcgan",
+        "train_gan@dcgan-unbalanced",
+        "evaluate@dcgan",
+        "evaluate@dcgan-unbalanced",
+        "report",
+    }
+
+    proj.set_params({"vae": {"steps": 10}})
+    assert _ran(proj.repro()) == {
+        "pretrain_vae",
+        "transfer",
+        "train_gan@dcgan-unbalanced",
+        "evaluate@dcgan-unbalanced",
+        "report",
+    }

@@ -1,0 +1,59 @@
+import torch
+
+from ugan.config import parse_params
+from ugan.nets import Generator, init_weights
+from ugan.tracking import StageRun
+from ugan.train import RunLayout, build_gan, generator_payload, load_generator, train_gan
+
+
+def _init(arch, seed=0):
+    torch.manual_seed(seed)
+    g = Generator(arch)
+    init_weights(g)
+    return generator_payload(g)
+
+
+def test_same_seed_same_discriminator_init_whatever_the_generator(tiny_arch):
+    params = parse_params({"gan": {"steps": 4, "checkpoint_every": 2}})
+    run = params.run("dcgan")
+    a = build_gan(tiny_arch, run, _init(tiny_arch, 0), 0.02)
+    b = build_gan(tiny_arch, run, _init(tiny_arch, 1), 0.02)
+    for (k, va), vb in zip(
+        a.discriminator.state_dict().items(), b.discriminator.state_dict().values()
+    ):
+        assert torch.equal(va, vb), k
+    assert not torch.equal(a.generator.project[0].weight, b.generator.project[0].weight)
+
+
+def test_train_gan_writes_checkpoints_grids_and_losses(tiny_arch, tiny_data, tmp_path):
+    params = parse_params(
+        {"gan": {"steps": 6, "checkpoint_every": 3, "batch_size": 16, "log_every": 2}}
+    )
+    run = params.run("dcgan-unbalanced")
+    init = _init(tiny_arch)
+    with StageRun(
+        "train_gan", {"gan": run.gan.model_dump()}, run_key="t", log_models=False
+    ) as tracker:
+        summary = train_gan("t", run, tiny_arch, tiny_data, init, tmp_path / "t", tracker)
+    layout = RunLayout(tmp_path / "t")
+    assert summary["checkpoints"] == [3, 6] == layout.checkpoint_steps()
+    assert layout.sample_path(6).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    lines = layout.losses_csv.read_text().splitlines()
+    assert lines[0] == "step,d_loss,g_loss,d_real,d_fake" and len(lines) == 7
+    trained = load_generator(layout.checkpoint_path(6))
+    assert not torch.equal(trained.project[0].weight, init["state_dict"]["project.0.weight"])
+    client = tracker.client
+    history = client.get_metric_history(tracker.run_id, "d_loss")
+    assert [m.step for m in history] == [2, 4, 6]
+    assert client.get_run(tracker.run_id).info.status == "FINISHED"
+
+
+def test_training_is_deterministic_on_cpu(tiny_arch, tiny_data, tmp_path):
+    params = parse_params({"gan": {"steps": 3, "checkpoint_every": 3, "batch_size": 16}})
+    run = params.run("dcgan")
+    outs = []
+    for name in ("a", "b"):
+        with StageRun("train_gan", {}, run_key=name, log_models=False) as tracker:
+            train_gan(name, run, tiny_arch, tiny_data, _init(tiny_arch), tmp_path / name, tracker)
+        outs.append(load_generator(RunLayout(tmp_path / name).checkpoint_path(3)).state_dict())
+    assert all(torch.equal(outs[0][k], outs[1][k]) for k in outs[0])
