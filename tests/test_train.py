@@ -19,7 +19,7 @@ def test_same_seed_same_discriminator_init_whatever_the_generator(tiny_arch):
     a = build_gan(tiny_arch, run, _init(tiny_arch, 0), 0.02)
     b = build_gan(tiny_arch, run, _init(tiny_arch, 1), 0.02)
     for (k, va), vb in zip(
-        a.discriminator.state_dict().items(), b.discriminator.state_dict().values()
+        a.discriminator.state_dict().items(), b.discriminator.state_dict().values(), strict=True
     ):
         assert torch.equal(va, vb), k
     assert not torch.equal(a.generator.project[0].weight, b.generator.project[0].weight)
