@@ -6,6 +6,7 @@ from ugan.checkpoint import atomic_write_json
 from ugan.data.prepared import load_prepared
 from ugan.device import resolve_device
 from ugan.pretrain import pretrain_vae
+from ugan.resume import file_digest
 from ugan.stage import entry_point, params
 from ugan.tracking import StageRun
 
@@ -14,7 +15,8 @@ from ugan.tracking import StageRun
 def main() -> None:
     p = params()
     device = resolve_device(p.device)
-    data = load_prepared("data/prepared/dataset.npz")
+    data_path = "data/prepared/dataset.npz"
+    data = load_prepared(data_path)
     arch = p.model.arch(p.data.image_size, data.shape[0])
     tracked = {"vae": p.vae.model_dump(), "model": p.model.model_dump(), "device": str(device)}
     with StageRun("pretrain_vae", tracked, experiment=p.tracking.experiment) as run:
@@ -27,6 +29,7 @@ def main() -> None:
             run,
             init_std=p.model.init_std,
             device=device,
+            fingerprint={"data": file_digest(data_path)},
         )
         run.log_metrics({k: v for k, v in metrics.items() if k != "steps"})
         atomic_write_json("metrics/vae.json", metrics)

@@ -5,6 +5,7 @@ from pathlib import Path
 from ugan.checkpoint import load_checkpoint
 from ugan.data.prepared import load_prepared
 from ugan.device import resolve_device
+from ugan.resume import file_digest
 from ugan.stage import entry_point, params
 from ugan.tracking import StageRun
 from ugan.train import train_gan
@@ -15,8 +16,9 @@ def main(run_key: str) -> None:
     p = params()
     run = p.run(run_key)
     device = resolve_device(p.device)
-    init = load_checkpoint(f"models/init/{run.init}.pt")
-    data = load_prepared("data/prepared/dataset.npz")
+    init_path, data_path = f"models/init/{run.init}.pt", "data/prepared/dataset.npz"
+    init = load_checkpoint(init_path)
+    data = load_prepared(data_path)
     arch = p.model.arch(p.data.image_size, data.shape[0])
     tracked = {
         "run": p.runs[run_key].model_dump(exclude_none=True),
@@ -42,6 +44,7 @@ def main(run_key: str) -> None:
             tracker,
             init_std=p.model.init_std,
             device=device,
+            fingerprint={"data": file_digest(data_path), "init_file": file_digest(init_path)},
         )
 
 

@@ -34,7 +34,16 @@ def test_train_gan_writes_checkpoints_grids_and_losses(tiny_arch, tiny_data, tmp
     with StageRun(
         "train_gan", {"gan": run.gan.model_dump()}, run_key="t", log_models=False
     ) as tracker:
-        summary = train_gan("t", run, tiny_arch, tiny_data, init, tmp_path / "t", tracker)
+        summary = train_gan(
+            "t",
+            run,
+            tiny_arch,
+            tiny_data,
+            init,
+            tmp_path / "t",
+            tracker,
+            resume_root=tmp_path / "r",
+        )
     layout = RunLayout(tmp_path / "t")
     assert summary["checkpoints"] == [3, 6] == layout.checkpoint_steps()
     assert layout.sample_path(6).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -54,6 +63,15 @@ def test_training_is_deterministic_on_cpu(tiny_arch, tiny_data, tmp_path):
     outs = []
     for name in ("a", "b"):
         with StageRun("train_gan", {}, run_key=name, log_models=False) as tracker:
-            train_gan(name, run, tiny_arch, tiny_data, _init(tiny_arch), tmp_path / name, tracker)
+            train_gan(
+                name,
+                run,
+                tiny_arch,
+                tiny_data,
+                _init(tiny_arch),
+                tmp_path / name,
+                tracker,
+                resume_root=tmp_path / "r",
+            )
         outs.append(load_generator(RunLayout(tmp_path / name).checkpoint_path(3)).state_dict())
     assert all(torch.equal(outs[0][k], outs[1][k]) for k in outs[0])

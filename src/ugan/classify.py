@@ -54,7 +54,7 @@ def train_classifier(
             schedule.step()
             if step % 20 == 0 or step == params.steps:
                 tracker.log_metrics({"train_loss": loss.item()}, step=step)
-                bar.set_postfix(loss=f"{loss.item():.3f}")
+                bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
             bar.update(1)
     metrics = {
         "heldout_accuracy": accuracy(model, *data.heldout, device),

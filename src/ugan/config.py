@@ -91,6 +91,7 @@ class GANParams(Strict):
     checkpoint_every: PositiveInt = 200
     log_every: PositiveInt = 10
     num_sample_images: PositiveInt = 64
+    nonfinite_retries: Annotated[int, Field(ge=0)] = 0  # roll back to the last state and retry
 
     @model_validator(mode="after")
     def _cadence_fits(self) -> GANParams:

@@ -76,7 +76,7 @@ def evaluate_run(
             scores = evaluator(to_uint8(sample(generator, z, params.batch_size)).cpu())
             rows.append({"step": step, **scores})
             tracker.log_metrics(scores, step=step)
-            bar.set_postfix(step=step, fid=f"{scores['fid']:.1f}")
+            bar.set_postfix(step=step, fid=f"{scores['fid']:.1f}", refresh=False)
             bar.update(1)
 
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -15,9 +15,13 @@ from ugan.device import seed_everything
 from ugan.images import save_grid
 from ugan.nets import ArchConfig
 from ugan.progress import progress
+from ugan.resume import RESUME_ROOT, ResumeStore, StopRequest, capture_rng, restore_rng
 from ugan.tracking import StageRun
 from ugan.train import NonFiniteLossError, fixed_noise, sample
 from ugan.vae import VAE, vae_loss
+
+# Params that may change across a resume (extending a run, other logging cadence).
+_FREE = {"steps", "log_every", "sample_every"}
 
 
 def pretrain_vae(
@@ -30,6 +34,8 @@ def pretrain_vae(
     *,
     init_std: float = 0.02,
     device: torch.device | str = "cpu",
+    fingerprint: dict | None = None,
+    resume_root: Path = RESUME_ROOT,
 ) -> dict:
     seed_everything(params.seed)
     vae = VAE(arch, init_std).to(device)
@@ -41,32 +47,77 @@ def pretrain_vae(
     z_fixed = fixed_noise(64, arch.latent_dim, params.seed + 1, device)
     heldout = torch.as_tensor(data.heldout[0][:64])
 
+    store = ResumeStore(
+        "pretrain_vae",
+        {
+            "arch": arch.to_dict(),
+            "init_std": init_std,
+            **params.model_dump(exclude=_FREE),
+            **(fingerprint or {}),
+        },
+        resume_root,
+    )
     window = {"loss": 0.0, "recon": 0.0, "kl": 0.0}
     count = 0
-    with progress(params.steps, "pretrain_vae") as bar:
-        for step in range(1, params.steps + 1):
-            x, _ = batches.next()
-            logits, mu, logvar = vae(x)
-            loss = vae_loss(x, logits, mu, logvar)
-            if not math.isfinite(loss.total.item()):
-                raise NonFiniteLossError(f"pretrain_vae: non-finite loss at step {step}")
-            optim.zero_grad(set_to_none=True)
-            loss.total.backward()
-            optim.step()
-            window["loss"] += loss.total.item()
-            window["recon"] += loss.recon.item()
-            window["kl"] += loss.kl.item()
-            count += 1
-            if step % params.log_every == 0 or step == params.steps:
-                averages = {f"vae_{k}": v / count for k, v in window.items()}
-                tracker.log_metrics(averages, step=step)
-                bar.set_postfix(loss=f"{averages['vae_loss']:.1f}")
-                window = dict.fromkeys(window, 0.0)
-                count = 0
-            if step % params.sample_every == 0 or step == params.steps:
-                path = save_grid(sample(vae.decoder, z_fixed), samples_dir / f"step_{step:06d}.png")
-                tracker.log_artifact(path, "samples")
-            bar.update(1)
+    with store, StopRequest() as stop:
+        state = store.latest()
+        step = state["step"] if state else 0
+        for old in samples_dir.glob("step_*.png"):  # persisted by DVC; stale beyond `step`
+            if int(old.stem.split("_")[1]) > step:
+                old.unlink()
+        if state:
+            vae.load_state_dict(state["vae"])
+            optim.load_state_dict(state["optim"])
+            batches.load_state_dict(state["batches"])
+            restore_rng(state["rng"])
+            tracker.mark_interrupted(state.get("mlflow_run_id"))
+            tracker.set_tags({"ugan.resumed_from_step": step})
+
+        def snapshot() -> dict:
+            return {
+                "vae": vae.state_dict(),
+                "optim": optim.state_dict(),
+                "batches": batches.state_dict(),
+                "rng": capture_rng(),
+                "mlflow_run_id": tracker.run_id or "",
+            }
+
+        with progress(params.steps, "pretrain_vae") as bar:
+            bar.update(step)
+            while step < params.steps:
+                try:
+                    stop.check()
+                except KeyboardInterrupt:
+                    store.save(step, snapshot())
+                    raise
+                x, _ = batches.next()
+                logits, mu, logvar = vae(x)
+                loss = vae_loss(x, logits, mu, logvar)
+                if not math.isfinite(loss.total.item()):
+                    raise NonFiniteLossError(
+                        f"pretrain_vae: non-finite loss at step {step + 1}: "
+                        f"recon={loss.recon.item()}, kl={loss.kl.item()}"
+                    )
+                optim.zero_grad(set_to_none=True)
+                loss.total.backward()
+                optim.step()
+                step += 1
+                window["loss"] += loss.total.item()
+                window["recon"] += loss.recon.item()
+                window["kl"] += loss.kl.item()
+                count += 1
+                if step % params.log_every == 0 or step == params.steps:
+                    averages = {f"vae_{k}": v / count for k, v in window.items()}
+                    tracker.log_metrics(averages, step=step)
+                    bar.set_postfix(loss=f"{averages['vae_loss']:.1f}", refresh=False)
+                    window = dict.fromkeys(window, 0.0)
+                    count = 0
+                if step % params.sample_every == 0 or step == params.steps:
+                    grid = sample(vae.decoder, z_fixed)
+                    path = save_grid(grid, samples_dir / f"step_{step:06d}.png")
+                    tracker.log_artifact(path, "samples")
+                    store.save(step, snapshot())
+                bar.update(1)
 
     # Held-out reconstructions: the honest check that the VAE learned the data.
     with torch.no_grad():
@@ -95,4 +146,5 @@ def pretrain_vae(
             "metrics": metrics,
         },
     )
+    store.clear()  # finished: the next execution starts fresh
     return metrics

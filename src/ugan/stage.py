@@ -11,6 +11,8 @@ from pathlib import Path
 from ugan.checkpoint import CheckpointError
 from ugan.classify import AccuracyTooLow
 from ugan.config import ConfigError, Params, load_params
+from ugan.resume import ResumeMismatchError, RunLockedError
+from ugan.train import NonFiniteLossError
 from ugan.transfer import TransferError
 
 PARAMS_FILE = Path("params.yaml")
@@ -20,6 +22,9 @@ USER_ERRORS = (
     CheckpointError,
     TransferError,
     AccuracyTooLow,
+    ResumeMismatchError,
+    RunLockedError,
+    NonFiniteLossError,
     FileNotFoundError,
     ValueError,
 )

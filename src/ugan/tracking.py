@@ -165,6 +165,18 @@ class StageRun:
             assert self.client is not None and self.run_id is not None
             self.client.set_terminated(self.run_id, RunStatus.to_string(status))
 
+    def mark_interrupted(self, run_id: str | None) -> None:
+        """A run left RUNNING by a killed process is marked KILLED when its work is resumed."""
+        if not run_id or run_id == self.run_id:
+            return
+        try:
+            previous = self.client.get_run(run_id)
+        except Exception:  # deleted or from another store: nothing to mend
+            return
+        if previous.info.status == "RUNNING":
+            self.client.set_terminated(run_id, "KILLED")
+        self.set_tags({"ugan.resumes_run": run_id})
+
     # -- metrics --------------------------------------------------------------------------
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:

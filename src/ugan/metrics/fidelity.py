@@ -318,8 +318,8 @@ class FidelityEvaluator:
         self._check_cache()
 
         n_gen, n_ref = generated.shape[0], self.reference.shape[0]
-        subset = self.kid_subset_size if self.kid_subset_size is not None else (
-            KID_DEFAULT_SUBSET_SIZE
+        subset = (
+            self.kid_subset_size if self.kid_subset_size is not None else (KID_DEFAULT_SUBSET_SIZE)
         )
         subset = min(subset, n_gen, n_ref)
 
