@@ -44,8 +44,9 @@ def blobs(n: int, seed: int, size: int = 28) -> torch.Tensor:
 
 
 def noise(n: int, seed: int) -> torch.Tensor:
-    return torch.randint(0, 256, (n, 1, 28, 28), dtype=torch.uint8,
-                         generator=torch.Generator().manual_seed(seed))
+    return torch.randint(
+        0, 256, (n, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed)
+    )
 
 
 def make_classifier(path, seed: int) -> None:
@@ -111,8 +112,9 @@ def test_extractor_returns_features_in_requested_order(clf_path, reference):
         logits = model(to_float(batch))
         feats = model.features(to_float(batch))
     for order in (["features", "logits"], ["logits", "features"], ["logits"]):
-        ext = ClassifierFeatureExtractor(EXTRACTOR_NAME, order,
-                                         feature_extractor_weights_path=str(clf_path)).eval()
+        ext = ClassifierFeatureExtractor(
+            EXTRACTOR_NAME, order, feature_extractor_weights_path=str(clf_path)
+        ).eval()
         with torch.no_grad():
             out = ext(batch)
         assert isinstance(out, tuple) and len(out) == len(order)
@@ -210,8 +212,9 @@ def test_reference_pass_happens_once(clf_path, reference, tmp_path, counted):
     assert sum(counted) == N + 150  # reference + generated
     files = ev.reference_cache_files
     assert len(files) == 3  # logits, features, FID statistics
-    assert all(ev.reference_sha256[:20] in f.name and ev.classifier_sha256[:20] in f.name
-               for f in files)
+    assert all(
+        ev.reference_sha256[:20] in f.name and ev.classifier_sha256[:20] in f.name for f in files
+    )
     counted.clear()
     ev(gen_b)
     assert sum(counted) == 150  # generated only

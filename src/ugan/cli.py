@@ -74,6 +74,23 @@ def ui(args: argparse.Namespace) -> int:
     return subprocess.call(cmd, env=env)
 
 
+@command("sync", "send tracking data spooled while the MLflow store was unreachable")
+def sync(args: argparse.Namespace) -> int:
+    from mlflow.tracking import MlflowClient
+
+    from ugan.spool import pending, replay
+    from ugan.tracking import prepare_store
+
+    uri = tracking_uri()
+    prepare_store(uri)
+    client = MlflowClient(uri)
+    spools = pending()
+    for spool in spools:
+        print(f"{spool} → run {replay(spool, client)}")
+    print(f"{len(spools)} spooled run(s) sent to {uri}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ugan", description=__doc__)
     parser.add_argument(

@@ -8,12 +8,16 @@ few hundred values instead of one per value).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
+import sqlite3
 import subprocess
 import tempfile
 import time
+import urllib.request
 import uuid
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,7 +26,12 @@ import mlflow
 from mlflow.entities import Metric, Param, RunStatus
 from mlflow.tracking import MlflowClient
 
+from ugan.spool import SPOOL_ROOT, Spool, replay
+
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+# Fail over to the local spool within seconds, not after MLflow's default minutes of retries.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 
 PIPELINE_ENV = "UGAN_PIPELINE_ID"
 FLUSH_EVERY = 500
@@ -92,11 +101,46 @@ def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return flat
 
 
+def _has_schema(path: Path) -> bool:
+    if not path.is_file():
+        return False
+    with sqlite3.connect(path, timeout=30) as connection:
+        found = connection.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='alembic_version'"
+        ).fetchone()
+    return found is not None
+
+
+def prepare_store(uri: str) -> None:
+    """Make the store fit for concurrent stage processes: sqlite in WAL mode (readers never
+    block the writer) with a busy timeout; an HTTP server must answer /health within 5 s."""
+    if uri.startswith("sqlite:///"):
+        path = Path(uri.removeprefix("sqlite:///"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if _has_schema(path):
+            return
+        # A new store: MLflow's schema migration is not safe to run from several processes at
+        # once, so the first stage to get the lock creates it and the others wait.
+        with open(path.with_name(path.name + ".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not _has_schema(path):
+                with sqlite3.connect(path, timeout=30) as connection:
+                    connection.execute("PRAGMA journal_mode=WAL")
+                MlflowClient(uri).search_experiments(max_results=1)  # runs the migrations
+    elif uri.startswith(("http://", "https://")):
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5):
+            pass
+
+
 class StageRun:
     """One MLflow run for one stage execution. Use as a context manager:
 
     with StageRun("train_gan", params, run_key="dcgan") as run:
         run.log_metrics({"d_loss": 0.7}, step=10)
+
+    If the store cannot be reached (at the start or at any point later), the run goes offline:
+    everything is written to a local spool with a warning, work goes on, and the spool is
+    replayed at the end of the stage or by `ugan sync`.
     """
 
     def __init__(
@@ -107,14 +151,17 @@ class StageRun:
         run_key: str | None = None,
         experiment: str = "ugan",
         log_models: bool = True,
+        spool_root: Path = SPOOL_ROOT,
     ):
         self.stage = stage
         self.run_key = run_key
         self.params = params
         self.experiment = experiment
         self.log_models = log_models
+        self.spool_root = spool_root
         self.client: MlflowClient | None = None
         self.run_id: str | None = None
+        self.spool: Spool | None = None
         self._buffer: list[Metric] = []
         self._previous_sigterm: Any = None
 
@@ -122,16 +169,11 @@ class StageRun:
     def name(self) -> str:
         return f"{self.stage}@{self.run_key}" if self.run_key else self.stage
 
-    def __enter__(self) -> StageRun:
-        uri = tracking_uri()
-        mlflow.set_tracking_uri(uri)
-        self.client = MlflowClient(uri)
-        experiment = self.client.get_experiment_by_name(self.experiment)
-        experiment_id = (
-            experiment.experiment_id
-            if experiment is not None
-            else self.client.create_experiment(self.experiment)
-        )
+    @property
+    def offline(self) -> bool:
+        return self.spool is not None
+
+    def _tags(self) -> dict[str, str]:
         tags = {
             "ugan.stage": self.stage,
             "ugan.pipeline_id": pipeline_id(),
@@ -142,11 +184,50 @@ class StageRun:
         commit = git_commit()
         if commit:
             tags["mlflow.source.git.commit"] = commit
+        return tags
+
+    def _start_live(self, uri: str, tags: dict[str, str], params: dict[str, str]) -> None:
+        prepare_store(uri)
+        mlflow.set_tracking_uri(uri)
+        self.client = MlflowClient(uri)
+        experiment = self.client.get_experiment_by_name(self.experiment)
+        experiment_id = (
+            experiment.experiment_id
+            if experiment is not None
+            else self.client.create_experiment(self.experiment)
+        )
         run = self.client.create_run(experiment_id, tags=tags, run_name=self.name)
         self.run_id = run.info.run_id
-        params = [Param(k, v) for k, v in flatten(self.params).items()]
-        for start in range(0, len(params), 100):
-            self.client.log_batch(self.run_id, params=params[start : start + 100])
+        batch = [Param(k, v) for k, v in params.items()]
+        for start in range(0, len(batch), 100):
+            self.client.log_batch(self.run_id, params=batch[start : start + 100])
+
+    def _go_offline(self, error: BaseException, **start: Any) -> None:
+        self.spool = Spool(self.name, self.spool_root)
+        self.spool.write("start", run_id=self.run_id, experiment=self.experiment, **start)
+        warnings.warn(
+            f"MLflow store {tracking_uri()} unreachable ({type(error).__name__}: {error}); "
+            f"training goes on, tracking data kept in {self.spool.dir}",
+            stacklevel=3,
+        )
+
+    def _guarded(self, live, offline) -> None:
+        """Run `live()` against the store; on failure switch to the spool and run `offline()`."""
+        if not self.offline:
+            try:
+                live()
+                return
+            except Exception as error:  # the store went away mid-run
+                self._go_offline(error)
+        offline()
+
+    def __enter__(self) -> StageRun:
+        tags, params = self._tags(), flatten(self.params)
+        try:
+            self._start_live(tracking_uri(), tags, params)
+        except Exception as error:
+            self.run_id = None
+            self._go_offline(error, tags=tags, params=params)
         # SIGTERM (dvc/CI cancelling us) unwinds like Ctrl-C, so the run is marked KILLED.
         self._previous_sigterm = signal.signal(signal.SIGTERM, signal.default_int_handler)
         return self
@@ -154,20 +235,35 @@ class StageRun:
     def __exit__(self, exc_type, exc, tb) -> None:
         signal.signal(signal.SIGTERM, self._previous_sigterm or signal.SIG_DFL)
         if exc_type is None:
-            status = RunStatus.FINISHED
+            status = RunStatus.to_string(RunStatus.FINISHED)
         elif issubclass(exc_type, KeyboardInterrupt):
-            status = RunStatus.KILLED
+            status = RunStatus.to_string(RunStatus.KILLED)
         else:
-            status = RunStatus.FAILED
+            status = RunStatus.to_string(RunStatus.FAILED)
+        self.flush()
+        self._guarded(
+            lambda: self.client.set_terminated(self.run_id, status),
+            lambda: self.spool.write("end", status=status),
+        )
+        if self.offline:
+            self._replay_spool()
+
+    def _replay_spool(self) -> None:
+        self.spool.close()
         try:
-            self.flush()
-        finally:
-            assert self.client is not None and self.run_id is not None
-            self.client.set_terminated(self.run_id, RunStatus.to_string(status))
+            uri = tracking_uri()
+            prepare_store(uri)
+            self.run_id = replay(self.spool.dir, MlflowClient(uri))
+        except Exception as error:
+            warnings.warn(
+                f"MLflow store still unreachable ({type(error).__name__}); tracking data stays "
+                f"in {self.spool.dir}: run `ugan sync` when the store is back",
+                stacklevel=3,
+            )
 
     def mark_interrupted(self, run_id: str | None) -> None:
         """A run left RUNNING by a killed process is marked KILLED when its work is resumed."""
-        if not run_id or run_id == self.run_id:
+        if not run_id or run_id == self.run_id or self.offline:
             return
         try:
             previous = self.client.get_run(run_id)
@@ -189,19 +285,33 @@ class StageRun:
     def flush(self) -> None:
         while self._buffer:
             batch, self._buffer = self._buffer[:1000], self._buffer[1000:]
-            self.client.log_batch(self.run_id, metrics=batch)
+            self._guarded(
+                lambda batch=batch: self.client.log_batch(self.run_id, metrics=batch),
+                lambda batch=batch: self.spool.write(
+                    "metrics", metrics=[[m.key, m.value, m.timestamp, m.step] for m in batch]
+                ),
+            )
 
     # -- artifacts ------------------------------------------------------------------------
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
-        for key, value in tags.items():
-            self.client.set_tag(self.run_id, key, str(value))
+        tags = {key: str(value) for key, value in tags.items()}
+        self._guarded(
+            lambda: [self.client.set_tag(self.run_id, k, v) for k, v in tags.items()],
+            lambda: self.spool.write("tags", tags=tags),
+        )
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
-        self.client.log_artifact(self.run_id, str(path), artifact_path)
+        self._guarded(
+            lambda: self.client.log_artifact(self.run_id, str(path), artifact_path),
+            lambda: self.spool.add_artifact(path, artifact_path),
+        )
 
     def log_artifacts(self, folder: str | Path, artifact_path: str | None = None) -> None:
-        self.client.log_artifacts(self.run_id, str(folder), artifact_path)
+        self._guarded(
+            lambda: self.client.log_artifacts(self.run_id, str(folder), artifact_path),
+            lambda: self.spool.add_artifact(folder, artifact_path),
+        )
 
     def log_torch_model(self, model, name: str, input_example) -> None:
         """Log an nn.Module as an MLflow pytorch model under artifact path `name`.
