@@ -116,7 +116,8 @@ def test_full_pipeline_runs_every_stage_and_writes_the_report(project):
             "step_000012.png",
         ]
         fidelity = (p / f"evaluation/{key}/fidelity.csv").read_text().splitlines()
-        assert fidelity[0] == "step,fid,isc_mean,isc_std,kid_mean,kid_std" and len(fidelity) == 4
+        assert fidelity[0].startswith("step,fid,isc_mean,isc_std,kid_mean,kid_std,diversity_ratio")
+        assert len(fidelity) == 4
         metrics = json.loads((p / f"evaluation/{key}/metrics.json").read_text())
         assert metrics["losses"]["d_loss_std"] >= 0 and "fid" in metrics["floor"]
     report = (p / "reports/report.md").read_text()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import warnings
 from pathlib import Path
 
 import torch
@@ -12,13 +13,23 @@ import torch
 from ugan.checkpoint import atomic_write_json, atomic_write_text
 from ugan.config import EvalParams, ResolvedRun
 from ugan.data.prepared import PreparedData, to_uint8
+from ugan.metrics.collapse import collapse_metrics
 from ugan.metrics.fidelity import FidelityEvaluator, floor_metrics
 from ugan.metrics.stability import summarize_losses
 from ugan.progress import progress
 from ugan.tracking import StageRun
 from ugan.train import RunLayout, fixed_noise, load_generator, sample
 
-FIDELITY_COLUMNS = ("step", "fid", "isc_mean", "isc_std", "kid_mean", "kid_std")
+FIDELITY_COLUMNS = (
+    "step",
+    "fid",
+    "isc_mean",
+    "isc_std",
+    "kid_mean",
+    "kid_std",
+    "diversity_ratio",
+    "collapsed",
+)
 CACHE_DIR = Path(".ugan/cache/fidelity")
 
 
@@ -73,7 +84,14 @@ def evaluate_run(
         for step in steps:
             generator = load_generator(layout.checkpoint_path(step), device)
             z = fixed_noise(num_samples, generator.cfg.latent_dim, params.seed, device)
-            scores = evaluator(to_uint8(sample(generator, z, params.batch_size)).cpu())
+            generated = to_uint8(sample(generator, z, params.batch_size)).cpu()
+            scores = {**evaluator(generated), **collapse_metrics(generated, heldout, params.seed)}
+            if scores["collapsed"]:
+                warnings.warn(
+                    f"{run_key} step {step}: generator looks collapsed (spread "
+                    f"{scores['diversity_ratio']:.2f} of the real data's)",
+                    stacklevel=1,
+                )
             rows.append({"step": step, **scores})
             tracker.log_metrics(scores, step=step)
             bar.set_postfix(step=step, fid=f"{scores['fid']:.1f}", refresh=False)
@@ -89,7 +107,10 @@ def evaluate_run(
         "loss": run.gan.loss,
         "method": "gan",
         "num_samples": num_samples,
-        "final": {k: rows[-1][k] for k in ("step", "fid", "isc_mean", "kid_mean")},
+        "final": {
+            k: rows[-1][k] for k in ("step", "fid", "isc_mean", "kid_mean", "diversity_ratio")
+        },
+        "collapsed_checkpoints": [r["step"] for r in rows if r["collapsed"]],
         "best_fid": best["fid"],
         "best_fid_step": best["step"],
         "losses": losses,
