@@ -10,8 +10,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import mlflow
@@ -182,3 +184,49 @@ def test_dvc_reruns_only_what_changed(project):
         "evaluate@dcgan-unbalanced",
         "report",
     }
+
+
+def test_bad_params_stop_before_any_work_and_leave_dvc_lock_unchanged(project):
+    proj, _ = project
+    lock_before = (proj.path / "dvc.lock").read_text()
+    proj.set_params({"gan": {"loss": "vanilla", "steps": 14}})
+    result = subprocess.run(
+        ["dvc", "repro"], cwd=proj.path, env=proj.env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode != 0
+    assert (
+        "gan.loss: got 'vanilla', allowed values are 'ns', 'lsgan' or 'wgan'"
+        in result.stderr + result.stdout
+    )
+    assert (proj.path / "dvc.lock").read_text() == lock_before
+    proj.set_params({"gan": {"loss": "ns", "steps": 12}})
+
+
+def test_sigterm_records_nothing_as_done_and_the_rerun_resumes(project):
+    proj, _ = project
+    lock_before = (proj.path / "dvc.lock").read_text()
+    proj.set_params({"gan": {"steps": 400}})
+    proc = subprocess.Popen(
+        ["dvc", "repro", "train_gan@dcgan"],
+        cwd=proj.path,
+        env=proj.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    states = proj.path / ".ugan/resume/train_gan/dcgan"
+    deadline = time.time() + 240
+    while not list(states.glob("state_*.pt")):
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()[0][-3000:]
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGTERM)  # as a CI cancel does: dvc and its stage together
+    output = proc.communicate(timeout=120)[0]
+    assert proc.returncode != 0, output[-2000:]
+    assert (proj.path / "dvc.lock").read_text() == lock_before
+    assert list(states.glob("state_*.pt")), "the stopped stage must leave its resume state"
+
+    rerun = _sh(["dvc", "repro", "train_gan@dcgan"], proj.path, proj.env)
+    assert "resuming dcgan from step" in rerun
+    assert "steps: 400" in (proj.path / "dvc.lock").read_text()
+    assert not list(states.glob("state_*.pt")), "a finished run clears its resume state"
