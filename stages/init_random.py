@@ -6,8 +6,8 @@ import torch
 from ugan.checkpoint import save_checkpoint
 from ugan.data.prepared import load_prepared
 from ugan.nets import Generator, init_weights
+from ugan.nets.registry import generator_payload
 from ugan.stage import entry_point, params
-from ugan.train import generator_payload
 
 
 @entry_point

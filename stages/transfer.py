@@ -2,9 +2,9 @@
 
 from ugan.checkpoint import atomic_write_json, load_checkpoint, save_checkpoint
 from ugan.nets import ArchConfig, Generator
+from ugan.nets.registry import generator_payload
 from ugan.stage import entry_point, params
 from ugan.tracking import StageRun
-from ugan.train import generator_payload
 from ugan.transfer import TransferError, max_output_difference, transfer_decoder
 
 

@@ -23,7 +23,7 @@ def test_project_params_are_valid():
         ({"gan": {"steps": "many"}}, r"gan\.steps: .*valid integer"),
         (
             {"gan": {"loss": "vanilla"}},
-            r"gan\.loss: got 'vanilla', allowed values are 'ns', 'lsgan'",
+            r"gan\.loss: got 'vanilla', allowed values are 'ns', 'lsgan', 'wgan', 'wgan-gp'",
         ),
         ({"data": {"image_size": 48}}, r"data\.image_size: got 48, allowed values are 28, 32"),
         ({"runs": {"x": {"init": "vae", "lr": 1}}}, r"runs\.x\.lr: unknown key; allowed keys are"),

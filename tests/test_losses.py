@@ -24,7 +24,32 @@ def test_lsgan_and_wgan_against_hand_values():
     assert w.clip_weights and not ls.clip_weights
 
 
+def test_hinge_against_hand_values():
+    real, fake = torch.tensor([0.5, 2.0]), torch.tensor([-2.0, 0.0])
+    hinge = get_loss("hinge")
+    assert hinge.d_loss(real, fake).item() == pytest.approx((0.5 + 0.0) / 2 + (0.0 + 1.0) / 2)
+    assert hinge.g_loss(fake).item() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("name", ["wgan-gp", "dragan"])
+def test_gradient_penalties_for_a_linear_critic(name):
+    # D(x) = w·x has gradient w everywhere, so the penalty is (‖w‖ − 1)² at any point.
+    w = torch.tensor([3.0, 4.0])
+    critic = lambda x: x.flatten(1) @ w  # noqa: E731
+    real, fake = torch.randn(8, 2), torch.randn(8, 2)
+    assert get_loss(name).penalty(critic, real, fake).item() == pytest.approx((5.0 - 1.0) ** 2)
+
+
+def test_penalty_reaches_the_discriminator_parameters():
+    d = torch.nn.Linear(4, 1)
+    penalty = get_loss("wgan-gp").penalty(
+        lambda x: d(x).squeeze(1), torch.randn(6, 4), torch.randn(6, 4)
+    )
+    penalty.backward()
+    assert d.weight.grad is not None and d.weight.grad.abs().sum() > 0
+
+
 def test_unknown_loss_lists_valid_ones():
-    with pytest.raises(ValueError, match=r"valid losses are \['lsgan', 'ns', 'wgan'\]"):
+    with pytest.raises(ValueError, match=r"valid losses are \['dragan', 'hinge', 'lsgan', 'ns'"):
         get_loss("vanilla")
-    assert set(LOSSES) == {"ns", "lsgan", "wgan"}
+    assert set(LOSSES) == {"ns", "lsgan", "wgan", "wgan-gp", "dragan", "hinge"}

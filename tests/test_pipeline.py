@@ -195,7 +195,7 @@ def test_bad_params_stop_before_any_work_and_leave_dvc_lock_unchanged(project):
     )
     assert result.returncode != 0
     assert (
-        "gan.loss: got 'vanilla', allowed values are 'ns', 'lsgan' or 'wgan'"
+        "gan.loss: got 'vanilla', allowed values are 'ns', 'lsgan', 'wgan', 'wgan-gp', 'dragan' or"
         in result.stderr + result.stdout
     )
     assert (proj.path / "dvc.lock").read_text() == lock_before

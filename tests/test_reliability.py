@@ -17,10 +17,11 @@ import torch
 from ugan.config import parse_params
 from ugan.methods import GANMethod
 from ugan.nets import Generator, init_weights
+from ugan.nets.registry import generator_payload, load_generator
 from ugan.resume import ResumeMismatchError, ResumeStore, RunLockedError
 from ugan.spool import pending
 from ugan.tracking import StageRun
-from ugan.train import NonFiniteLossError, RunLayout, generator_payload, load_generator, train_gan
+from ugan.train import NonFiniteLossError, RunLayout, train_gan
 
 TRAINER = Path(__file__).parent / "faults" / "tiny_trainer.py"
 

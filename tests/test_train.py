@@ -2,8 +2,9 @@ import torch
 
 from ugan.config import parse_params
 from ugan.nets import Generator, init_weights
+from ugan.nets.registry import generator_payload, load_generator
 from ugan.tracking import StageRun
-from ugan.train import RunLayout, build_gan, generator_payload, load_generator, train_gan
+from ugan.train import RunLayout, build_method, train_gan
 
 
 def _init(arch, seed=0):
@@ -16,8 +17,8 @@ def _init(arch, seed=0):
 def test_same_seed_same_discriminator_init_whatever_the_generator(tiny_arch):
     params = parse_params({"gan": {"steps": 4, "checkpoint_every": 2}})
     run = params.run("dcgan")
-    a = build_gan(tiny_arch, run, _init(tiny_arch, 0), 0.02)
-    b = build_gan(tiny_arch, run, _init(tiny_arch, 1), 0.02)
+    a = build_method(tiny_arch, run, _init(tiny_arch, 0), 0.02)
+    b = build_method(tiny_arch, run, _init(tiny_arch, 1), 0.02)
     for (k, va), vb in zip(
         a.discriminator.state_dict().items(), b.discriminator.state_dict().values(), strict=True
     ):
@@ -75,3 +76,12 @@ def test_training_is_deterministic_on_cpu(tiny_arch, tiny_data, tmp_path):
             )
         outs.append(load_generator(RunLayout(tmp_path / name).checkpoint_path(3)).state_dict())
     assert all(torch.equal(outs[0][k], outs[1][k]) for k in outs[0])
+
+
+def test_method_names_in_config_match_the_registry():
+    from typing import get_args
+
+    from ugan.config import MethodName
+    from ugan.methods import METHODS
+
+    assert set(get_args(MethodName)) == set(METHODS)

@@ -22,6 +22,10 @@ Probability = Annotated[float, Field(ge=0.0, lt=1.0)]
 RUN_KEY = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
 
+# The methods a run can use (src/ugan/methods/); a test checks it matches the registry.
+MethodName = Literal["gan"]
+
+
 class ConfigError(ValueError):
     """Params failed validation; the message names every offending key."""
 
@@ -84,9 +88,11 @@ class GANParams(Strict):
     steps: PositiveInt = 1200
     batch_size: PositiveInt = 64
     optim: OptimParams = OptimParams()
+    method: MethodName = "gan"
     loss: LossName = "ns"
     n_critic: PositiveInt = 1
     clip_value: Annotated[float, Field(gt=0.0)] = 0.01
+    gp_weight: Annotated[float, Field(ge=0.0)] = 10.0  # λ of wgan-gp / dragan penalties
     seed: int = 0
     checkpoint_every: PositiveInt = 200
     log_every: PositiveInt = 10
@@ -107,11 +113,13 @@ class RunParams(Strict):
     """One entry of `runs:`: the init and any `gan` field to override for this run."""
 
     init: Literal["random", "vae"]
+    method: MethodName | None = None
     loss: LossName | None = None
     steps: PositiveInt | None = None
     batch_size: PositiveInt | None = None
     n_critic: PositiveInt | None = None
     clip_value: Annotated[float, Field(gt=0.0)] | None = None
+    gp_weight: Annotated[float, Field(ge=0.0)] | None = None
     seed: int | None = None
     checkpoint_every: PositiveInt | None = None
     optim: OptimParams | None = None

@@ -16,9 +16,10 @@ from ugan.data.prepared import PreparedData, to_uint8
 from ugan.metrics.collapse import collapse_metrics
 from ugan.metrics.fidelity import FidelityEvaluator, floor_metrics
 from ugan.metrics.stability import summarize_losses
+from ugan.nets.registry import load_generator, noise, sample
 from ugan.progress import progress
 from ugan.tracking import StageRun
-from ugan.train import RunLayout, fixed_noise, load_generator, sample
+from ugan.train import RunLayout
 
 FIDELITY_COLUMNS = (
     "step",
@@ -83,7 +84,13 @@ def evaluate_run(
     with progress(len(steps), f"evaluate@{run_key}", unit="ckpt") as bar:
         for step in steps:
             generator = load_generator(layout.checkpoint_path(step), device)
-            z = fixed_noise(num_samples, generator.cfg.latent_dim, params.seed, device)
+            z = noise(
+                num_samples,
+                generator.cfg.latent_dim,
+                generator.prior,
+                seed=params.seed,
+                device=device,
+            )
             generated = to_uint8(sample(generator, z, params.batch_size)).cpu()
             scores = {**evaluator(generated), **collapse_metrics(generated, heldout, params.seed)}
             if scores["collapsed"]:

@@ -13,7 +13,12 @@ from typing import Literal, get_args
 import torch
 import torch.nn.functional as F
 
-LossName = Literal["ns", "lsgan", "wgan"]
+LossName = Literal["ns", "lsgan", "wgan", "wgan-gp", "dragan", "hinge"]
+
+# penalty(discriminator, real, fake) → a scalar the discriminator also minimises (× gp_weight)
+Penalty = Callable[
+    [Callable[[torch.Tensor], torch.Tensor], torch.Tensor, torch.Tensor], torch.Tensor
+]
 
 
 @dataclass(frozen=True)
@@ -22,6 +27,7 @@ class GANLoss:
     d_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     g_loss: Callable[[torch.Tensor], torch.Tensor]
     clip_weights: bool = False  # WGAN's Lipschitz constraint by weight clipping
+    penalty: Penalty | None = None
 
 
 def ns_d_loss(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
@@ -54,10 +60,46 @@ def wgan_g_loss(fake: torch.Tensor) -> torch.Tensor:
     return -fake.mean()
 
 
+def hinge_d_loss(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """E[max(0, 1 − D(x))] + E[max(0, 1 + D(G(z)))]."""
+    return F.relu(1.0 - real).mean() + F.relu(1.0 + fake).mean()
+
+
+def hinge_g_loss(fake: torch.Tensor) -> torch.Tensor:
+    return -fake.mean()
+
+
+def _gradient_norm_penalty(discriminator, points: torch.Tensor) -> torch.Tensor:
+    """E[(‖∇ₓ D(x̂)‖₂ − 1)²] at `points`; differentiable w.r.t. D's parameters."""
+    points = points.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(discriminator(points).sum(), points, create_graph=True)
+    return ((grad.flatten(1).norm(2, dim=1) - 1.0) ** 2).mean()
+
+
+def _per_sample(like: torch.Tensor) -> tuple[int, ...]:
+    return (like.shape[0],) + (1,) * (like.dim() - 1)
+
+
+def wgan_gp_penalty(discriminator, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """Gulrajani et al.: on random interpolates between real and generated samples."""
+    eps = torch.rand(_per_sample(real), device=real.device)
+    return _gradient_norm_penalty(discriminator, eps * real + (1 - eps) * fake)
+
+
+def dragan_penalty(discriminator, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """Kodali et al.: around the data, x̂ = x + α·(0.5·std(x)·u), α, u ~ U[0, 1]."""
+    perturbed = real + 0.5 * real.std() * torch.rand_like(real)
+    alpha = torch.rand(_per_sample(real), device=real.device)
+    return _gradient_norm_penalty(discriminator, real + alpha * (perturbed - real))
+
+
 LOSSES: dict[str, GANLoss] = {
     "ns": GANLoss("ns", ns_d_loss, ns_g_loss),
     "lsgan": GANLoss("lsgan", lsgan_d_loss, lsgan_g_loss),
     "wgan": GANLoss("wgan", wgan_d_loss, wgan_g_loss, clip_weights=True),
+    "wgan-gp": GANLoss("wgan-gp", wgan_d_loss, wgan_g_loss, penalty=wgan_gp_penalty),
+    "dragan": GANLoss("dragan", ns_d_loss, ns_g_loss, penalty=dragan_penalty),
+    "hinge": GANLoss("hinge", hinge_d_loss, hinge_g_loss),
 }
 assert set(LOSSES) == set(get_args(LossName)), "LossName and LOSSES must list the same names"
 

@@ -14,10 +14,11 @@ from ugan.data.prepared import PreparedData
 from ugan.device import seed_everything
 from ugan.images import save_grid
 from ugan.nets import ArchConfig
+from ugan.nets.registry import noise, sample
 from ugan.progress import progress
 from ugan.resume import RESUME_ROOT, ResumeStore, StopRequest, capture_rng, restore_rng
 from ugan.tracking import StageRun
-from ugan.train import NonFiniteLossError, fixed_noise, sample
+from ugan.train import NonFiniteLossError
 from ugan.vae import VAE, vae_loss
 
 # Params that may change across a resume (extending a run, other logging cadence).
@@ -44,7 +45,7 @@ def pretrain_vae(
     )
     images, labels = data.train
     batches = InfiniteBatches(images, labels, params.batch_size, seed=params.seed, device=device)
-    z_fixed = fixed_noise(64, arch.latent_dim, params.seed + 1, device)
+    z_fixed = noise(64, arch.latent_dim, seed=params.seed + 1, device=device)
     heldout = torch.as_tensor(data.heldout[0][:64])
 
     store = ResumeStore(

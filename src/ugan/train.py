@@ -1,5 +1,6 @@
-"""The GAN training loop: steps, n_critic (inside the method), checkpoint and sample cadence,
-per-step losses to CSV and MLflow, and a guard against non-finite losses."""
+"""The training loop shared by every method: steps, checkpoint and sample cadence, per-step
+losses to CSV and MLflow, resume, clean stops, and a guard against non-finite losses.
+What one step does (D / G updates, n_critic, penalties) belongs to the method."""
 
 from __future__ import annotations
 
@@ -13,20 +14,17 @@ from pathlib import Path
 
 import torch
 
-from ugan.checkpoint import atomic_write_json, atomic_write_text, load_checkpoint, save_checkpoint
+from ugan.checkpoint import atomic_write_json, atomic_write_text, save_checkpoint
 from ugan.config import ResolvedRun
 from ugan.data.batches import InfiniteBatches
 from ugan.data.prepared import PreparedData
-from ugan.device import seed_everything
 from ugan.images import save_grid
-from ugan.losses import get_loss
-from ugan.methods import GANMethod
-from ugan.nets import ArchConfig, Discriminator, Generator, init_weights
+from ugan.methods import get_method
+from ugan.nets import ArchConfig
+from ugan.nets.registry import generator_payload, noise, sample
 from ugan.progress import progress
 from ugan.resume import RESUME_ROOT, ResumeStore, StopRequest, capture_rng, restore_rng
 from ugan.tracking import StageRun
-
-LOSS_COLUMNS = ("d_loss", "g_loss", "d_real", "d_fake")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -75,46 +73,16 @@ class RunLayout:
         )
 
 
-def generator_payload(generator: Generator, **extra) -> dict:
-    """What a generator file holds: weights plus the config that rebuilds the net."""
-    return {"state_dict": generator.state_dict(), "arch": generator.cfg.to_dict(), **extra}
-
-
-def load_generator(path: str | Path, device: str | torch.device = "cpu") -> Generator:
-    payload = load_checkpoint(path, map_location=device)
-    generator = Generator(ArchConfig(**payload["arch"]))
-    generator.load_state_dict(payload["state_dict"])
-    return generator.to(device)
-
-
-@torch.no_grad()
-def sample(generator: Generator, z: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
-    """G(z) with batch statistics, as in training (a GAN generator's BN running averages lag
-    far behind its weights; pytorch/examples' DCGAN samples the same way). Restores the mode."""
-    was_training = generator.training
-    generator.train()
-    try:
-        return torch.cat([generator(chunk) for chunk in z.split(batch_size)])
-    finally:
-        generator.train(was_training)
-
-
-def fixed_noise(count: int, latent_dim: int, seed: int, device: torch.device | str) -> torch.Tensor:
-    return torch.randn(count, latent_dim, generator=torch.Generator().manual_seed(seed)).to(device)
-
-
 def _write_losses(path: Path, rows: list[dict]) -> None:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=("step", *LOSS_COLUMNS), lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(path, buffer.getvalue())
 
 
-def build_gan(
-    arch: ArchConfig, run: ResolvedRun, generator_init: dict, init_std: float
-) -> GANMethod:
-    """Discriminator first, from the run's seed, so runs that share a seed share D's init."""
+def build_method(arch: ArchConfig, run: ResolvedRun, generator_init: dict, init_std: float):
+    """The run's method from the registry, its generator loaded from `generator_init`."""
     if generator_init.get("arch") != arch.to_dict():
         differences = {
             key: (generator_init.get("arch", {}).get(key), value)
@@ -125,21 +93,7 @@ def build_gan(
             f"the generator init was built for another architecture; (init, params) differ at "
             f"{differences}: rerun the stage that wrote it"
         )
-    seed_everything(run.gan.seed)
-    discriminator = Discriminator(arch)
-    init_weights(discriminator, init_std)
-    generator = Generator(arch)
-    generator.load_state_dict(generator_init["state_dict"])
-    optim = run.gan.optim
-    return GANMethod(
-        generator,
-        discriminator,
-        get_loss(run.gan.loss),
-        lr=optim.lr,
-        betas=(optim.beta1, optim.beta2),
-        n_critic=run.gan.n_critic,
-        clip_value=run.gan.clip_value,
-    )
+    return get_method(run.gan.method).build(arch, run, generator_init, init_std)
 
 
 def resume_fingerprint(run_key: str, run: ResolvedRun, arch: ArchConfig, extra: dict) -> dict:
@@ -147,36 +101,29 @@ def resume_fingerprint(run_key: str, run: ResolvedRun, arch: ArchConfig, extra: 
     extending a run is a legitimate resume."""
     free = {"steps", "checkpoint_every", "log_every", "num_sample_images", "nonfinite_retries"}
     gan = {k: v for k, v in run.gan.model_dump().items() if k not in free}
-    return {
-        "method": "gan",
-        "run": run_key,
-        "init": run.init,
-        "arch": arch.to_dict(),
-        **gan,
-        **extra,
-    }
+    return {"run": run_key, "init": run.init, "arch": arch.to_dict(), **gan, **extra}
 
 
-def _snapshot(method: GANMethod, batches: InfiniteBatches, rows: list[dict], run_id) -> dict:
+def _snapshot(method, batches: InfiniteBatches, rows: list[dict], run_id) -> dict:
+    columns = list(rows[0]) if rows else []
     return {
         "method": method.state_dict(),
         "batches": batches.state_dict(),
         "rng": capture_rng(),
-        "losses": torch.tensor([[float(r[c]) for c in ("step", *LOSS_COLUMNS)] for r in rows]),
+        "loss_columns": columns,
+        "losses": torch.tensor([[float(r[c]) for c in columns] for r in rows], dtype=torch.float64),
         "mlflow_run_id": run_id or "",
     }
 
 
-def _restore(method: GANMethod, batches: InfiniteBatches, state: dict) -> list[dict]:
+def _restore(method, batches: InfiniteBatches, state: dict) -> list[dict]:
     method.load_state_dict(state["method"])
     batches.load_state_dict(state["batches"])
     restore_rng(state["rng"])
+    columns = state["loss_columns"]
     return [
-        {
-            "step": int(row[0]),
-            **{c: f"{v:.6g}" for c, v in zip(LOSS_COLUMNS, row[1:].tolist(), strict=True)},
-        }
-        for row in state["losses"]
+        {"step": int(row[0]), **{c: f"{v:.6g}" for c, v in zip(columns[1:], row[1:], strict=True)}}
+        for row in state["losses"].tolist()
     ]
 
 
@@ -196,17 +143,22 @@ def train_gan(
 ) -> dict:
     cfg = run.gan
     layout = RunLayout(Path(out_dir))
-    method = build_gan(arch, run, generator_init, init_std)
-    method.generator.to(device)
-    method.discriminator.to(device)
+    method = build_method(arch, run, generator_init, init_std)
+    method.to(device)
     images, labels = data.train
     batches = InfiniteBatches(images, labels, cfg.batch_size, seed=cfg.seed, device=device)
-    z_fixed = fixed_noise(cfg.num_sample_images, arch.latent_dim, cfg.seed + 1, device)
+    z_fixed = noise(
+        cfg.num_sample_images, arch.latent_dim, method.prior, seed=cfg.seed + 1, device=device
+    )
     store = ResumeStore(
         f"train_gan/{run_key}",
         resume_fingerprint(run_key, run, arch, fingerprint or {}),
         resume_root,
     )
+
+    def save_generator(step: int) -> None:
+        payload = generator_payload(method.generator, method.prior, step=step)
+        save_checkpoint(layout.checkpoint_path(step), payload)
 
     with store, StopRequest() as stop:
         state = store.latest()
@@ -218,7 +170,7 @@ def train_gan(
             tracker.set_tags({"ugan.resumed_from_step": step})
             print(f"resuming {run_key} from step {step}", file=sys.stderr)
         retries_left = cfg.nonfinite_retries
-        window: dict[str, list[float]] = {k: [] for k in LOSS_COLUMNS}
+        window: dict[str, list[float]] = {}
         with progress(cfg.steps, f"train_gan@{run_key}") as bar:
             bar.update(step)
             while step < cfg.steps:
@@ -236,36 +188,30 @@ def train_gan(
                     if previous is None:
                         raise NonFiniteLossError(message)
                     retries_left -= 1
+                    attempt = cfg.nonfinite_retries - retries_left
                     rows = _restore(method, batches, previous)
                     step = previous["step"]
                     # Same state, other noise: a deterministic replay would hit the same NaN.
-                    torch.manual_seed(cfg.seed + 7919 * (cfg.nonfinite_retries - retries_left))
+                    torch.manual_seed(cfg.seed + 7919 * attempt)
                     warnings.warn(
                         f"{message}; rolled back to step {step}, {retries_left} retries left",
                         stacklevel=1,
                     )
-                    tracker.log_metrics(
-                        {"nonfinite_rollbacks": cfg.nonfinite_retries - retries_left}, step=step
-                    )
+                    tracker.log_metrics({"nonfinite_rollbacks": attempt}, step=step)
                     bar.reset(cfg.steps)
                     bar.update(step)
                     continue
                 step += 1
-                rows.append({"step": step, **{k: f"{losses[k]:.6g}" for k in LOSS_COLUMNS}})
-                for key in LOSS_COLUMNS:
-                    window[key].append(losses[key])
+                rows.append({"step": step, **{k: f"{v:.6g}" for k, v in losses.items()}})
+                for key, value in losses.items():
+                    window.setdefault(key, []).append(value)
                 if step % cfg.log_every == 0 or step == cfg.steps:
-                    tracker.log_metrics(
-                        {k: sum(v) / len(v) for k, v in window.items() if v}, step=step
-                    )
-                    window = {k: [] for k in LOSS_COLUMNS}
-                    bar.set_postfix(
-                        d=f"{losses['d_loss']:.3f}", g=f"{losses['g_loss']:.3f}", refresh=False
-                    )
+                    tracker.log_metrics({k: sum(v) / len(v) for k, v in window.items()}, step=step)
+                    window = {}
+                    shown = {k: f"{losses[k]:.3f}" for k in ("d_loss", "g_loss") if k in losses}
+                    bar.set_postfix(shown, refresh=False)
                 if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                    save_checkpoint(
-                        layout.checkpoint_path(step), generator_payload(method.generator, step=step)
-                    )
+                    save_generator(step)
                     grid = save_grid(sample(method.generator, z_fixed), layout.sample_path(step))
                     tracker.log_artifact(grid, "samples")
                     _write_losses(layout.losses_csv, rows)
@@ -276,6 +222,7 @@ def train_gan(
     g = [float(r["g_loss"]) for r in rows]
     summary = {
         "run": run_key,
+        "method": cfg.method,
         "init": run.init,
         "loss": cfg.loss,
         "steps": cfg.steps,
@@ -285,10 +232,7 @@ def train_gan(
     }
     atomic_write_json(layout.summary, summary)
     tracker.log_artifact(layout.losses_csv)
-    tracker.log_torch_model(
-        method.generator,
-        "generator",
-        input_example=fixed_noise(2, arch.latent_dim, 0, "cpu").numpy(),
-    )
+    example = noise(2, arch.latent_dim, method.prior, seed=0).numpy()
+    tracker.log_torch_model(method.generator, "generator", input_example=example)
     store.clear()  # finished: the next execution of this stage starts fresh
     return summary

@@ -9,7 +9,16 @@ import torch
 
 
 class Method(Protocol):
+    """What the training loop needs from a method. `build` makes one from the run's params and
+    the generator init file's payload; `train_step` returns at least `d_loss` and `g_loss`."""
+
     generator: torch.nn.Module
+    prior: str  # "normal" | "uniform": the latent distribution the generator expects
+
+    @classmethod
+    def build(cls, arch, run, generator_init: dict, init_std: float) -> Method: ...
+
+    def to(self, device) -> Method: ...
 
     def train_step(
         self, next_batch: Callable[[], tuple[torch.Tensor, torch.Tensor]]

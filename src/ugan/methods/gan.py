@@ -6,13 +6,37 @@ from collections.abc import Callable
 
 import torch
 
-from ugan.losses import GANLoss
+from ugan.device import seed_everything
+from ugan.losses import GANLoss, get_loss
 from ugan.methods.base import register
-from ugan.nets import Discriminator, Generator
+from ugan.nets import ArchConfig, Discriminator, Generator, init_weights
 
 
 @register("gan")
 class GANMethod:
+    prior = "normal"
+
+    @classmethod
+    def build(cls, arch: ArchConfig, run, generator_init: dict, init_std: float) -> GANMethod:
+        """Discriminator first, from the run's seed, so runs that share a seed share D's init
+        whatever their generator init."""
+        seed_everything(run.gan.seed)
+        discriminator = Discriminator(arch)
+        init_weights(discriminator, init_std)
+        generator = Generator(arch)
+        generator.load_state_dict(generator_init["state_dict"])
+        optim = run.gan.optim
+        return cls(
+            generator,
+            discriminator,
+            get_loss(run.gan.loss),
+            lr=optim.lr,
+            betas=(optim.beta1, optim.beta2),
+            n_critic=run.gan.n_critic,
+            clip_value=run.gan.clip_value,
+            gp_weight=run.gan.gp_weight,
+        )
+
     def __init__(
         self,
         generator: Generator,
@@ -23,15 +47,22 @@ class GANMethod:
         betas: tuple[float, float],
         n_critic: int = 1,
         clip_value: float = 0.01,
+        gp_weight: float = 10.0,
     ):
         self.generator = generator
         self.discriminator = discriminator
         self.loss = loss
         self.n_critic = n_critic
         self.clip_value = clip_value
+        self.gp_weight = gp_weight
         self.latent_dim = generator.cfg.latent_dim
         self.opt_g = torch.optim.Adam(generator.parameters(), lr=lr, betas=betas)
         self.opt_d = torch.optim.Adam(discriminator.parameters(), lr=lr, betas=betas)
+
+    def to(self, device) -> GANMethod:
+        self.generator.to(device)
+        self.discriminator.to(device)
+        return self
 
     def _noise(self, batch: int, like: torch.Tensor) -> torch.Tensor:
         return torch.randn(batch, self.latent_dim, device=like.device)
@@ -47,6 +78,8 @@ class GANMethod:
             d_real = self.discriminator(real)
             d_fake = self.discriminator(fake)
             d_loss = self.loss.d_loss(d_real, d_fake)
+            if self.loss.penalty is not None:
+                d_loss = d_loss + self.gp_weight * self.loss.penalty(self.discriminator, real, fake)
             self.opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             self.opt_d.step()
