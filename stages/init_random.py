@@ -14,7 +14,7 @@ from ugan.stage import entry_point, params
 def main() -> None:
     p = params()
     data = load_prepared("data/prepared/dataset.npz")
-    arch = p.model.arch(p.data.image_size, data.shape[0])
+    arch = p.model.arch(p.data.image_size, data.shape[0], data.num_classes)
     torch.manual_seed(p.gan.seed)
     generator = Generator(arch)
     init_weights(generator, p.model.init_std)

@@ -17,7 +17,7 @@ def main() -> None:
     device = resolve_device(p.device)
     data_path = "data/prepared/dataset.npz"
     data = load_prepared(data_path)
-    arch = p.model.arch(p.data.image_size, data.shape[0])
+    arch = p.model.arch(p.data.image_size, data.shape[0], data.num_classes)
     tracked = {"vae": p.vae.model_dump(), "model": p.model.model_dump(), "device": str(device)}
     with StageRun("pretrain_vae", tracked, experiment=p.tracking.experiment) as run:
         metrics = pretrain_vae(

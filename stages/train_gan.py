@@ -19,7 +19,7 @@ def main(run_key: str) -> None:
     init_path, data_path = f"models/init/{run.init}.pt", "data/prepared/dataset.npz"
     init = load_checkpoint(init_path)
     data = load_prepared(data_path)
-    arch = p.model.arch(p.data.image_size, data.shape[0])
+    arch = p.model.arch(p.data.image_size, data.shape[0], data.num_classes)
     tracked = {
         "run": p.runs[run_key].model_dump(exclude_none=True),
         "gan": run.gan.model_dump(),

@@ -53,3 +53,24 @@ def test_paper_architecture_choices(tiny_arch):
     body = list(d.trunk.body)
     assert isinstance(body[0], torch.nn.Conv2d) and not isinstance(body[1], torch.nn.BatchNorm2d)
     assert isinstance(list(g.upsample)[-1], torch.nn.ConvTranspose2d)
+
+
+def test_conditional_nets_take_labels_and_transfer_stays_one_to_one():
+    from ugan.transfer import max_output_difference, transfer_decoder
+
+    cfg = ArchConfig(image_size=28, channels=1, latent_dim=8, base_channels=4, num_classes=10)
+    vae = VAE(cfg)
+    x, y = torch.rand(6, 1, 28, 28) * 2 - 1, torch.arange(6)
+    logits, mu, logvar = vae(x, y)
+    assert logits.shape == x.shape and mu.shape == (6, 8)
+    d = Discriminator(cfg)
+    assert d(x, y).shape == (6,)
+    # The label changes the output: the nets really read it.
+    assert not torch.allclose(d.eval()(x, y), d(x, (y + 1) % 10))
+    g = Generator(cfg).eval()
+    z = torch.randn(6, 8)
+    assert not torch.allclose(g(z, y), g(z, (y + 1) % 10))
+    with pytest.raises(ValueError, match="class-conditional: pass the labels"):
+        g(z)
+    transfer_decoder(vae.decoder.state_dict(), g)
+    assert max_output_difference(g, vae.decoder, 8) == 0.0

@@ -85,3 +85,42 @@ def test_method_names_in_config_match_the_registry():
     from ugan.methods import METHODS
 
     assert set(get_args(MethodName)) == set(METHODS)
+
+
+def test_conditional_training_runs_and_uses_labels(tiny_data, tmp_path):
+    import dataclasses
+
+    from ugan.nets import ArchConfig
+
+    arch = dataclasses.replace(ArchConfig(latent_dim=8, base_channels=4), num_classes=10)
+    params = parse_params(
+        {
+            "model": {"conditional": True},
+            "gan": {"steps": 4, "checkpoint_every": 4, "batch_size": 16},
+        }
+    )
+    run = params.run("dcgan-unbalanced")
+    with StageRun("train_gan", {}, run_key="c", log_models=True) as tracker:
+        summary = train_gan(
+            "c",
+            run,
+            arch,
+            tiny_data,
+            _init(arch),
+            tmp_path / "c",
+            tracker,
+            resume_root=tmp_path / "r",
+        )
+    assert summary["checkpoints"] == [4]
+    g = load_generator(RunLayout(tmp_path / "c").checkpoint_path(4))
+    assert g.cfg.num_classes == 10
+    assert "generator" in {a.path for a in tracker.client.list_artifacts(tracker.run_id)}
+
+
+def test_conditional_needs_labelled_data():
+    import pytest
+
+    from ugan.config import ConfigError
+
+    with pytest.raises(ConfigError, match="model.conditional: true needs labelled data"):
+        parse_params({"model": {"conditional": True}}).model.arch(28, 1, 0)

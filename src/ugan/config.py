@@ -47,8 +47,14 @@ class ModelParams(Strict):
     leaky_slope: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.2
     dropout: Probability = 0.25
     init_std: Annotated[float, Field(gt=0.0)] = 0.02
+    conditional: bool = False  # class-conditional G / D / VAE (labels of the prepared data)
 
-    def arch(self, image_size: int, channels: int) -> ArchConfig:
+    def arch(self, image_size: int, channels: int, num_classes: int = 0) -> ArchConfig:
+        if self.conditional and num_classes < 2:
+            raise ConfigError(
+                "model.conditional: true needs labelled data with at least 2 classes; "
+                f"the prepared data has {num_classes}"
+            )
         return ArchConfig(
             image_size=image_size,
             channels=channels,
@@ -56,6 +62,7 @@ class ModelParams(Strict):
             base_channels=self.base_channels,
             leaky_slope=self.leaky_slope,
             dropout=self.dropout,
+            num_classes=num_classes if self.conditional else 0,
         )
 
 

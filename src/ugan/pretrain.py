@@ -47,6 +47,7 @@ def pretrain_vae(
     batches = InfiniteBatches(images, labels, params.batch_size, seed=params.seed, device=device)
     z_fixed = noise(64, arch.latent_dim, seed=params.seed + 1, device=device)
     heldout = torch.as_tensor(data.heldout[0][:64])
+    heldout_labels = torch.as_tensor(data.heldout[1][:64])
 
     store = ResumeStore(
         "pretrain_vae",
@@ -91,8 +92,9 @@ def pretrain_vae(
                 except KeyboardInterrupt:
                     store.save(step, snapshot())
                     raise
-                x, _ = batches.next()
-                logits, mu, logvar = vae(x)
+                x, labels = batches.next()
+                y = labels if arch.num_classes else None
+                logits, mu, logvar = vae(x, y)
                 loss = vae_loss(x, logits, mu, logvar)
                 if not math.isfinite(loss.total.item()):
                     raise NonFiniteLossError(
@@ -124,7 +126,8 @@ def pretrain_vae(
     with torch.no_grad():
         vae.eval()
         x = heldout.to(device).float().div(127.5).sub(1.0)
-        logits, mu, logvar = vae(x)
+        y = heldout_labels.to(device) if arch.num_classes else None
+        logits, mu, logvar = vae(x, y)
         final = vae_loss(x, logits, mu, logvar)
         recon_grid = save_grid(
             torch.cat([x[:32], torch.tanh(logits[:32])]),

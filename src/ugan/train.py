@@ -21,6 +21,7 @@ from ugan.data.prepared import PreparedData
 from ugan.images import save_grid
 from ugan.methods import get_method
 from ugan.nets import ArchConfig
+from ugan.nets.dcgan import one_hot
 from ugan.nets.registry import generator_payload, noise, sample
 from ugan.progress import progress
 from ugan.resume import RESUME_ROOT, ResumeStore, StopRequest, capture_rng, restore_rng
@@ -232,7 +233,12 @@ def train_gan(
     }
     atomic_write_json(layout.summary, summary)
     tracker.log_artifact(layout.losses_csv)
-    example = noise(2, arch.latent_dim, method.prior, seed=0).numpy()
+    example = noise(2, arch.latent_dim, method.prior, seed=0)
+    if arch.num_classes:  # the exported model reads [z, one_hot(y)] as one input
+        example = torch.cat(
+            [example, one_hot(torch.arange(2) % arch.num_classes, arch.num_classes)], 1
+        )
+    example = example.numpy()
     tracker.log_torch_model(method.generator, "generator", input_example=example)
     store.clear()  # finished: the next execution of this stage starts fresh
     return summary

@@ -42,11 +42,13 @@ def transfer_decoder(decoder_state: dict[str, torch.Tensor], generator: Generato
 def max_output_difference(a: nn.Module, b: nn.Module, latent_dim: int, seed: int = 0) -> float:
     """max |a(z) − b(z)| over a fixed batch of z, both nets in eval mode."""
     z = torch.randn(16, latent_dim, generator=torch.Generator().manual_seed(seed))
+    classes = getattr(getattr(a, "cfg", None), "num_classes", 0)
+    y = torch.arange(16) % classes if classes else None
     was_training = a.training, b.training
     a.eval()
     b.eval()
     try:
-        return (a(z) - b(z)).abs().max().item()
+        return (a(z, y) - b(z, y)).abs().max().item()
     finally:
         a.train(was_training[0])
         b.train(was_training[1])

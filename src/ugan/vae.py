@@ -32,11 +32,14 @@ class VAE(nn.Module):
         self.decoder = Generator(cfg)
         init_weights(self, init_std)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """x in [-1, 1] → (decoder logits, mu, logvar) with z drawn by reparameterisation."""
-        mu, logvar = self.encoder(x)
+    def forward(
+        self, x: torch.Tensor, y: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x in [-1, 1] (labels y when conditional) → (decoder logits, mu, logvar), z drawn
+        by reparameterisation."""
+        mu, logvar = self.encoder(x, y)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
-        return self.decoder.logits(z), mu, logvar
+        return self.decoder.logits(z, y), mu, logvar
 
 
 def vae_loss(

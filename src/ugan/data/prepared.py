@@ -52,6 +52,13 @@ class PreparedData:
         return self.subset(HELDOUT)
 
     @property
+    def num_classes(self) -> int:
+        """Classes of the labels (0 for unlabelled data), from the metadata or the labels."""
+        if "num_classes" in self.metadata:
+            return int(self.metadata["num_classes"])
+        return int(self.labels.max()) + 1 if len(self.labels) else 0
+
+    @property
     def shape(self) -> tuple[int, int, int]:
         return tuple(self.images.shape[1:])  # type: ignore[return-value]
 

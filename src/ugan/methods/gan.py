@@ -71,15 +71,19 @@ class GANMethod:
         self, next_batch: Callable[[], tuple[torch.Tensor, torch.Tensor]]
     ) -> dict[str, float]:
         # (1) Discriminator: minimise loss.d_loss, i.e. maximise log D(x) + log(1 − D(G(z))).
+        conditional = self.generator.cfg.num_classes > 0
         for _ in range(self.n_critic):
-            real, _labels = next_batch()
+            real, labels = next_batch()
+            # Conditional: fakes carry the real batch's labels (the data's label distribution).
+            y = labels if conditional else None
             with torch.no_grad():
-                fake = self.generator(self._noise(real.shape[0], real))
-            d_real = self.discriminator(real)
-            d_fake = self.discriminator(fake)
+                fake = self.generator(self._noise(real.shape[0], real), y)
+            d_real = self.discriminator(real, y)
+            d_fake = self.discriminator(fake, y)
             d_loss = self.loss.d_loss(d_real, d_fake)
             if self.loss.penalty is not None:
-                d_loss = d_loss + self.gp_weight * self.loss.penalty(self.discriminator, real, fake)
+                critic = lambda x, y=y: self.discriminator(x, y)  # noqa: E731
+                d_loss = d_loss + self.gp_weight * self.loss.penalty(critic, real, fake)
             self.opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             self.opt_d.step()
@@ -89,8 +93,8 @@ class GANMethod:
                         p.clamp_(-self.clip_value, self.clip_value)
 
         # (2) Generator: minimise loss.g_loss, e.g. maximise log D(G(z)).
-        fake = self.generator(self._noise(real.shape[0], real))
-        g_loss = self.loss.g_loss(self.discriminator(fake))
+        fake = self.generator(self._noise(real.shape[0], real), y)
+        g_loss = self.loss.g_loss(self.discriminator(fake, y))
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         self.opt_g.step()

@@ -5,6 +5,10 @@
 - Discriminator / encoder: ReLU hidden + dropout 0.25, batch norm everywhere but the input layer.
 - Image sizes 28, 32, 64 by adding or removing layers: the smallest feature map is 7×7 for
   28 px and 4×4 for 32 and 64 px (§4.2-4.4).
+- Class-conditional when `num_classes > 0` (the paper trained MNIST and CIFAR-10 with labels):
+  the generator / decoder reads [z, one_hot(y)], the discriminator / encoder reads the image with
+  one-hot label maps stacked on its channels. Decoder and generator stay the same class, so the
+  weight transfer is still one to one.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ class ArchConfig:
     base_channels: int = 64
     leaky_slope: float = 0.2
     dropout: float = 0.25
+    num_classes: int = 0  # > 0: class-conditional
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -45,6 +50,20 @@ def num_scales(image_size: int) -> int:
 def _widths(cfg: ArchConfig) -> list[int]:
     """Channel widths from the image-side layer to the smallest map: base, 2·base, 4·base…"""
     return [cfg.base_channels * 2**i for i in range(num_scales(cfg.image_size))]
+
+
+def one_hot(y: torch.Tensor, num_classes: int) -> torch.Tensor:
+    return torch.nn.functional.one_hot(y.long(), num_classes).float()
+
+
+def with_label_maps(x: torch.Tensor, y: torch.Tensor | None, num_classes: int) -> torch.Tensor:
+    """(N, C, H, W) → (N, C + classes, H, W): one constant map per class, 1 for the label."""
+    if not num_classes:
+        return x
+    if y is None:
+        raise ValueError("this net is class-conditional: pass the labels y")
+    maps = one_hot(y, num_classes)[:, :, None, None].expand(-1, -1, *x.shape[2:])
+    return torch.cat([x, maps], dim=1)
 
 
 def init_weights(module: nn.Module, std: float = 0.02) -> None:
@@ -68,9 +87,9 @@ class Generator(nn.Module):
         widths = _widths(cfg)[::-1]  # deepest first
         side = SMALLEST_MAP[cfg.image_size]
         self.start_shape = (widths[0], side, side)
-        # (N, latent) → (N, widths[0]·side·side)
+        # (N, latent [+ classes]) → (N, widths[0]·side·side)
         self.project = nn.Sequential(
-            nn.Linear(cfg.latent_dim, widths[0] * side * side, bias=False),
+            nn.Linear(cfg.latent_dim + cfg.num_classes, widths[0] * side * side, bias=False),
             nn.BatchNorm1d(widths[0] * side * side),
             nn.LeakyReLU(cfg.leaky_slope),
         )
@@ -90,13 +109,21 @@ class Generator(nn.Module):
         )
         self.upsample = nn.Sequential(*layers)
 
-    def logits(self, z: torch.Tensor) -> torch.Tensor:
+    def _input(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        classes = self.cfg.num_classes
+        if not classes or z.shape[1] == self.cfg.latent_dim + classes:
+            return z  # unconditional, or z already carries one_hot(y) (exported models)
+        if y is None:
+            raise ValueError("this generator is class-conditional: pass the labels y")
+        return torch.cat([z, one_hot(y, classes)], dim=1)
+
+    def logits(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Pre-tanh output. (tanh(a)+1)/2 == sigmoid(2a), so the VAE's BCE uses 2·logits."""
-        h = self.project(z).view(z.shape[0], *self.start_shape)
+        h = self.project(self._input(z, y)).view(z.shape[0], *self.start_shape)
         return self.upsample(h)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.logits(z))
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.tanh(self.logits(z, y))
 
 
 class DownTrunk(nn.Module):
@@ -106,7 +133,8 @@ class DownTrunk(nn.Module):
         super().__init__()
         widths = _widths(cfg)
         layers: list[nn.Module] = []
-        w_in = cfg.channels
+        self.num_classes = cfg.num_classes
+        w_in = cfg.channels + cfg.num_classes
         for i, w_out in enumerate(widths):
             # (N, w_in, s, s) → (N, w_out, s/2, s/2); no batch norm on the input layer
             layers.append(nn.Conv2d(w_in, w_out, 3, stride=2, padding=1, bias=i == 0))
@@ -118,8 +146,8 @@ class DownTrunk(nn.Module):
         side = SMALLEST_MAP[cfg.image_size]
         self.out_features = widths[-1] * side * side
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x).flatten(1)
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.body(with_label_maps(x, y, self.num_classes)).flatten(1)
 
 
 class Discriminator(nn.Module):
@@ -132,11 +160,11 @@ class Discriminator(nn.Module):
         self.trunk = DownTrunk(cfg)
         self.head = nn.Linear(self.trunk.out_features, 1)
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.trunk(x)
+    def features(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.trunk(x, y)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.trunk(x)).squeeze(1)
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.trunk(x, y)).squeeze(1)
 
 
 class Encoder(nn.Module):
@@ -148,6 +176,8 @@ class Encoder(nn.Module):
         self.trunk = DownTrunk(cfg)
         self.head = nn.Linear(self.trunk.out_features, 2 * cfg.latent_dim)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mu, logvar = self.head(self.trunk(x)).chunk(2, dim=1)
+    def forward(
+        self, x: torch.Tensor, y: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, logvar = self.head(self.trunk(x, y)).chunk(2, dim=1)
         return mu, logvar

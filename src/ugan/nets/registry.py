@@ -66,13 +66,31 @@ def noise(
     return z.to(device)
 
 
+def class_labels(count: int, num_classes: int, device: str | torch.device = "cpu"):
+    """Balanced labels 0, 1, …, K−1, 0, 1, … for a conditional generator; None otherwise."""
+    if not num_classes:
+        return None
+    return torch.arange(count, device=device) % num_classes
+
+
 @torch.no_grad()
-def sample(generator: nn.Module, z: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
-    """G(z) with batch statistics, as in training (a GAN generator's BN running averages lag
-    far behind its weights; pytorch/examples' DCGAN samples the same way). Restores the mode."""
+def sample(
+    generator: nn.Module, z: torch.Tensor, batch_size: int = 500, y: torch.Tensor | None = None
+) -> torch.Tensor:
+    """G(z[, y]) with batch statistics, as in training (a GAN generator's BN running averages
+    lag far behind its weights; pytorch/examples' DCGAN samples the same way). A conditional
+    generator without y gets balanced labels. Restores the train/eval mode."""
+    classes = getattr(getattr(generator, "cfg", None), "num_classes", 0)
+    if classes and y is None:
+        y = class_labels(len(z), classes, z.device)
     was_training = generator.training
     generator.train()
     try:
-        return torch.cat([generator(chunk) for chunk in z.split(batch_size)])
+        chunks = zip(
+            z.split(batch_size),
+            y.split(batch_size) if y is not None else [None] * len(z.split(batch_size)),
+            strict=True,
+        )
+        return torch.cat([generator(zc) if yc is None else generator(zc, yc) for zc, yc in chunks])
     finally:
         generator.train(was_training)
