@@ -1,12 +1,13 @@
-"""DVC stage `init_random`: the seeded random generator init (N(0, 0.02)) that ordinary runs
-start from — the twin of `transfer`'s output, so every run reads its init from a file."""
+"""DVC stage `init_random`: the generator init of ordinary runs — the twin of `transfer`'s
+output, so every GAN run reads its init from a file and DVC's graph stays exact (a VAE change
+reruns unbalanced runs only).
 
-import torch
+The file declares the architecture and `source: random` but carries no weights: each run draws
+its generator from N(0, init_std) with its own seed, right after its discriminator, so runs
+with different seeds really start from different generators."""
 
 from ugan.checkpoint import save_checkpoint
 from ugan.data.prepared import load_prepared
-from ugan.nets import Generator, init_weights
-from ugan.nets.registry import generator_payload
 from ugan.stage import entry_point, params
 
 
@@ -15,10 +16,8 @@ def main() -> None:
     p = params()
     data = load_prepared("data/prepared/dataset.npz")
     arch = p.model.arch(p.data.image_size, data.shape[0], data.num_classes)
-    torch.manual_seed(p.gan.seed)
-    generator = Generator(arch)
-    init_weights(generator, p.model.init_std)
-    save_checkpoint("models/init/random.pt", generator_payload(generator, source="random"))
+    recipe = {"arch": arch.to_dict(), "net": "dcgan", "prior": "normal", "source": "random"}
+    save_checkpoint("models/init/random.pt", {**recipe, "init_std": p.model.init_std})
 
 
 if __name__ == "__main__":

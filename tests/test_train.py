@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from ugan.config import parse_params
@@ -124,3 +125,13 @@ def test_conditional_needs_labelled_data():
 
     with pytest.raises(ConfigError, match="model.conditional: true needs labelled data"):
         parse_params({"model": {"conditional": True}}).model.arch(28, 1, 0)
+
+
+def test_random_init_recipe_draws_the_generator_from_the_run_seed(tiny_arch):
+    recipe = {"arch": tiny_arch.to_dict(), "source": "random", "init_std": 0.02}
+    a = build_method(tiny_arch, parse_params({}).run("dcgan"), recipe, 0.02)
+    b = build_method(tiny_arch, parse_params({"gan": {"seed": 1}}).run("dcgan"), recipe, 0.02)
+    again = build_method(tiny_arch, parse_params({}).run("dcgan"), recipe, 0.02)
+    weight = lambda m: m.generator.project[0].weight  # noqa: E731
+    assert torch.equal(weight(a), weight(again)) and not torch.equal(weight(a), weight(b))
+    assert weight(a).std().item() == pytest.approx(0.02, rel=0.1)

@@ -10,7 +10,13 @@ import uuid
 from collections.abc import Callable
 
 from ugan.config import ConfigError, load_params
-from ugan.tracking import PIPELINE_ENV, tracking_uri
+from ugan.tracking import (
+    PARENT_ENV,
+    PIPELINE_ENV,
+    close_pipeline_run,
+    open_pipeline_run,
+    tracking_uri,
+)
 
 COMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace], int], Callable]] = {}
 
@@ -41,12 +47,22 @@ def validate(args: argparse.Namespace) -> int:
     lambda p: p.add_argument("targets", nargs="*", help="stages to reproduce (default: all)"),
 )
 def run(args: argparse.Namespace) -> int:
-    load_params(args.params)  # fail before DVC starts anything
+    params = load_params(args.params)  # fail before DVC starts anything
     env = dict(os.environ)
     env.setdefault(PIPELINE_ENV, f"run-{uuid.uuid4().hex[:12]}")
     env.setdefault("MLFLOW_TRACKING_URI", tracking_uri())
     print(f"pipeline id {env[PIPELINE_ENV]}; tracking at {env['MLFLOW_TRACKING_URI']}")
-    return subprocess.call(["dvc", "repro", *args.targets], env=env)
+    parent = None
+    if not env.get(PARENT_ENV):
+        parent = open_pipeline_run(
+            env[PIPELINE_ENV], params.tracking.experiment, env["MLFLOW_TRACKING_URI"]
+        )
+        env |= {PARENT_ENV: parent} if parent else {}
+    code = subprocess.call(["dvc", "repro", *args.targets], env=env)
+    if parent:
+        status = "FINISHED" if code == 0 else "FAILED"
+        close_pipeline_run(parent, status, env["MLFLOW_TRACKING_URI"])
+    return code
 
 
 @command(

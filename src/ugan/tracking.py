@@ -2,13 +2,17 @@
 
 Each stage execution is one MLflow run. Runs carry the stage, the run key, the git commit and a
 `ugan.pipeline_id` tag shared by all stages of one pipeline execution, so a user can filter one
-`dvc repro` in the UI. Metrics are buffered and sent in batches (one HTTP/SQL round trip per
+`dvc repro` in the UI. The stage runs of one pipeline execution hang under one parent run
+(`mlflow.parentRunId`): an orchestrator (`ugan run`, the Prefect flow) creates it up front and
+passes its id in `UGAN_PARENT_RUN_ID`; under a plain `dvc repro` the first stage creates it and the
+others find it by pipeline id. Metrics are buffered and sent in batches (one HTTP/SQL round trip per
 few hundred values instead of one per value).
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import signal
 import sqlite3
@@ -34,6 +38,8 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 
 PIPELINE_ENV = "UGAN_PIPELINE_ID"
+PARENT_ENV = "UGAN_PARENT_RUN_ID"
+PIPELINE_STAGE = "pipeline"  # the `ugan.stage` tag of a parent run
 FLUSH_EVERY = 500
 MAX_PARAM_LENGTH = 6000
 
@@ -132,6 +138,68 @@ def prepare_store(uri: str) -> None:
             pass
 
 
+def experiment_id(client: MlflowClient, name: str) -> str:
+    """The id of experiment `name`, created if missing (a concurrent creator wins the race)."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    try:
+        return client.create_experiment(name)
+    except mlflow.exceptions.MlflowException:
+        return client.get_experiment_by_name(name).experiment_id
+
+
+def _parent_lock(uri: str, pipeline: str) -> Path:
+    digest = hashlib.sha1(f"{uri}|{pipeline}".encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"ugan-parent-{digest}.lock"
+
+
+def find_or_create_pipeline_run(client: MlflowClient, experiment: str, pipeline: str) -> str:
+    """The parent run of pipeline execution `pipeline` (tags `ugan.pipeline_id` = pipeline,
+    `ugan.stage` = pipeline, run name `pipeline <id>`), created if it does not exist yet. A file
+    lock keeps two processes of one pipeline from both creating it."""
+    with open(_parent_lock(client.tracking_uri, pipeline), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        found = client.search_runs(
+            [experiment],
+            filter_string=(
+                f"tags.`ugan.pipeline_id` = '{pipeline}' and tags.`ugan.stage` = '{PIPELINE_STAGE}'"
+            ),
+            max_results=1,
+        )
+        if found:
+            return found[0].info.run_id
+        name = f"pipeline {pipeline}"
+        tags = {"ugan.stage": PIPELINE_STAGE, "ugan.pipeline_id": pipeline, "mlflow.runName": name}
+        commit = git_commit()
+        if commit:
+            tags["mlflow.source.git.commit"] = commit
+        return client.create_run(experiment, tags=tags, run_name=name).info.run_id
+
+
+def open_pipeline_run(pipeline: str, experiment: str, uri: str | None = None) -> str | None:
+    """For an orchestrator: find or create the parent run up front, to pass its id to the stage
+    processes in `UGAN_PARENT_RUN_ID`. None, with a warning, when the store is unreachable (the
+    stages then find or create the parent themselves, or spool)."""
+    uri = uri or tracking_uri()
+    try:
+        prepare_store(uri)
+        client = MlflowClient(uri)
+        return find_or_create_pipeline_run(client, experiment_id(client, experiment), pipeline)
+    except Exception as error:
+        warnings.warn(
+            f"MLflow store {uri} unreachable ({type(error).__name__}: {error}); "
+            "no parent run created up front",
+            stacklevel=2,
+        )
+        return None
+
+
+def close_pipeline_run(run_id: str, status: str, uri: str | None = None) -> None:
+    """Mark the parent run ended with `status` (FINISHED / FAILED / KILLED)."""
+    MlflowClient(uri or tracking_uri()).set_terminated(run_id, status)
+
+
 class StageRun:
     """One MLflow run for one stage execution. Use as a context manager:
 
@@ -164,6 +232,9 @@ class StageRun:
         self.spool: Spool | None = None
         self._buffer: list[Metric] = []
         self._previous_sigterm: Any = None
+        # The parent run this stage created or found itself (no orchestrator passed one): the
+        # stage then also ends it, so its end time is that of the pipeline's latest stage.
+        self._own_parent: str | None = None
 
     @property
     def name(self) -> str:
@@ -181,6 +252,8 @@ class StageRun:
         }
         if self.run_key:
             tags["ugan.run_key"] = self.run_key
+        if os.environ.get(PARENT_ENV):
+            tags["mlflow.parentRunId"] = os.environ[PARENT_ENV]
         commit = git_commit()
         if commit:
             tags["mlflow.source.git.commit"] = commit
@@ -190,13 +263,13 @@ class StageRun:
         prepare_store(uri)
         mlflow.set_tracking_uri(uri)
         self.client = MlflowClient(uri)
-        experiment = self.client.get_experiment_by_name(self.experiment)
-        experiment_id = (
-            experiment.experiment_id
-            if experiment is not None
-            else self.client.create_experiment(self.experiment)
-        )
-        run = self.client.create_run(experiment_id, tags=tags, run_name=self.name)
+        experiment = experiment_id(self.client, self.experiment)
+        if "mlflow.parentRunId" not in tags:
+            self._own_parent = find_or_create_pipeline_run(
+                self.client, experiment, tags["ugan.pipeline_id"]
+            )
+            tags = {**tags, "mlflow.parentRunId": self._own_parent}
+        run = self.client.create_run(experiment, tags=tags, run_name=self.name)
         self.run_id = run.info.run_id
         batch = [Param(k, v) for k, v in params.items()]
         for start in range(0, len(batch), 100):
@@ -245,6 +318,11 @@ class StageRun:
             lambda: self.client.set_terminated(self.run_id, status),
             lambda: self.spool.write("end", status=status),
         )
+        if self._own_parent and not self.offline:
+            try:
+                self.client.set_terminated(self._own_parent, status)
+            except Exception as error:
+                warnings.warn(f"parent run not updated ({type(error).__name__})", stacklevel=2)
         if self.offline:
             self._replay_spool()
 

@@ -19,12 +19,15 @@ class GANMethod:
     @classmethod
     def build(cls, arch: ArchConfig, run, generator_init: dict, init_std: float) -> GANMethod:
         """Discriminator first, from the run's seed, so runs that share a seed share D's init
-        whatever their generator init."""
+        whatever their generator init; a random generator is drawn next from the same stream."""
         seed_everything(run.gan.seed)
         discriminator = Discriminator(arch)
         init_weights(discriminator, init_std)
         generator = Generator(arch)
-        generator.load_state_dict(generator_init["state_dict"])
+        if "state_dict" in generator_init:  # transferred (or given) weights
+            generator.load_state_dict(generator_init["state_dict"])
+        else:  # a random-init recipe: drawn from this run's seed, after D
+            init_weights(generator, generator_init.get("init_std", init_std))
         optim = run.gan.optim
         return cls(
             generator,
