@@ -32,6 +32,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator
 
 from ugan.checkpoint import atomic_path, atomic_write_json, atomic_write_text
+from ugan.claims import claims_cells, claims_table
 
 ORDINARY_INIT = "random"
 UNBALANCED_INIT = "vae"
@@ -210,6 +211,10 @@ class _Run:
         hit = np.nonzero(self.fid_steps == step)[0]
         return float(self.fid[hit[-1]]) if len(hit) else math.nan
 
+    def isc_at(self, step: int) -> float:
+        hit = np.nonzero(self.fid_steps == step)[0]
+        return float(self.isc_mean[hit[-1]]) if len(hit) else math.nan
+
     def finite_fid_steps(self) -> list[int]:
         return [int(s) for s, f in zip(self.fid_steps, self.fid, strict=True) if math.isfinite(f)]
 
@@ -349,6 +354,8 @@ def _compare(ordinary: _Run, unbalanced: _Run, early_checkpoints: int) -> dict[s
     early = common[: max(0, early_checkpoints)]
     fid_o = [ordinary.fid_at(s) for s in early]
     fid_u = [unbalanced.fid_at(s) for s in early]
+    is_o = [ordinary.isc_at(s) for s in early]
+    is_u = [unbalanced.isc_at(s) for s in early]
     wins = sum(1 for o, u in zip(fid_o, fid_u, strict=True) if u < o)
     n = len(early)
     beats = n > 0 and 2 * wins > n
@@ -384,6 +391,8 @@ def _compare(ordinary: _Run, unbalanced: _Run, early_checkpoints: int) -> dict[s
         "early_fid_ordinary": fid_o,
         "early_fid_unbalanced": fid_u,
         "early_fid_difference": [u - o for o, u in zip(fid_o, fid_u, strict=True)],
+        "early_is_ordinary": is_o,
+        "early_is_unbalanced": is_u,
         "mean_early_fid_ordinary": _mean(fid_o),
         "mean_early_fid_unbalanced": _mean(fid_u),
         "unbalanced_wins_early": wins,
@@ -1086,19 +1095,32 @@ def build_report(
             "last_step": int(run.loss_steps[-1]) if len(run.loss_steps) else None,
             "sample_steps": list(run.samples),
         }
+    claims = claims_table(comparisons)
     summary = _clean(
         {
             "runs": per_run,
             "pairs": comparisons,
+            "claims": claims,
             "unpaired": unpaired,
             "early_checkpoints": early_checkpoints,
             "smoothing": smoothing,
             "files": {"report": "report.md", "summary": "summary.json", **FIGURES},
         }
     )
-    atomic_write_text(
-        out_dir / "report.md",
-        _render_markdown(ordered, comparisons, unpaired, early_checkpoints, smoothing),
-    )
+    markdown = _render_markdown(ordered, comparisons, unpaired, early_checkpoints, smoothing)
+    claims_section = [
+        "## Claims of the paper, across seeds",
+        "",
+        "Per seed, the difference between the paired runs, oriented so that a positive value "
+        "(a ratio above 1 for convergence) favours unbalanced; mean and 95 % confidence interval "
+        "over seeds (Student's t). A claim holds only when the whole interval is on its side.",
+        "",
+        _md_table(*claims_cells(claims)) if claims else "No (ordinary, unbalanced) pair.",
+        "",
+    ]
+    # The claims go right after the verdicts at a glance, where a reader looks first.
+    head, sep, rest = markdown.partition("\n## Runs")
+    markdown = head + "\n".join(claims_section) + sep + rest if sep else markdown
+    atomic_write_text(out_dir / "report.md", markdown)
     atomic_write_json(out_dir / "summary.json", summary)
     return summary
