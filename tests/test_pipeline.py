@@ -134,7 +134,11 @@ def test_every_stage_is_one_mlflow_run_grouped_by_pipeline(project):
     proj, _ = project
     client = mlflow.MlflowClient(proj.env["MLFLOW_TRACKING_URI"])
     experiment = client.get_experiment_by_name("ugan")
-    runs = client.search_runs([experiment.experiment_id])
+    everything = client.search_runs([experiment.experiment_id])
+    parents = [r for r in everything if r.data.tags.get("ugan.stage") == "pipeline"]
+    runs = [r for r in everything if r not in parents]
+    assert len(parents) == 1, "one parent run per pipeline execution"
+    assert {r.data.tags.get("mlflow.parentRunId") for r in runs} == {parents[0].info.run_id}
     by_name = {r.info.run_name: r for r in runs}
     assert set(by_name) == {
         "prepare",
@@ -230,3 +234,25 @@ def test_sigterm_records_nothing_as_done_and_the_rerun_resumes(project):
     assert "resuming dcgan from step" in rerun
     assert "steps: 400" in (proj.path / "dvc.lock").read_text()
     assert not list(states.glob("state_*.pt")), "a finished run clears its resume state"
+
+
+def test_a_profile_grid_runs_as_a_dvc_experiment_with_claims_over_seeds(project):
+    proj, _ = project
+    (proj.path / "profiles").mkdir(exist_ok=True)
+    (proj.path / "profiles/tiny.yaml").write_text(
+        "description: two seeds of ordinary vs unbalanced DCGAN\n"
+        "grid:\n  gans: {dcgan: {loss: ns}}\n  inits: [random, vae]\n  seeds: [0, 1]\n"
+    )
+    _sh(["git", "add", "-A"], proj.path, proj.env)
+    _sh(["git", "commit", "-qm", "state before the grid"], proj.path, proj.env)
+    output = _sh([sys.executable, "-m", "ugan.cli", "grid", "tiny", "--here"], proj.path, proj.env)
+    ran = _ran(output)
+    assert {"train_gan@dcgan-s0", "train_gan@dcgan-unbalanced-s1", "report"} <= ran
+    assert not ran & {"prepare", "train_classifier", "pretrain_vae"}, "shared stages are cached"
+    shown = json.loads(_sh(["dvc", "exp", "show", "--json"], proj.path, proj.env))
+    assert "tiny-" in json.dumps(shown) and "best_fid" in json.dumps(shown)
+    summary = json.loads((proj.path / "reports/summary.json").read_text())
+    claims = {c["claim"]: c for c in summary["claims"]}
+    assert claims["2. FID better early"]["n"] == 2
+    assert claims["2. FID better early"]["verdict"] in {"holds", "does not hold", "inconclusive"}
+    assert "Claims of the paper, across seeds" in (proj.path / "reports/report.md").read_text()

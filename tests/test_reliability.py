@@ -46,6 +46,12 @@ def _wait_for_state(workdir: Path, proc: subprocess.Popen, timeout: float = 120)
     raise AssertionError("no resume state appeared")
 
 
+def _stage_runs(client) -> list:
+    """The stage runs of the experiment, without the pipeline parent runs."""
+    runs = client.search_runs([client.get_experiment_by_name("ugan").experiment_id])
+    return [r for r in runs if r.data.tags.get("ugan.stage") != "pipeline"]
+
+
 def _final_weights(workdir: Path, step: int) -> dict:
     return load_generator(RunLayout(workdir / "out").checkpoint_path(step)).state_dict()
 
@@ -82,7 +88,7 @@ def test_sigterm_saves_state_marks_run_killed_and_exits_nonzero(tmp_path, env):
     assert "state saved for resume" in err
     assert list((tmp_path / "resume/train_gan/dcgan").glob("state_*.pt"))
     client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
-    runs = client.search_runs([client.get_experiment_by_name("ugan").experiment_id])
+    runs = _stage_runs(client)
     assert [r.info.status for r in runs] == ["KILLED"]
 
 
@@ -220,7 +226,7 @@ def test_unreachable_tracking_store_training_goes_on_and_syncs_later(
     assert result.returncode == 0, result.stderr
     assert pending() == []
     client = mlflow.MlflowClient(store)
-    (run,) = client.search_runs([client.get_experiment_by_name("ugan").experiment_id])
+    (run,) = _stage_runs(client)
     assert run.info.status == "FINISHED"
     assert [m.step for m in client.get_metric_history(run.info.run_id, "d_loss")][-1] == 20
     assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"samples", "losses.csv"}
@@ -241,6 +247,6 @@ def test_concurrent_stage_processes_share_the_sqlite_store(tmp_path, env):
         assert p.returncode == 0, err[-2000:]
         assert "unreachable" not in err
     client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
-    runs = client.search_runs([client.get_experiment_by_name("ugan").experiment_id])
+    runs = _stage_runs(client)
     assert len(runs) == 3
     assert all(len(client.get_metric_history(r.info.run_id, "m")) == 300 for r in runs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -90,6 +91,69 @@ def ui(args: argparse.Namespace) -> int:
     return subprocess.call(cmd, env=env)
 
 
+def _flow_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--project", default=".", help="the DVC project (default: .)")
+    parser.add_argument(
+        "--model-name",
+        default="ugan-generator",
+        help="registered MLflow model holding the champion (default: ugan-generator)",
+    )
+
+
+@command(
+    "flow",
+    "run the Prefect pipeline flow once, here: DVC stages, then the champion check",
+    lambda p: (
+        _flow_arguments(p),
+        p.add_argument("--no-compare", action="store_true", help="skip the champion check"),
+    ),
+)
+def flow(args: argparse.Namespace) -> int:
+    from ugan.flows import pipeline_flow
+
+    result = pipeline_flow(
+        project=args.project, model_name=args.model_name, compare=not args.no_compare
+    )
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+@command(
+    "serve",
+    "serve the nightly deployment against the Prefect server in PREFECT_API_URL (blocks)",
+    lambda p: (
+        _flow_arguments(p),
+        p.add_argument("--cron", default="0 2 * * *", help="schedule, UTC (default: 0 2 * * *)"),
+        p.add_argument("--name", default="nightly", help="deployment name (default: nightly)"),
+    ),
+)
+def serve(args: argparse.Namespace) -> int:
+    from ugan.flows import serve_nightly
+
+    serve_nightly(args.project, name=args.name, cron=args.cron, model_name=args.model_name)
+    return 0
+
+
+@command(
+    "trigger",
+    "start a run of the served deployment now and print its result",
+    lambda p: (
+        p.add_argument("--name", default="nightly", help="deployment name (default: nightly)"),
+        p.add_argument(
+            "--timeout", type=float, default=None, help="seconds to wait (default: until done)"
+        ),
+    ),
+)
+def trigger(args: argparse.Namespace) -> int:
+    from ugan.flows import trigger as start
+
+    run = start(args.name, timeout=args.timeout)
+    print(f"flow run {run.name} ({run.id}): {run.state.name}")
+    if run.state.is_completed():
+        print(json.dumps(run.state.result(), indent=2))
+    return 0 if run.state.is_completed() or not run.state.is_final() else 1
+
+
 @command("sync", "send tracking data spooled while the MLflow store was unreachable")
 def sync(args: argparse.Namespace) -> int:
     from mlflow.tracking import MlflowClient
@@ -105,6 +169,60 @@ def sync(args: argparse.Namespace) -> int:
         print(f"{spool} → run {replay(spool, client)}")
     print(f"{len(spools)} spooled run(s) sent to {uri}")
     return 0
+
+
+def _grid_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("profile", help="a profile in profiles/, e.g. paper-mnist")
+    parser.add_argument("--jobs", type=int, default=1, help="parallel DVC queue workers")
+    parser.add_argument(
+        "--queue-only", action="store_true", help="queue the experiment, do not start workers"
+    )
+    parser.add_argument(
+        "--here",
+        action="store_true",
+        help="apply the profile to params.yaml and run `dvc exp run` in this workspace (no queue)",
+    )
+
+
+@command("grid", "run a named profile's grid of runs as a DVC experiment", _grid_arguments)
+def grid(args: argparse.Namespace) -> int:
+    import time
+    from pathlib import Path
+
+    import yaml
+
+    from ugan.profiles import apply_profile, load_profile
+
+    params_path = Path(args.params)
+    original = params_path.read_text()
+    profile = load_profile(args.profile)
+    merged, params = apply_profile(yaml.safe_load(original), profile)  # validated before any work
+    name = f"{args.profile}-{time.strftime('%Y%m%d-%H%M%S')}"
+    print(f"profile {args.profile}: {len(params.runs)} runs → experiment {name}")
+    env = dict(os.environ)
+    env.setdefault(PIPELINE_ENV, name)
+    env.setdefault("MLFLOW_TRACKING_URI", tracking_uri())  # absolute: queue workers run elsewhere
+    text = yaml.safe_dump(merged, sort_keys=False)
+    if args.here:
+        params_path.write_text(text)
+        return subprocess.call(["dvc", "exp", "run", "-n", name], env=env)
+    try:  # the queued experiment snapshots the workspace, params.yaml included
+        params_path.write_text(text)
+        code = subprocess.call(["dvc", "exp", "run", "--queue", "-n", name], env=env)
+    finally:
+        params_path.write_text(original)
+    if code or args.queue_only:
+        return code
+    code = subprocess.call(["dvc", "queue", "start", "-j", str(args.jobs)], env=env)
+    while not code:
+        status = subprocess.run(
+            ["dvc", "queue", "status"], env=env, capture_output=True, text=True
+        ).stdout
+        if not any(word in status for word in ("Queued", "Running")):
+            break
+        time.sleep(10)
+    print(f"done. Results: dvc exp show; report: dvc exp apply {name} && open reports/report.md")
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -76,9 +76,13 @@ def evaluate_run(
         "device": str(device),
         "cache_dir": CACHE_DIR,
         "seed": params.seed,
+        "feature_extractor": params.feature_extractor,
     }
-    evaluator = FidelityEvaluator(classifier_path, heldout, **common)
-    floor = floor_metrics(classifier_path, heldout, train, num_samples=num_samples, **common)
+    # The classifier by default; torch-fidelity's InceptionV3 from eval.weights_path on request.
+    inception = params.feature_extractor == "inception" and params.weights_path
+    weights = Path(params.weights_path) if inception else classifier_path
+    evaluator = FidelityEvaluator(weights, heldout, **common)
+    floor = floor_metrics(weights, heldout, train, num_samples=num_samples, **common)
 
     rows = []
     with progress(len(steps), f"evaluate@{run_key}", unit="ckpt") as bar:
@@ -112,8 +116,10 @@ def evaluate_run(
         "run": run_key,
         "init": run.init,
         "loss": run.gan.loss,
-        "method": "gan",
+        "method": run.gan.method,
+        "seed": run.gan.seed,
         "num_samples": num_samples,
+        "feature_extractor": params.feature_extractor,
         "final": {
             k: rows[-1][k] for k in ("step", "fid", "isc_mean", "kid_mean", "diversity_ratio")
         },
