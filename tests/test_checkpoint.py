@@ -14,6 +14,13 @@ def test_roundtrip_and_no_temp_left(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
 
 
+def test_written_files_get_ordinary_permissions(tmp_path):
+    save_checkpoint(tmp_path / "c.pt", {"step": 1})
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "c.pt").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
 def test_truncated_file_is_named(tmp_path):
     path = tmp_path / "c.pt"
     save_checkpoint(path, {"w": torch.randn(100)})

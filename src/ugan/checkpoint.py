@@ -20,6 +20,10 @@ from typing import Any
 import torch
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 class CheckpointError(RuntimeError):
     """A checkpoint file is missing, truncated, corrupt or unsafe."""
 
@@ -32,6 +36,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file ordinary permissions
     try:
         yield tmp
         with open(tmp, "rb") as handle:

@@ -1,0 +1,1 @@
+"""Figures of generated samples, written atomically as PNG."""
