@@ -122,6 +122,7 @@ def test_full_pipeline_runs_every_stage_and_writes_the_report(project):
         assert len(fidelity) == 4
         metrics = json.loads((p / f"evaluation/{key}/metrics.json").read_text())
         assert metrics["losses"]["d_loss_std"] >= 0 and "fid" in metrics["floor"]
+        assert 0 < metrics["diversity"]["msssim_real"] < 1
     report = (p / "reports/report.md").read_text()
     assert "dcgan-unbalanced" in report and re.search(r"(beats|does not beat) ordinary", report)
     for figure in ("fid.png", "is.png", "losses.png", "samples.png"):

@@ -14,6 +14,7 @@ from ugan.checkpoint import atomic_write_json, atomic_write_text
 from ugan.config import EvalParams, ResolvedRun
 from ugan.data.prepared import PreparedData, to_uint8
 from ugan.metrics.collapse import collapse_metrics
+from ugan.metrics.diversity import diversity_metrics
 from ugan.metrics.fidelity import FidelityEvaluator, floor_metrics
 from ugan.metrics.stability import summarize_losses
 from ugan.nets.registry import load_generator, noise, sample
@@ -108,6 +109,9 @@ def evaluate_run(
             bar.set_postfix(step=step, fid=f"{scores['fid']:.1f}", refresh=False)
             bar.update(1)
 
+    # MS-SSIM diversity of the final generator, with the real data's as reference (RFGAN Tab. 1).
+    diversity = diversity_metrics(generated, heldout, num_pairs=500, seed=params.seed)
+    tracker.log_metrics(diversity)
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_fidelity(out_dir / "fidelity.csv", rows)
     best = min(rows, key=lambda r: r["fid"])
@@ -124,6 +128,7 @@ def evaluate_run(
             k: rows[-1][k] for k in ("step", "fid", "isc_mean", "kid_mean", "diversity_ratio")
         },
         "collapsed_checkpoints": [r["step"] for r in rows if r["collapsed"]],
+        "diversity": diversity,
         "best_fid": best["fid"],
         "best_fid_step": best["step"],
         "losses": losses,
