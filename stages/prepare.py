@@ -15,7 +15,14 @@ def main() -> None:
     with StageRun(
         "prepare", {"data": p.data.model_dump()}, experiment=p.tracking.experiment
     ) as run:
-        data = prepare(p.data.source, p.data.image_size, p.data.heldout_fraction, p.data.seed)
+        data = prepare(
+            p.data.source,
+            p.data.image_size,
+            p.data.heldout_fraction,
+            p.data.seed,
+            path=p.data.path,
+            labels_from_subfolders=p.data.labels_from_subfolders,
+        )
         save_prepared(OUT, data)
         atomic_write_json("data/prepared/summary.json", data.metadata)
         run.log_metrics({f"count_{k}": v for k, v in data.metadata["count"].items()})

@@ -68,7 +68,7 @@ class Project:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> tuple[Project, str]:
     path = tmp_path_factory.mktemp("pipeline")
-    for name in ("src", "stages"):
+    for name in ("src", "stages", "data/sources"):
         shutil.copytree(ROOT / name, path / name, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("dvc.yaml", ".gitignore"):
         shutil.copy(ROOT / name, path / name)

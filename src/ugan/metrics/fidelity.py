@@ -15,6 +15,13 @@ are never cached.
 torch-fidelity reads its cache with `torch.load(weights_only=False)`; before every call the
 evaluator therefore inspects this reference's cache files without unpickling them and refuses
 (`FidelityCacheError`) any that would import more than tensors and plain numpy arrays.
+
+Where the user has torch-fidelity's InceptionV3 weights on disk, `feature_extractor="inception"`
+scores with torch-fidelity's own `inception-v3-compat` extractor instead (IS from
+'logits_unbiased', FID / KID from '2048'; grayscale images are repeated to RGB). torch-fidelity
+loads that file with `weights_only=False` too, so the evaluator loads the user's file with
+`weights_only=True` first and hands torch-fidelity a copy holding nothing but tensors. Nothing
+is ever downloaded: without the file the error says where to get it and which key to set.
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ import hashlib
 import shutil
 import tempfile
 import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +41,9 @@ import torch_fidelity
 from torch.utils.data import Dataset
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
+from torch_fidelity.utils import create_feature_extractor
 
+from ugan.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ugan.data.prepared import to_float
 from ugan.nets.classifier import load_classifier
 
@@ -71,6 +82,10 @@ class FidelityInputError(ValueError):
 
 class FidelityCacheError(RuntimeError):
     """A torch-fidelity cache file would run code (or cannot be inspected) when loaded."""
+
+
+class FidelityWeightsError(ValueError):
+    """The feature extractor's weights file is not one its network can load."""
 
 
 # -- the feature extractor ---------------------------------------------------------------------
@@ -145,20 +160,120 @@ def _register_extractor() -> None:
 _register_extractor()
 
 
+# -- the feature extractors an evaluator can drive ---------------------------------------------
+
+INCEPTION_NAME = "inception-v3-compat"  # torch-fidelity's TF-1.x-compatible InceptionV3
+INCEPTION_WEIGHTS_HELP = (
+    "eval.feature_extractor: inception needs torch-fidelity's InceptionV3 weights on this "
+    "machine (they are never downloaded at run time): fetch pt_inception-2015-12-05-6726825d.pth "
+    "from https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
+    "pt_inception-2015-12-05-6726825d.pth (the same file torch-fidelity names "
+    "weights-inception-2015-12-05-6726825d.pth under https://github.com/toshas/torch-fidelity/"
+    "releases/download/v0.2.0/), copy it here and set eval.weights_path to its path"
+)
+
+
+@dataclass(frozen=True)
+class OpenedWeights:
+    loaded: Path  # the file torch-fidelity loads
+    sha256: str  # of the user's file: part of the reference cache name
+    input_channels: int  # channels the network takes
+    accepted_channels: tuple[int, ...]  # image channels it can score (1 → repeated when 3)
+
+
+@dataclass(frozen=True)
+class FeatureExtractorKind:
+    """How the evaluator drives one torch-fidelity feature extractor."""
+
+    name: str  # in torch-fidelity's registry
+    tag: str  # in cache names
+    isc_layer: str
+    fid_layer: str  # FID and KID
+    version: int  # bumped whenever what it computes changes, so old caches are not reused
+    open: Callable[[Path, Path], OpenedWeights]  # (user's weights, private folder) → opened
+
+
+def _open_classifier(path: Path, workdir: Path) -> OpenedWeights:
+    channels = load_classifier(path, device="cpu").channels
+    return OpenedWeights(path, _sha256_file(path), channels, (channels,))
+
+
+def _open_inception(path: Path, workdir: Path) -> OpenedWeights:
+    """Load the user's file safely, keep its tensors in a private copy, and prove torch-fidelity's
+    InceptionV3 loads that copy (strictly: every key, every shape)."""
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"eval.weights_path {path} does not exist. {INCEPTION_WEIGHTS_HELP}"
+        )
+    try:
+        state = load_checkpoint(path)  # weights_only=True: tensors and plain data, never code
+    except CheckpointError as exc:
+        raise FidelityWeightsError(f"eval.weights_path: {exc}. {INCEPTION_WEIGHTS_HELP}") from None
+    if not all(torch.is_tensor(v) for v in state.values()):
+        raise FidelityWeightsError(
+            f"eval.weights_path {path}: expected a state dict of tensors (InceptionV3 weights). "
+            f"{INCEPTION_WEIGHTS_HELP}"
+        )
+    loaded = workdir / "inception-weights.pt"
+    save_checkpoint(loaded, dict(state))
+    try:
+        create_feature_extractor(
+            INCEPTION_NAME, ["2048"], cuda=False, feature_extractor_weights_path=str(loaded)
+        )
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[:2]
+        raise FidelityWeightsError(
+            f"eval.weights_path {path}: torch-fidelity's {INCEPTION_NAME} cannot load it "
+            f"({' '.join(first)}). {INCEPTION_WEIGHTS_HELP}"
+        ) from None
+    return OpenedWeights(loaded, _sha256_file(path), 3, (3, 1))
+
+
+FEATURE_EXTRACTORS: dict[str, FeatureExtractorKind] = {
+    "classifier": FeatureExtractorKind(
+        name=EXTRACTOR_NAME,
+        tag="clf",
+        isc_layer=FEATURE_LOGITS,
+        fid_layer=FEATURE_EMBEDDING,
+        version=EXTRACTOR_VERSION,
+        open=_open_classifier,
+    ),
+    "inception": FeatureExtractorKind(
+        name=INCEPTION_NAME,
+        tag="inc",
+        isc_layer="logits_unbiased",  # (N, 1008) logits without the fc bias
+        fid_layer="2048",  # (N, 2048) pool features
+        version=1,
+        open=_open_inception,
+    ),
+}
+
+
+def get_feature_extractor(name: str) -> FeatureExtractorKind:
+    try:
+        return FEATURE_EXTRACTORS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown feature extractor {name!r}; valid ones are {sorted(FEATURE_EXTRACTORS)}"
+        ) from None
+
+
 # -- inputs ------------------------------------------------------------------------------------
 
 
 class _ImageDataset(Dataset):
     """The torch Dataset torch-fidelity reads: item i is the uint8 (C, H, W) tensor images[i]."""
 
-    def __init__(self, images: torch.Tensor):
+    def __init__(self, images: torch.Tensor, repeat: int = 1):
         self.images = images
+        self.repeat = repeat  # 3: grayscale (1, H, W) → (3, H, W) for an RGB network
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        return self.images[index]
+        image = self.images[index]
+        return image.repeat(self.repeat, 1, 1) if self.repeat > 1 else image
 
 
 def _as_tensor(images, name: str) -> torch.Tensor:
@@ -225,29 +340,42 @@ class FidelityEvaluator:
 
     The reference features are extracted on the first call and cached (torch-fidelity's file
     cache under `cache_dir`, or a private temporary folder removed with the evaluator when
-    `cache_dir` is None); every further call only runs the classifier on the generated images.
-    Results are deterministic for the same inputs and `seed` (torch-fidelity's `rng_seed`, which
-    draws the IS shuffling and the KID subsets).
+    `cache_dir` is None); every further call only runs the feature network on the generated
+    images. Results are deterministic for the same inputs and `seed` (torch-fidelity's
+    `rng_seed`, which draws the IS shuffling and the KID subsets).
+
+    `weights_path` is the feature network's file: the classifier checkpoint for
+    `feature_extractor="classifier"`, torch-fidelity's InceptionV3 weights for "inception".
     """
 
     def __init__(
         self,
-        classifier_path: str | Path,
+        weights_path: str | Path,
         reference: torch.Tensor,
         *,
+        feature_extractor: str = "classifier",
         kid_subset_size: int | None = None,
         batch_size: int = 256,
         device: str = "cpu",
         cache_dir: str | Path | None = None,
         seed: int = 0,
     ):
-        self.classifier_path = Path(classifier_path).resolve()
-        classifier = load_classifier(self.classifier_path, device="cpu")
-        self.channels = classifier.channels
-        self.classifier_sha256 = _sha256_file(self.classifier_path)
+        self.extractor = get_feature_extractor(feature_extractor)
+        self.weights_path = Path(weights_path).resolve()
+        self._workdir = Path(tempfile.mkdtemp(prefix="ugan-extractor-"))
+        self._cleanup_workdir = weakref.finalize(
+            self, shutil.rmtree, str(self._workdir), ignore_errors=True
+        )
+        self.weights = self.extractor.open(self.weights_path, self._workdir)
+        self.weights_sha256 = self.weights.sha256
+        self._loaded_sha256 = _sha256_file(self.weights.loaded)
 
         reference = _as_tensor(reference, "reference").detach().cpu().contiguous()
+        accepted = self.weights.accepted_channels
+        given = reference.shape[1] if reference.dim() == 4 else None
+        self.channels = given if given in accepted else accepted[0]
         validate_images(reference, channels=self.channels, name="reference", min_count=MIN_SAMPLES)
+        self.repeat = self.weights.input_channels // self.channels
         self.reference = reference
         self.reference_sha256 = _sha256_tensor(reference)
 
@@ -274,9 +402,14 @@ class FidelityEvaluator:
             self.cache_root = Path(cache_dir).resolve()
             self.cache_root.mkdir(parents=True, exist_ok=True)
         self.cache_name = (
-            f"ugan-ref-{self.reference_sha256[:20]}-clf-{self.classifier_sha256[:20]}"
-            f"-v{EXTRACTOR_VERSION}"
+            f"ugan-ref-{self.reference_sha256[:20]}-{self.extractor.tag}-"
+            f"{self.weights_sha256[:20]}-v{self.extractor.version}"
         )
+
+    @property
+    def classifier_sha256(self) -> str:
+        """The feature network file's SHA-256 (the name predates the inception option)."""
+        return self.weights_sha256
 
     @property
     def reference_cache_files(self) -> list[Path]:
@@ -310,10 +443,10 @@ class FidelityEvaluator:
                 f"{', '.join(map(str, self.reference.shape[1:]))}) like the reference, got "
                 f"{tuple(generated.shape)}"
             )
-        if _sha256_file(self.classifier_path) != self.classifier_sha256:
+        if _sha256_file(self.weights.loaded) != self._loaded_sha256:
             raise FidelityCacheError(
-                f"classifier {self.classifier_path} changed since this evaluator was built; "
-                "build a new FidelityEvaluator"
+                f"feature extractor weights {self.weights.loaded} changed since this evaluator "
+                "was built; build a new FidelityEvaluator"
             )
         self._check_cache()
 
@@ -331,8 +464,8 @@ class FidelityEvaluator:
         )
         with device_ctx:
             raw = torch_fidelity.calculate_metrics(
-                input1=_ImageDataset(generated),
-                input2=_ImageDataset(self.reference),
+                input1=_ImageDataset(generated, self.repeat),
+                input2=_ImageDataset(self.reference, self.repeat),
                 input2_cache_name=self.cache_name,
                 cache=True,
                 cache_root=str(self.cache_root),
@@ -343,11 +476,11 @@ class FidelityEvaluator:
                 kid=True,
                 prc=False,
                 ppl=False,
-                feature_extractor=EXTRACTOR_NAME,
-                feature_layer_isc=FEATURE_LOGITS,
-                feature_layer_fid=FEATURE_EMBEDDING,
-                feature_layer_kid=FEATURE_EMBEDDING,
-                feature_extractor_weights_path=str(self.classifier_path),
+                feature_extractor=self.extractor.name,
+                feature_layer_isc=self.extractor.isc_layer,
+                feature_layer_fid=self.extractor.fid_layer,
+                feature_layer_kid=self.extractor.fid_layer,
+                feature_extractor_weights_path=str(self.weights.loaded),
                 feature_extractor_compile=False,
                 isc_splits=ISC_SPLITS,
                 kid_subsets=KID_SUBSETS,
@@ -363,7 +496,7 @@ class FidelityEvaluator:
 
 
 def floor_metrics(
-    classifier_path: str | Path,
+    weights_path: str | Path,
     heldout: torch.Tensor,
     train: torch.Tensor,
     *,
@@ -378,7 +511,7 @@ def floor_metrics(
     FID is biased by the sample count: pass `num_samples` (the number of generated images the
     generators are scored with) to score a seeded random subset of `train` of that size.
     """
-    evaluator = FidelityEvaluator(classifier_path, heldout, **kw)
+    evaluator = FidelityEvaluator(weights_path, heldout, **kw)
     train = _as_tensor(train, "train")
     if num_samples is not None:
         if not MIN_SAMPLES <= num_samples <= train.shape[0]:
