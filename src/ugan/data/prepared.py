@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,16 +64,28 @@ class PreparedData:
         return tuple(self.images.shape[1:])  # type: ignore[return-value]
 
 
-def save_prepared(path: str | Path, data: PreparedData) -> None:
+def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """A compressed .npz (what np.savez_compressed writes) with fixed entry timestamps, so the
+    same data always gives the same bytes: DVC hashes this file, and a rerun of `prepare` that
+    changes nothing must not look like new data to every later stage."""
     buffer = io.BytesIO()
-    np.savez_compressed(
-        buffer,
-        images=data.images,
-        labels=data.labels.astype(np.int64),
-        split=data.split.astype(np.uint8),
-        metadata=np.array(json.dumps(data.metadata, sort_keys=True)),
-    )
-    atomic_write_bytes(path, buffer.getvalue())
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, array in arrays.items():
+            entry = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            entry.compress_type = zipfile.ZIP_DEFLATED
+            with archive.open(entry, "w") as handle:
+                np.lib.format.write_array(handle, np.asanyarray(array), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def save_prepared(path: str | Path, data: PreparedData) -> None:
+    arrays = {
+        "images": data.images,
+        "labels": data.labels.astype(np.int64),
+        "split": data.split.astype(np.uint8),
+        "metadata": np.array(json.dumps(data.metadata, sort_keys=True)),
+    }
+    atomic_write_bytes(path, _npz_bytes(arrays))
 
 
 def load_prepared(path: str | Path) -> PreparedData:
