@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export MLFLOW_DISABLE_TELEMETRY := true
 export PYTHONUNBUFFERED := 1
 
-.PHONY: run test lint ui clean
+.PHONY: run test lint ui clean chromium bench
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -26,14 +26,32 @@ run: $(STAMP) .dvc/config
 	PATH=$(abspath $(VENV))/bin:$$PATH $(VENV)/bin/ugan run
 	@echo "report: reports/report.md — MLflow UI: make ui"
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	PATH=$(abspath $(VENV))/bin:$$PATH $(VENV)/bin/pytest -q
+
+# Headless Chromium for tests/test_ui_browser.py (Debian packages; apt-get needs root). Where it
+# cannot be installed the browser test skips and says why.
+chromium:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      chromium chromium-driver >/dev/null; } || \
+	  echo "chromium not installed: the browser test will be skipped"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src stages tests benchmarks
 
 ui: $(STAMP)
 	$(VENV)/bin/ugan ui
+
+# Speed against references (benchmarks/README.md); figures also go to benchmarks/results/*.json.
+# On a GPU machine: make bench BENCH_DEVICE=cuda
+BENCH_DEVICE ?= auto
+bench: $(STAMP)
+	cd benchmarks && PATH=$(abspath $(VENV))/bin:$$PATH && \
+	  $(abspath $(PY)) throughput.py --device $(BENCH_DEVICE) --json results/throughput.json && \
+	  $(abspath $(PY)) scaling.py --device $(BENCH_DEVICE) --json results/scaling.json && \
+	  $(abspath $(PY)) evaluation.py --device $(BENCH_DEVICE) --json results/evaluation.json && \
+	  $(abspath $(PY)) pipeline_overhead.py --json results/pipeline_overhead.json
 
 clean:
 	rm -rf data/prepared models runs evaluation reports/*.md reports/*.png reports/*.json metrics

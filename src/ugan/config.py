@@ -12,8 +12,17 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
+from ugan.data.sources import SOURCES
 from ugan.losses import LossName
 from ugan.nets import ArchConfig
 
@@ -23,7 +32,7 @@ RUN_KEY = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
 
 # The methods a run can use (src/ugan/methods/); a test checks it matches the registry.
-MethodName = Literal["gan"]
+MethodName = Literal["gan", "began", "rfgan", "gaan"]
 
 
 class ConfigError(ValueError):
@@ -34,11 +43,46 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# The dataset sources (src/ugan/data/sources.py SOURCES); a test checks they match.
+SourceName = Literal["mnist5k", "mnist-idx", "cifar10", "image-folder"]
+
+
 class DataParams(Strict):
-    source: Literal["mnist5k"] = "mnist5k"
-    image_size: Literal[28, 32, 64] = 28
+    source: SourceName = "mnist5k"
+    # The files of sources that read from disk. dvc.yaml depends on `${data.path}`, so
+    # params.yaml always sets it (data/sources, a folder of the repo, for mnist5k).
+    path: Annotated[str | None, Field(validate_default=True)] = None
+    image_size: Literal[28, 32, 64] = 28  # when left out: the source's own (28 / 32 / 64)
+    labels_from_subfolders: bool = False  # image-folder: class = top-level subfolder
     heldout_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.2
     seed: int = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _size_of_the_source(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and "image_size" not in raw:
+            source = SOURCES.get(raw.get("source", "mnist5k"))
+            if source is not None:
+                return {**raw, "image_size": source.image_size}
+        return raw
+
+    @field_validator("path")
+    @classmethod
+    def _path_when_needed(cls, value: str | None, info: ValidationInfo) -> str | None:
+        source = SOURCES.get(info.data.get("source", ""))
+        if source is not None and source.needs_path and not value:
+            raise ValueError(
+                f"source {info.data['source']!r} reads files from disk: set data.path to "
+                f"{source.path_hint}"
+            )
+        return value
+
+    @field_validator("labels_from_subfolders")
+    @classmethod
+    def _subfolders_of_a_folder(cls, value: bool, info: ValidationInfo) -> bool:
+        if value and info.data.get("source") != "image-folder":
+            raise ValueError("applies to source 'image-folder' only")
+        return value
 
 
 class ModelParams(Strict):
@@ -89,6 +133,51 @@ class VAEParams(Strict):
     sample_every: PositiveInt = 250
 
 
+class BEGANParams(Strict):
+    """BEGAN (src/ugan/methods/began.py): equilibrium control and learning-rate schedule."""
+
+    gamma: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5  # diversity ratio γ
+    lambda_k: Annotated[float, Field(ge=0.0)] = 0.001  # proportional gain of k_t
+    k_init: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0  # k_0
+    # Learning rate halved when the moving average of M_global (decay `m_global_decay`) has
+    # not reached a new minimum for `lr_halve_patience` steps; never below `lr_min`.
+    m_global_decay: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.99
+    lr_halve_patience: PositiveInt = 500
+    lr_min: Annotated[float, Field(gt=0.0)] = 1e-6
+    filters: PositiveInt | None = None  # n of the nets (n, 2n, 3n…); None: model.base_channels
+
+
+class RFGANParams(Strict):
+    """RFGAN (src/ugan/methods/rfgan.py); its frozen encoder comes from models/dae.pt."""
+
+    g_updates: PositiveInt = 2  # generator updates per step (the reference code: 2)
+
+
+class GAANParams(Strict):
+    """GAAN (src/ugan/methods/gaan.py), Algorithm 1 with eqs. 3-7."""
+
+    lambda_r: Annotated[float, Field(ge=0.0)] = 1.0  # weight of the regulariser W (eq. 3)
+    lambda_p: Annotated[float, Field(ge=0.0)] = 1.0  # gradient penalty (eq. 4)
+    lambda_w: Annotated[float, Field(gt=0.0)] | None = None  # None: √(d / D) (eq. 5)
+    # None: U[-1, 1] for a random generator, the transferred decoder's own prior otherwise.
+    prior: Literal["uniform", "normal"] | None = None
+
+
+class DAEParams(Strict):
+    """RFGAN's denoising autoencoder, pre-trained by the `pretrain_dae` stage."""
+
+    steps: PositiveInt = 600
+    batch_size: PositiveInt = 64
+    optim: OptimParams = OptimParams()
+    noise_std: Annotated[float, Field(gt=0.0)] = 0.3  # σ of the Gaussian input corruption
+    seed: int = 0
+    log_every: PositiveInt = 10
+    sample_every: PositiveInt = 200  # resume-state cadence
+
+
+METHOD_SECTIONS = ("began", "rfgan", "gaan")  # per-method params in `gan` and in a run
+
+
 class GANParams(Strict):
     """Defaults shared by every run; a run overrides any of them."""
 
@@ -105,6 +194,9 @@ class GANParams(Strict):
     log_every: PositiveInt = 10
     num_sample_images: PositiveInt = 64
     nonfinite_retries: Annotated[int, Field(ge=0)] = 0  # roll back to the last state and retry
+    began: BEGANParams = BEGANParams()
+    rfgan: RFGANParams = RFGANParams()
+    gaan: GAANParams = GAANParams()
 
     @model_validator(mode="after")
     def _cadence_fits(self) -> GANParams:
@@ -130,10 +222,19 @@ class RunParams(Strict):
     seed: int | None = None
     checkpoint_every: PositiveInt | None = None
     optim: OptimParams | None = None
+    # Per-method params: only the keys a run sets replace the `gan` defaults.
+    began: BEGANParams | None = None
+    rfgan: RFGANParams | None = None
+    gaan: GAANParams | None = None
 
     def resolve(self, defaults: GANParams) -> ResolvedRun:
-        overrides = {k: v for k, v in self.model_dump(exclude={"init"}).items() if v is not None}
+        exclude = {"init", *METHOD_SECTIONS}
+        overrides = {k: v for k, v in self.model_dump(exclude=exclude).items() if v is not None}
         merged = defaults.model_dump() | overrides
+        for name in METHOD_SECTIONS:
+            section = getattr(self, name)
+            if section is not None:
+                merged[name] = merged[name] | section.model_dump(exclude_unset=True)
         return ResolvedRun(init=self.init, gan=GANParams.model_validate(merged))
 
 
@@ -147,6 +248,18 @@ class EvalParams(Strict):
     kid_subset_size: PositiveInt = 500
     batch_size: PositiveInt = 250
     seed: int = 0
+    # classifier: the project's own (models/classifier.pt, labelled data); inception:
+    # torch-fidelity's InceptionV3 from the local weights file `weights_path` (never downloaded).
+    feature_extractor: Literal["classifier", "inception"] = "classifier"
+    weights_path: str | None = None
+
+    @model_validator(mode="after")
+    def _inception_has_weights(self) -> EvalParams:
+        if self.feature_extractor == "inception" and not self.weights_path:
+            from ugan.metrics.fidelity import INCEPTION_WEIGHTS_HELP
+
+            raise ValueError(f"eval.weights_path is not set. {INCEPTION_WEIGHTS_HELP}")
+        return self
 
 
 class ReportParams(Strict):
@@ -159,11 +272,25 @@ class TrackingParams(Strict):
     log_models: bool = True
 
 
+class PerfParams(Strict):
+    """Speed knobs of the training loop (src/ugan/accel.py); the defaults are exact fp32."""
+
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast of forward passes (no scaler)
+    channels_last: bool = False  # NHWC memory format for conv nets and image batches
+    fused_optim: bool = True  # fused Adam kernels where the device supports them
+    compile: bool = False  # torch.compile each net in place (slow first steps)
+    deterministic: bool = False  # deterministic kernels, cudnn.benchmark off
+    loss_sync: Literal["auto", "step", "log"] = "auto"  # when losses reach the host: auto =
+    # every step on CPU, at the log/checkpoint cadence on CUDA (the non-finite guard then
+    # fires there, before any checkpoint)
+
+
 class Params(Strict):
     data: DataParams = DataParams()
     model: ModelParams = ModelParams()
     classifier: ClassifierParams = ClassifierParams()
     vae: VAEParams = VAEParams()
+    dae: DAEParams = DAEParams()
     gan: GANParams = GANParams()
     runs: dict[str, RunParams] = Field(
         default_factory=lambda: {
@@ -174,6 +301,7 @@ class Params(Strict):
     eval: EvalParams = EvalParams()
     report: ReportParams = ReportParams()
     tracking: TrackingParams = TrackingParams()
+    perf: PerfParams = PerfParams()
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
     @model_validator(mode="after")
@@ -190,12 +318,27 @@ class Params(Strict):
             resolved = run.resolve(self.gan)
             if resolved.gan.checkpoint_every > resolved.gan.steps:
                 raise ValueError(f"runs.{key}: checkpoint_every must be ≤ steps")
+            _check_method(key, resolved, self.model.conditional)
         return self
 
     def run(self, key: str) -> ResolvedRun:
         if key not in self.runs:
             raise ConfigError(f"unknown run {key!r}; runs in params are {sorted(self.runs)}")
         return self.runs[key].resolve(self.gan)
+
+
+def _check_method(key: str, run: ResolvedRun, conditional: bool) -> None:
+    """The run's (method, init, loss, n_critic) must exist (ugan.methods.combinations)."""
+    from ugan.methods import check_combination  # the methods import nets and losses only
+
+    try:
+        check_combination(run.gan.method, run.init, run.gan.loss, run.gan.n_critic)
+    except ValueError as exc:
+        raise ValueError(f"runs.{key}: {exc}") from None
+    if conditional and run.gan.method == "began":
+        raise ValueError(
+            f"runs.{key}: method 'began' is unconditional; set model.conditional: false"
+        )
 
 
 def _describe(error: dict[str, Any]) -> str:
@@ -206,6 +349,8 @@ def _describe(error: dict[str, Any]) -> str:
     if kind == "literal_error":
         expected = error.get("ctx", {}).get("expected", "")
         return f"{where}: got {error.get('input')!r}, allowed values are {expected}"
+    if kind == "value_error" and not error["loc"]:  # a cross-section check names its own keys
+        return str(error.get("ctx", {}).get("error", error["msg"]))
     return f"{where}: {error['msg']} (got {error.get('input')!r})"
 
 

@@ -47,12 +47,15 @@ MAX_PARAM_LENGTH = 6000
 def tracking_uri(root: str | Path | None = None) -> str:
     """`MLFLOW_TRACKING_URI` if set, else a sqlite store `mlflow.db` at the project root.
 
-    The path is made absolute so stages run from another folder (DVC experiment workspaces)
-    still log to the same store."""
+    The path is made absolute so stages run from another folder still log to the same store.
+    The project root is `root`, else `DVC_ROOT` (which DVC sets to the *project's* root for
+    stages of queued experiments, whose workspaces are temporary copies under .dvc/tmp/exps),
+    else the working directory."""
     env = os.environ.get("MLFLOW_TRACKING_URI")
     if env:
         return env
-    return f"sqlite:///{(Path(root) if root else Path.cwd()).resolve() / 'mlflow.db'}"
+    base = Path(root or os.environ.get("DVC_ROOT") or Path.cwd())
+    return f"sqlite:///{base.resolve() / 'mlflow.db'}"
 
 
 def _process_start(pid: int) -> str | None:
@@ -81,8 +84,16 @@ def _dvc_ancestor() -> str | None:
 
 def pipeline_id() -> str:
     """One id per pipeline execution: `UGAN_PIPELINE_ID` if the caller set it (make run, the
-    Prefect flow), else the `dvc repro` process we run under, else a fresh id."""
-    return os.environ.get(PIPELINE_ENV) or _dvc_ancestor() or f"adhoc-{uuid.uuid4().hex[:12]}"
+    Prefect flow), else the DVC experiment being run (`DVC_EXP_NAME`: one per queued experiment,
+    even when one queue worker runs several), else the `dvc repro` process we run under, else a
+    fresh id."""
+    experiment = os.environ.get("DVC_EXP_NAME")
+    return (
+        os.environ.get(PIPELINE_ENV)
+        or (f"exp-{experiment}" if experiment else None)
+        or _dvc_ancestor()
+        or f"adhoc-{uuid.uuid4().hex[:12]}"
+    )
 
 
 def git_commit() -> str | None:

@@ -9,13 +9,15 @@ import io
 import math
 import sys
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from ugan.accel import Accel, LossBuffer
 from ugan.checkpoint import atomic_write_json, atomic_write_text, save_checkpoint
-from ugan.config import ResolvedRun
+from ugan.config import PerfParams, ResolvedRun
 from ugan.data.batches import InfiniteBatches
 from ugan.data.prepared import PreparedData
 from ugan.images import save_grid
@@ -141,13 +143,21 @@ def train_gan(
     device: torch.device | str = "cpu",
     fingerprint: dict | None = None,
     resume_root: Path = RESUME_ROOT,
+    perf: PerfParams | None = None,
+    wrap: Callable | None = None,
 ) -> dict:
+    """Train one run. `perf` is the speed policy (ugan.accel); `wrap(method, batches)` may
+    return a wrapped method, applied last (ugan.distributed: data-parallel training)."""
     cfg = run.gan
     layout = RunLayout(Path(out_dir))
     method = build_method(arch, run, generator_init, init_std)
     method.to(device)
     images, labels = data.train
     batches = InfiniteBatches(images, labels, cfg.batch_size, seed=cfg.seed, device=device)
+    accel = Accel.from_params(perf, device)
+    method = accel.prepare(method, batches)
+    if wrap is not None:
+        method = wrap(method, batches)
     z_fixed = noise(
         cfg.num_sample_images, arch.latent_dim, method.prior, seed=cfg.seed + 1, device=device
     )
@@ -161,7 +171,7 @@ def train_gan(
         payload = generator_payload(method.generator, method.prior, step=step)
         save_checkpoint(layout.checkpoint_path(step), payload)
 
-    with store, StopRequest() as stop:
+    with store, StopRequest() as stop, accel.backends():
         state = store.latest()
         rows: list[dict] = _restore(method, batches, state) if state else []
         step = state["step"] if state else 0
@@ -172,19 +182,50 @@ def train_gan(
             print(f"resuming {run_key} from step {step}", file=sys.stderr)
         retries_left = cfg.nonfinite_retries
         window: dict[str, list[float]] = {}
+        # Losses stay on the device until a log / checkpoint step when accel.defer_sync (CUDA):
+        # the non-finite guard then fires there at the latest, always before a checkpoint.
+        pending = LossBuffer()
+
+        def record(flushed: list[tuple[int, dict[str, float]]]) -> tuple[int, dict] | None:
+            """Append flushed steps to the rows and log them; stop at the first non-finite
+            one and return (its step, its bad values)."""
+            nonlocal window
+            for at, values in flushed:
+                bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+                if bad:
+                    return at, bad
+                rows.append({"step": at, **{k: f"{v:.6g}" for k, v in values.items()}})
+                for key, value in values.items():
+                    window.setdefault(key, []).append(value)
+                if at % cfg.log_every == 0 or at == cfg.steps:
+                    tracker.log_metrics({k: sum(v) / len(v) for k, v in window.items()}, step=at)
+                    window = {}
+                    shown = {k: f"{values[k]:.3f}" for k in ("d_loss", "g_loss") if k in values}
+                    bar.set_postfix(shown, refresh=False)
+            return None
+
         with progress(cfg.steps, f"train_gan@{run_key}") as bar:
             bar.update(step)
             while step < cfg.steps:
                 try:
                     stop.check()
                 except KeyboardInterrupt:
-                    store.save(step, _snapshot(method, batches, rows, tracker.run_id))
-                    print(f"stopped at step {step}; state saved for resume", file=sys.stderr)
+                    if record(pending.flush()) is None:  # never save a state past a NaN
+                        store.save(step, _snapshot(method, batches, rows, tracker.run_id))
+                        print(f"stopped at step {step}; state saved for resume", file=sys.stderr)
                     raise
-                losses = method.train_step(batches.next)
-                bad = {k: v for k, v in losses.items() if not math.isfinite(v)}
-                if bad:
-                    message = f"run {run_key}: non-finite loss at step {step + 1}: {bad}"
+                with accel.autocast():
+                    losses = method.train_step(batches.next)
+                step += 1
+                pending.add(step, losses)
+                bar.update(1)
+                checkpoint = step % cfg.checkpoint_every == 0 or step == cfg.steps
+                if accel.defer_sync and not (checkpoint or step % cfg.log_every == 0):
+                    continue
+                nonfinite = record(pending.flush())
+                if nonfinite is not None:
+                    bad_step, bad = nonfinite
+                    message = f"run {run_key}: non-finite loss at step {bad_step}: {bad}"
                     previous = store.latest() if retries_left > 0 else None
                     if previous is None:
                         raise NonFiniteLossError(message)
@@ -202,22 +243,12 @@ def train_gan(
                     bar.reset(cfg.steps)
                     bar.update(step)
                     continue
-                step += 1
-                rows.append({"step": step, **{k: f"{v:.6g}" for k, v in losses.items()}})
-                for key, value in losses.items():
-                    window.setdefault(key, []).append(value)
-                if step % cfg.log_every == 0 or step == cfg.steps:
-                    tracker.log_metrics({k: sum(v) / len(v) for k, v in window.items()}, step=step)
-                    window = {}
-                    shown = {k: f"{losses[k]:.3f}" for k in ("d_loss", "g_loss") if k in losses}
-                    bar.set_postfix(shown, refresh=False)
-                if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                if checkpoint:
                     save_generator(step)
                     grid = save_grid(sample(method.generator, z_fixed), layout.sample_path(step))
                     tracker.log_artifact(grid, "samples")
                     _write_losses(layout.losses_csv, rows)
                     store.save(step, _snapshot(method, batches, rows, tracker.run_id))
-                bar.update(1)
 
     d = [float(r["d_loss"]) for r in rows]
     g = [float(r["g_loss"]) for r in rows]

@@ -31,12 +31,26 @@ class InfiniteBatches:
         self.labels = torch.as_tensor(labels).to(device)
         self.batch_size = batch_size
         self.generator = torch.Generator().manual_seed(seed)
-        self._order = torch.empty(0, dtype=torch.long)
+        self._order = torch.empty(0, dtype=torch.long, device=self.images.device)
         self._position = 0
         self.epoch = 0
+        self.memory_format = torch.contiguous_format  # channels_last: see ugan.accel
+        self.rank, self.world = 0, 1  # data-parallel shard: see `shard`
+
+    def shard(self, rank: int, world: int) -> None:
+        """Yield rows [rank·b, (rank+1)·b) of each global batch of `batch_size`, b =
+        batch_size / world: the ranks of a data-parallel run split the single-process batch."""
+        if self.batch_size % world:
+            raise ValueError(
+                f"gan.batch_size ({self.batch_size}) must be divisible by the {world} "
+                "data-parallel processes"
+            )
+        self.rank, self.world = rank, world
 
     def _new_epoch(self) -> None:
-        self._order = torch.randperm(len(self.images), generator=self.generator)
+        # Drawn on the CPU (the seeded stream), moved once per epoch: no copy per step.
+        order = torch.randperm(len(self.images), generator=self.generator)
+        self._order = order.to(self.images.device)
         self._position = 0
         self.epoch += 1
 
@@ -46,19 +60,22 @@ class InfiniteBatches:
             self._new_epoch()
         index = self._order[self._position : self._position + self.batch_size]
         self._position += self.batch_size
-        index = index.to(self.images.device)
-        return to_float(self.images[index]), self.labels[index]
+        if self.world > 1:
+            local = self.batch_size // self.world
+            index = index[self.rank * local : (self.rank + 1) * local]
+        images = to_float(self.images[index]).contiguous(memory_format=self.memory_format)
+        return images, self.labels[index]
 
     def state_dict(self) -> dict:
         return {
             "generator": self.generator.get_state(),
-            "order": self._order.clone(),
+            "order": self._order.cpu().clone(),
             "position": self._position,
             "epoch": self.epoch,
         }
 
     def load_state_dict(self, state: dict) -> None:
         self.generator.set_state(state["generator"])
-        self._order = state["order"].clone()
+        self._order = state["order"].to(self.images.device)
         self._position = int(state["position"])
         self.epoch = int(state["epoch"])

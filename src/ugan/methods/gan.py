@@ -72,7 +72,7 @@ class GANMethod:
 
     def train_step(
         self, next_batch: Callable[[], tuple[torch.Tensor, torch.Tensor]]
-    ) -> dict[str, float]:
+    ) -> dict[str, torch.Tensor]:
         # (1) Discriminator: minimise loss.d_loss, i.e. maximise log D(x) + log(1 − D(G(z))).
         conditional = self.generator.cfg.num_classes > 0
         for _ in range(self.n_critic):
@@ -101,11 +101,13 @@ class GANMethod:
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         self.opt_g.step()
+        # 0-d tensors, not floats: the loop brings them to the host at its cadence (a CUDA
+        # step then never waits for the GPU).
         return {
-            "d_loss": d_loss.item(),
-            "g_loss": g_loss.item(),
-            "d_real": d_real.mean().item(),
-            "d_fake": d_fake.mean().item(),
+            "d_loss": d_loss.detach(),
+            "g_loss": g_loss.detach(),
+            "d_real": d_real.detach().mean(),
+            "d_fake": d_fake.detach().mean(),
         }
 
     def state_dict(self) -> dict:

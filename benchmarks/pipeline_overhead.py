@@ -1,0 +1,217 @@
+"""Benchmark 2 — pipeline overhead: the whole pipeline on tiny params through `dvc repro`
+(optionally through the Prefect flow) against the same stage functions called in one Python
+process; a no-op `dvc repro`; and the cost of MLflow logging per training step.
+
+    python benchmarks/pipeline_overhead.py [--prefect]
+
+Each project is a fresh copy of src/, stages/, dvc.yaml and params.yaml (tiny sizes) in a
+temporary git repo, as in tests/test_pipeline.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+from common import ROOT, arguments, machine, report, table
+
+TINY = {
+    "classifier": {"steps": 60, "min_accuracy": 0.0},
+    "model": {"latent_dim": 16, "base_channels": 8},
+    "vae": {"steps": 20, "sample_every": 10},
+    "dae": {"steps": 20, "sample_every": 10},
+    "gan": {"steps": 12, "checkpoint_every": 4, "batch_size": 32, "num_sample_images": 16},
+    "eval": {"num_samples": 200, "kid_subset_size": 100},
+    "tracking": {"log_models": True},
+    "device": "cpu",
+}
+# Runs every stage function of the pipeline, in DVC's order, in this one interpreter.
+IN_PROCESS = r"""
+import importlib.util, json, sys, time
+start = time.perf_counter()
+modules = {}
+for script, *args in json.loads(sys.argv[1]):
+    if script not in modules:
+        spec = importlib.util.spec_from_file_location(f"stage_{len(modules)}", script)
+        modules[script] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(modules[script])
+    modules[script].main.__wrapped__(*args)  # the stage function, without its exit handling
+print(json.dumps({"seconds": time.perf_counter() - start}))
+"""
+
+
+def _merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = _merge(base.get(key, {}), value) if isinstance(value, dict) else value
+    return out
+
+
+def make_project(path: Path) -> dict:
+    path.mkdir(parents=True)
+    for name in ("src", "stages", "data/sources"):
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("dvc.yaml", ".gitignore"):
+        shutil.copy(ROOT / name, path / name)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params = _merge(params, {k: v for k, v in TINY.items() if k in params})
+    (path / "params.yaml").write_text(yaml.safe_dump(params))
+    env = {k: v for k, v in os.environ.items() if k not in ("UGAN_PIPELINE_ID", "DVC_ROOT")}
+    env |= {
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONPATH": str(path / "src"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{path / 'mlflow.db'}",
+        "GIT_AUTHOR_NAME": "b",
+        "GIT_AUTHOR_EMAIL": "b@b",
+        "GIT_COMMITTER_NAME": "b",
+        "GIT_COMMITTER_EMAIL": "b@b",
+    }
+    for cmd in (
+        ["git", "init", "-q"],
+        ["dvc", "init", "-q"],
+        ["dvc", "config", "core.analytics", "false"],
+        ["git", "add", "-A"],
+        ["git", "commit", "-qm", "bench"],
+    ):
+        sh(cmd, path, env)
+    return env
+
+
+def sh(cmd: list[str], cwd: Path, env: dict) -> tuple[str, float]:
+    start = time.perf_counter()
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if result.returncode:
+        raise RuntimeError(f"{cmd} failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+    return result.stdout + result.stderr, seconds
+
+
+def stage_commands(dvc_output: str) -> list[list[str]]:
+    """[script, *args] of every stage `dvc repro` ran, in its order."""
+    return [line[2:].split()[1:] for line in dvc_output.splitlines() if line.startswith("> ")]
+
+
+def mlflow_logging(tmp: Path, steps: int) -> dict:
+    """Seconds per training step of logging 4 losses: ugan's buffered StageRun.log_metrics
+    (sent with log_batch every 500 values) vs one MlflowClient.log_metric call per value."""
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp / 'logging.db'}"
+    from mlflow.tracking import MlflowClient
+
+    from ugan.tracking import StageRun
+
+    losses = {"d_loss": 0.7, "g_loss": 0.69, "d_real": 0.1, "d_fake": -0.1}
+    with StageRun("bench", {}, run_key="buffered", log_models=False) as run:
+        start = time.perf_counter()
+        for step in range(1, steps + 1):
+            run.log_metrics(losses, step=step)
+        run.flush()
+        buffered = (time.perf_counter() - start) / steps
+    with StageRun("bench", {}, run_key="direct", log_models=False) as run:
+        client, direct_steps = MlflowClient(), max(20, steps // 20)
+        start = time.perf_counter()
+        for step in range(1, direct_steps + 1):
+            for key, value in losses.items():
+                client.log_metric(run.run_id, key, value, step=step)
+        direct = (time.perf_counter() - start) / direct_steps
+    return {"buffered_s_per_step": buffered, "direct_s_per_step": direct}
+
+
+def main() -> None:
+    parser = arguments(__doc__.splitlines()[0])
+    parser.add_argument("--prefect", action="store_true", help="also time the Prefect flow")
+    parser.add_argument("--noop-repeat", type=int, default=3)
+    parser.add_argument("--log-steps", type=int, default=2000)
+    args = parser.parse_args()
+
+    figures: dict = {}
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        env = make_project(tmp / "dvc")
+        output, figures["dvc_repro_s"] = sh(["dvc", "repro"], tmp / "dvc", env)
+        commands = stage_commands(output)
+        figures["stages"] = len(commands)
+        print(f"dvc repro: {len(commands)} stages in {figures['dvc_repro_s']:.1f} s", flush=True)
+        figures["noop_dvc_repro_s"] = statistics.median(
+            sh(["dvc", "repro"], tmp / "dvc", env)[1] for _ in range(args.noop_repeat)
+        )
+        print(f"no-op dvc repro: {figures['noop_dvc_repro_s']:.2f} s", flush=True)
+
+        env = make_project(tmp / "inprocess")
+        output, total = sh(
+            [sys.executable, "-c", IN_PROCESS, json.dumps(commands)], tmp / "inprocess", env
+        )
+        figures["in_process_s"] = total
+        done = [line for line in output.splitlines() if line.startswith('{"seconds"')]
+        figures["in_process_stage_work_s"] = json.loads(done[-1])["seconds"]
+        print(f"in one process: {total:.1f} s", flush=True)
+
+        if args.prefect:
+            env = make_project(tmp / "prefect")
+            env |= {
+                "PREFECT_HOME": str(tmp / "prefect-home"),
+                "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+            }
+            flow = [sys.executable, "-m", "ugan.cli", "flow", "--project", ".", "--no-compare"]
+            output, figures["prefect_flow_s"] = sh(flow, tmp / "prefect", env)
+            ran = re.findall(r'"ran": \[([^\]]*)\]', output)
+            print(f"Prefect flow: {figures['prefect_flow_s']:.1f} s {ran[:1]}", flush=True)
+
+        figures["mlflow"] = mlflow_logging(tmp, args.log_steps)
+
+    n = figures["stages"]
+    rows = [
+        ["in one process (reference)", f"{figures['in_process_s']:.1f}", "1.00", ""],
+        [
+            "dvc repro",
+            f"{figures['dvc_repro_s']:.1f}",
+            f"{figures['dvc_repro_s'] / figures['in_process_s']:.2f}",
+            f"{(figures['dvc_repro_s'] - figures['in_process_s']) / n:.1f}",
+        ],
+    ]
+    if "prefect_flow_s" in figures:
+        rows.append(
+            [
+                "Prefect flow (a dvc repro per stage)",
+                f"{figures['prefect_flow_s']:.1f}",
+                f"{figures['prefect_flow_s'] / figures['in_process_s']:.2f}",
+                f"{(figures['prefect_flow_s'] - figures['in_process_s']) / n:.1f}",
+            ]
+        )
+    rows.append(["no-op dvc repro", f"{figures['noop_dvc_repro_s']:.2f}", "", ""])
+    print(f"\nPipeline overhead, tiny params, {n} stages\n")
+    print(table(["how", "seconds", "× in one process", "overhead s / stage"], rows))
+    logging = figures["mlflow"]
+    print(f"\nMLflow logging of 4 losses per step, sqlite store ({args.log_steps} steps)\n")
+    print(
+        table(
+            ["how", "µs / step", "× ugan"],
+            [
+                [
+                    "ugan StageRun.log_metrics (buffered)",
+                    f"{logging['buffered_s_per_step'] * 1e6:.0f}",
+                    "1.00",
+                ],
+                [
+                    "MlflowClient.log_metric per value",
+                    f"{logging['direct_s_per_step'] * 1e6:.0f}",
+                    f"{logging['direct_s_per_step'] / logging['buffered_s_per_step']:.0f}",
+                ],
+            ],
+        )
+    )
+    report(args, "pipeline_overhead", machine("cpu"), figures)
+
+
+if __name__ == "__main__":
+    main()

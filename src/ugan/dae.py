@@ -1,0 +1,203 @@
+"""RFGAN's denoising autoencoder (Bang & Shim 2018, §3.1 and §4), pre-trained in its own stage.
+
+"We construct the AE such that its encoder and decoder share the same architecture as the
+discriminator and generator": the encoder is the discriminator's trunk (`DownTrunk`, whose last
+convolution layer gives the representative features h1), a linear layer maps them to a code of
+`latent_dim`, and the decoder is a `Generator`. Denoising (Vincent et al. 2008): the input is
+x + σ·ε, ε ~ N(0, I), σ = `dae.noise_std`; the loss is the mean squared error to the clean x.
+
+The output file `DAE_PATH` holds the encoder, code and decoder states and the architecture;
+`load_frozen_encoder` gives RFGAN the encoder with its parameters frozen. The path is the same
+for every run, like the generator init files.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ugan.checkpoint import load_checkpoint, save_checkpoint
+from ugan.config import DAEParams
+from ugan.data.batches import InfiniteBatches
+from ugan.data.prepared import PreparedData
+from ugan.device import seed_everything
+from ugan.images import save_grid
+from ugan.nets import ArchConfig, Generator, init_weights
+from ugan.nets.dcgan import DownTrunk
+from ugan.progress import progress
+from ugan.resume import RESUME_ROOT, ResumeStore, StopRequest, capture_rng, restore_rng
+from ugan.tracking import StageRun
+from ugan.train import NonFiniteLossError
+
+DAE_PATH = Path("models/dae.pt")
+_FREE = {"steps", "log_every", "sample_every"}  # may change across a resume
+
+
+class DenoisingAE(nn.Module):
+    """x (N, C, H, W) → reconstruction (N, C, H, W) in [-1, 1]."""
+
+    def __init__(self, cfg: ArchConfig, init_std: float = 0.02):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = DownTrunk(cfg)  # (N, C, H, W) → (N, F): h1, the discriminator's trunk
+        self.code = nn.Linear(self.encoder.out_features, cfg.latent_dim)  # (N, F) → (N, latent)
+        self.decoder = Generator(cfg)  # (N, latent) → (N, C, H, W)
+        init_weights(self, init_std)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.decoder(self.code(self.encoder(x, y)), y)
+
+
+def denoising_loss(
+    dae: DenoisingAE, x: torch.Tensor, y: torch.Tensor | None, noise_std: float
+) -> torch.Tensor:
+    """mean (x − DAE(x + σ ε))², ε ~ N(0, I)."""
+    return F.mse_loss(dae(x + noise_std * torch.randn_like(x), y), x)
+
+
+def load_frozen_encoder(path: str | Path, arch: ArchConfig) -> DownTrunk:
+    """The DAE's encoder from `path`, parameters frozen and in eval mode (fixed features)."""
+    payload = load_checkpoint(path)
+    if payload.get("arch") != arch.to_dict():
+        raise ValueError(
+            f"{path}: the DAE was trained for architecture {payload.get('arch')}, the run needs "
+            f"{arch.to_dict()}: rerun the pretrain_dae stage"
+        )
+    encoder = DownTrunk(arch)
+    encoder.load_state_dict(payload["encoder"])
+    return encoder.requires_grad_(False).eval()
+
+
+def pretrain_dae(
+    params: DAEParams,
+    arch: ArchConfig,
+    data: PreparedData,
+    out_path: Path,
+    samples_dir: Path,
+    tracker: StageRun,
+    *,
+    init_std: float = 0.02,
+    device: torch.device | str = "cpu",
+    fingerprint: dict | None = None,
+    resume_root: Path = RESUME_ROOT,
+) -> dict:
+    seed_everything(params.seed)
+    dae = DenoisingAE(arch, init_std).to(device)
+    optim = torch.optim.Adam(
+        dae.parameters(), lr=params.optim.lr, betas=(params.optim.beta1, params.optim.beta2)
+    )
+    images, labels = data.train
+    batches = InfiniteBatches(images, labels, params.batch_size, seed=params.seed, device=device)
+    conditional = arch.num_classes > 0
+    store = ResumeStore(
+        "pretrain_dae",
+        {
+            "arch": arch.to_dict(),
+            "init_std": init_std,
+            **params.model_dump(exclude=_FREE),
+            **(fingerprint or {}),
+        },
+        resume_root,
+    )
+    window: list[float] = []
+    with store, StopRequest() as stop:
+        state = store.latest()
+        step = state["step"] if state else 0
+        for old in samples_dir.glob("step_*.png"):  # persisted by DVC; stale beyond `step`
+            if int(old.stem.split("_")[1]) > step:
+                old.unlink()
+        if state:
+            dae.load_state_dict(state["dae"])
+            optim.load_state_dict(state["optim"])
+            batches.load_state_dict(state["batches"])
+            restore_rng(state["rng"])
+            tracker.mark_interrupted(state.get("mlflow_run_id"))
+            tracker.set_tags({"ugan.resumed_from_step": step})
+
+        def snapshot() -> dict:
+            return {
+                "dae": dae.state_dict(),
+                "optim": optim.state_dict(),
+                "batches": batches.state_dict(),
+                "rng": capture_rng(),
+                "mlflow_run_id": tracker.run_id or "",
+            }
+
+        with progress(params.steps, "pretrain_dae") as bar:
+            bar.update(step)
+            while step < params.steps:
+                try:
+                    stop.check()
+                except KeyboardInterrupt:
+                    store.save(step, snapshot())
+                    raise
+                x, y = batches.next()
+                loss = denoising_loss(dae, x, y if conditional else None, params.noise_std)
+                if not math.isfinite(loss.item()):
+                    raise NonFiniteLossError(f"pretrain_dae: non-finite loss at step {step + 1}")
+                optim.zero_grad(set_to_none=True)
+                loss.backward()
+                optim.step()
+                step += 1
+                window.append(loss.item())
+                if step % params.log_every == 0 or step == params.steps:
+                    mean = sum(window) / len(window)
+                    tracker.log_metrics({"dae_loss": mean}, step=step)
+                    bar.set_postfix(loss=f"{mean:.4f}", refresh=False)
+                    window = []
+                if step % params.sample_every == 0 or step == params.steps:
+                    store.save(step, snapshot())
+                bar.update(1)
+
+    metrics = heldout_metrics(dae, data, params.noise_std, samples_dir, tracker, device)
+    save_checkpoint(
+        out_path,
+        {
+            "encoder": dae.encoder.state_dict(),
+            "code": dae.code.state_dict(),
+            "decoder": dae.decoder.state_dict(),
+            "arch": arch.to_dict(),
+            "noise_std": params.noise_std,
+            "metrics": metrics,
+        },
+    )
+    store.clear()  # finished: the next execution starts fresh
+    return metrics
+
+
+@torch.no_grad()
+def heldout_metrics(
+    dae: DenoisingAE,
+    data: PreparedData,
+    noise_std: float,
+    samples_dir: Path,
+    tracker: StageRun,
+    device: torch.device | str,
+) -> dict:
+    """Clean and denoising reconstruction errors on held-out images, and a grid of
+    (clean, noisy, reconstructed) rows."""
+    images, labels = data.heldout
+    x = torch.as_tensor(images[:256]).to(device).float().div(127.5).sub(1.0)
+    y = torch.as_tensor(labels[:256]).to(device) if dae.cfg.num_classes else None
+    generator = torch.Generator().manual_seed(0)
+    noisy = x + noise_std * torch.randn(x.shape, generator=generator).to(device)
+    was_training = dae.training
+    dae.eval()
+    try:
+        clean_recon, noisy_recon = dae(x, y), dae(noisy, y)
+    finally:
+        dae.train(was_training)
+    grid = save_grid(
+        torch.cat([x[:8], noisy[:8].clamp(-1, 1), noisy_recon[:8]]),
+        samples_dir / "reconstructions.png",
+        nrow=8,
+    )
+    tracker.log_artifact(grid, "samples")
+    return {
+        "heldout_mse": F.mse_loss(clean_recon, x).item(),
+        "heldout_denoising_mse": F.mse_loss(noisy_recon, x).item(),
+    }

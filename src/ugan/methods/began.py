@@ -1,0 +1,196 @@
+"""BEGAN (Berthelot, Schumm & Metz 2017): an autoencoder discriminator and the k_t equilibrium.
+
+With L(v) = mean |v − D(v)| (the L1 autoencoder loss, η = 1), one step is (§3.4):
+
+    L_D = L(x) − k_t · L(G(z))                     for θ_D
+    L_G = L(G(z))                                  for θ_G
+    k_{t+1} = clip(k_t + λ_k (γ L(x) − L(G(z))), 0, 1)
+
+θ_D and θ_G are updated *simultaneously*: both gradients are taken at the same parameters, each
+network's from its own loss only (the paper's footnote 2). One z serves L_D and L_G, as in the
+reference implementations (the paper names z_D and z_G but updates them in the same step).
+z ~ U[-1, 1] (`prior = "uniform"`).
+
+Convergence measure, returned every step: M_global = L(x) + |γ L(x) − L(G(z))| (§3.4.2).
+
+Learning-rate schedule ("decaying by a factor of 2 when the measure of convergence stalls", §4.1),
+made precise here: m̄_t is the exponential moving average of M_global (decay `m_global_decay`,
+m̄_1 = M_1). M_global *stalls* when m̄ has not reached a new minimum for `lr_halve_patience`
+consecutive steps; then both learning rates are halved (not below `lr_min`) and the count
+restarts from the current m̄. k_t, m̄, its minimum and the count are part of `state_dict`, and
+the optimizers' states carry the current learning rates, so a resumed run continues exactly.
+
+The run's `loss` is not used: BEGAN has its own objective. The generator is BEGAN's own
+decoder-shaped net, drawn from the run's seed; a dcgan random-init recipe is ignored, and
+transferred dcgan weights (`init: vae`) are refused (config rejects that combination first).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+
+import torch
+
+from ugan.device import seed_everything
+from ugan.methods.base import register
+from ugan.nets.began import BEGANDiscriminator, BEGANGenerator
+from ugan.nets.dcgan import ArchConfig
+
+
+def autoencoder_loss(discriminator: torch.nn.Module, v: torch.Tensor) -> torch.Tensor:
+    """L(v) = mean over batch and pixels of |v − D(v)|."""
+    return (v - discriminator(v)).abs().mean()
+
+
+@register("began")
+class BEGANMethod:
+    prior = "uniform"
+    inits = ("random",)  # the BEGAN decoder has no VAE-decoder twin
+    own_objective = True  # the run's `loss` is not used
+    uses_n_critic = False  # one simultaneous D / G update per step
+
+    @classmethod
+    def build(cls, arch: ArchConfig, run, generator_init: dict, init_std: float) -> BEGANMethod:
+        if "state_dict" in generator_init:
+            raise ValueError(
+                "method 'began' builds its own generator and cannot start from transferred "
+                "weights (init: vae); use init: random"
+            )
+        params = run.gan.began
+        cfg = dataclasses.replace(arch, base_channels=params.filters or arch.base_channels)
+        seed_everything(run.gan.seed)  # D first, then G, both from the run's seed
+        discriminator = BEGANDiscriminator(cfg)
+        generator = BEGANGenerator(cfg)
+        optim = run.gan.optim
+        return cls(
+            generator,
+            discriminator,
+            lr=optim.lr,
+            betas=(optim.beta1, optim.beta2),
+            gamma=params.gamma,
+            lambda_k=params.lambda_k,
+            k_init=params.k_init,
+            m_global_decay=params.m_global_decay,
+            lr_halve_patience=params.lr_halve_patience,
+            lr_min=params.lr_min,
+        )
+
+    def __init__(
+        self,
+        generator: BEGANGenerator,
+        discriminator: BEGANDiscriminator,
+        *,
+        lr: float,
+        betas: tuple[float, float],
+        gamma: float = 0.5,
+        lambda_k: float = 0.001,
+        k_init: float = 0.0,
+        m_global_decay: float = 0.99,
+        lr_halve_patience: int = 500,
+        lr_min: float = 1e-6,
+    ):
+        self.generator = generator
+        self.discriminator = discriminator
+        self.latent_dim = generator.cfg.latent_dim
+        self.gamma = gamma
+        self.lambda_k = lambda_k
+        self.k = k_init
+        self.m_global_decay = m_global_decay
+        self.lr_halve_patience = lr_halve_patience
+        self.lr_min = lr_min
+        self.m_ema = math.nan  # m̄_t; nan until the first step
+        self.m_best = math.inf  # the lowest m̄ since the last halving
+        self.since_best = 0  # steps since m̄ last reached a new minimum
+        self.opt_g = torch.optim.Adam(generator.parameters(), lr=lr, betas=betas)
+        self.opt_d = torch.optim.Adam(discriminator.parameters(), lr=lr, betas=betas)
+
+    def to(self, device) -> BEGANMethod:
+        self.generator.to(device)
+        self.discriminator.to(device)
+        return self
+
+    @property
+    def lr(self) -> float:
+        return self.opt_d.param_groups[0]["lr"]
+
+    def _noise(self, batch: int, like: torch.Tensor) -> torch.Tensor:
+        return torch.rand(batch, self.latent_dim, device=like.device) * 2 - 1
+
+    def train_step(
+        self, next_batch: Callable[[], tuple[torch.Tensor, torch.Tensor]]
+    ) -> dict[str, float]:
+        real, _ = next_batch()
+        fake = self.generator(self._noise(real.shape[0], real))
+        l_real = autoencoder_loss(self.discriminator, real)
+        l_fake = autoencoder_loss(self.discriminator, fake)
+        # D minimises L(x) − k_t L(G(z)); G minimises L(G(z)). Both gradients at the same θ.
+        d_loss = l_real - self.k * l_fake
+        g_loss = l_fake
+        d_params = list(self.discriminator.parameters())
+        g_params = list(self.generator.parameters())
+        d_grads = torch.autograd.grad(d_loss, d_params, retain_graph=True)
+        g_grads = torch.autograd.grad(g_loss, g_params)
+        for params, grads in ((d_params, d_grads), (g_params, g_grads)):
+            for p, g in zip(params, grads, strict=True):
+                p.grad = g
+        self.opt_d.step()
+        self.opt_g.step()
+
+        # Proportional control of k_t toward E[L(G(z))] = γ E[L(x)], k_t ∈ [0, 1].
+        balance = self.gamma * l_real.item() - l_fake.item()
+        self.k = min(max(self.k + self.lambda_k * balance, 0.0), 1.0)
+        m_global = l_real.item() + abs(balance)
+        self.schedule(m_global)
+        return {
+            "d_loss": d_loss.item(),
+            "g_loss": g_loss.item(),
+            "l_real": l_real.item(),
+            "l_fake": l_fake.item(),
+            "k": self.k,
+            "m_global": m_global,
+            "lr": self.lr,
+        }
+
+    def schedule(self, m_global: float) -> None:
+        """Halve both learning rates when the moving average of M_global stalls."""
+        if math.isnan(self.m_ema):
+            self.m_ema = m_global
+        else:
+            decay = self.m_global_decay
+            self.m_ema = decay * self.m_ema + (1 - decay) * m_global
+        if self.m_ema < self.m_best:
+            self.m_best, self.since_best = self.m_ema, 0
+            return
+        self.since_best += 1
+        if self.since_best >= self.lr_halve_patience:
+            for optimizer in (self.opt_d, self.opt_g):
+                for group in optimizer.param_groups:
+                    group["lr"] = max(group["lr"] / 2, self.lr_min)
+            self.m_best, self.since_best = self.m_ema, 0
+
+    def state_dict(self) -> dict:
+        return {
+            "generator": self.generator.state_dict(),
+            "discriminator": self.discriminator.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "control": {
+                "k": self.k,
+                "m_ema": self.m_ema,
+                "m_best": self.m_best,
+                "since_best": self.since_best,
+            },
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.load_state_dict(state["generator"])
+        self.discriminator.load_state_dict(state["discriminator"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        control = state["control"]
+        self.k = float(control["k"])
+        self.m_ema = float(control["m_ema"])
+        self.m_best = float(control["m_best"])
+        self.since_best = int(control["since_best"])

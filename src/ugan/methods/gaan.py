@@ -1,0 +1,212 @@
+"""GAAN (Tran, Bui & Cheung 2018): an autoencoder (encoder E, generator G as decoder) trained
+jointly with the GAN, in the order of Algorithm 1. Each step, on one minibatch x and one z:
+
+1. E and G, D fixed: minimise R + λ_r W                                          (eq. 3)
+   R = mean ‖Φ(x) − Φ(G(E(x)))‖²  — reconstruction in D's feature space: Φ is the input of
+       D's output layer (its last convolution features); the mean runs over batch and features.
+   W = (f − λ_w g)², f = M_d(E_x Φ(x) − E_z Φ(G(z))), g = M_d(E_x E(x) − E_z z)   (eqs. 5-7)
+       M_d averages over dimensions; with images f is taken on Φ (paper §4.2), and
+       λ_w = √(d / D), d the latent and D the feature dimension, unless `gaan.lambda_w` is set.
+2. D, E and G fixed: maximise eq. 4, i.e. minimise
+   BCE(D(x), real) + BCE(D(G(z)), fake) + BCE(D(G(E(x))), real) + λ_p E[(‖∇D(x̂)‖₂ − 1)²]
+   — the reconstructions are labelled *real*; x̂ = εx + (1 − ε)G(z), ε ~ U[0, 1] (the WGAN-GP
+   penalty; the paper's squared norm inside the bracket is read as WGAN-GP's norm).
+3. G once more, E and D fixed: maximise log σ(D(G(z)))  (the non-saturating objective).
+
+Eq. 4 is the cross-entropy objective, so the run's `loss` must be `ns`; the penalty is GAAN's own
+(`gaan.lambda_p`), not `gp_weight`. Separate Adam optimizers for (E, G), D and G, each with the
+run's `optim`. The prior is the paper's U[-1, 1] for a random generator and, for a transferred
+VAE decoder (the unbalanced variant), the decoder's own prior (the init file's, N(0, I)),
+unless `gaan.prior` says otherwise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ugan.device import seed_everything
+from ugan.losses import ns_g_loss, wgan_gp_penalty
+from ugan.methods.base import register
+from ugan.nets import ArchConfig, Discriminator, Generator, init_weights
+from ugan.nets.dcgan import DownTrunk
+
+
+class LatentEncoder(nn.Module):
+    """E: image (N, C, H, W) → z (N, latent); the discriminator's trunk and a linear head."""
+
+    def __init__(self, cfg: ArchConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.trunk = DownTrunk(cfg)  # (N, C, H, W) → (N, F)
+        self.head = nn.Linear(self.trunk.out_features, cfg.latent_dim)  # (N, F) → (N, latent)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.trunk(x, y))
+
+
+def gaan_d_loss(d_real: torch.Tensor, d_recon: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
+    """−(eq. 4 without the penalty): real and reconstructed logits → target 1, fakes → 0."""
+    ones, zeros = torch.ones_like(d_real), torch.zeros_like(d_fake)
+    return (
+        F.binary_cross_entropy_with_logits(d_real, ones)
+        + F.binary_cross_entropy_with_logits(d_fake, zeros)
+        + F.binary_cross_entropy_with_logits(d_recon, torch.ones_like(d_recon))
+    )
+
+
+@contextlib.contextmanager
+def frozen(module: nn.Module) -> Iterator[None]:
+    """Hold `module`'s parameters fixed: no gradient is computed for them inside the block."""
+    flags = [p.requires_grad for p in module.parameters()]
+    module.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(module.parameters(), flags, strict=True):
+            p.requires_grad_(flag)
+
+
+@register("gaan")
+class GAANMethod:
+    prior = "uniform"
+    inits = ("random", "vae")
+    losses = ("ns",)  # eq. 4 is the cross-entropy objective
+    uses_n_critic = False  # Algorithm 1: one AE, one D and one G update per step
+
+    @classmethod
+    def build(cls, arch: ArchConfig, run, generator_init: dict, init_std: float) -> GAANMethod:
+        params = run.gan.gaan
+        seed_everything(run.gan.seed)  # D first, then E, then a random G
+        discriminator = Discriminator(arch)
+        init_weights(discriminator, init_std)
+        encoder = LatentEncoder(arch)
+        init_weights(encoder, init_std)
+        generator = Generator(arch)
+        transferred = "state_dict" in generator_init
+        if transferred:
+            generator.load_state_dict(generator_init["state_dict"])
+        else:
+            init_weights(generator, generator_init.get("init_std", init_std))
+        prior = params.prior or (
+            generator_init.get("prior", "normal") if transferred else "uniform"
+        )
+        lambda_w = params.lambda_w
+        if lambda_w is None:  # √(d / D): latent vs feature dimension
+            lambda_w = math.sqrt(arch.latent_dim / discriminator.trunk.out_features)
+        optim = run.gan.optim
+        return cls(
+            generator,
+            discriminator,
+            encoder,
+            lr=optim.lr,
+            betas=(optim.beta1, optim.beta2),
+            lambda_r=params.lambda_r,
+            lambda_p=params.lambda_p,
+            lambda_w=lambda_w,
+            prior=prior,
+        )
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        discriminator: nn.Module,
+        encoder: nn.Module,
+        *,
+        lr: float,
+        betas: tuple[float, float],
+        lambda_r: float = 1.0,
+        lambda_p: float = 1.0,
+        lambda_w: float = 1.0,
+        prior: str = "uniform",
+    ):
+        self.generator = generator
+        self.discriminator = discriminator
+        self.encoder = encoder
+        self.lambda_r = lambda_r
+        self.lambda_p = lambda_p
+        self.lambda_w = lambda_w
+        self.prior = prior
+        self.latent_dim = generator.cfg.latent_dim
+        ae_params = [*encoder.parameters(), *generator.parameters()]
+        self.opt_ae = torch.optim.Adam(ae_params, lr=lr, betas=betas)
+        self.opt_d = torch.optim.Adam(discriminator.parameters(), lr=lr, betas=betas)
+        self.opt_g = torch.optim.Adam(generator.parameters(), lr=lr, betas=betas)
+
+    def to(self, device) -> GAANMethod:
+        for net in (self.generator, self.discriminator, self.encoder):
+            net.to(device)
+        return self
+
+    def _noise(self, batch: int, like: torch.Tensor) -> torch.Tensor:
+        if self.prior == "uniform":
+            return torch.rand(batch, self.latent_dim, device=like.device) * 2 - 1
+        return torch.randn(batch, self.latent_dim, device=like.device)
+
+    def train_step(
+        self, next_batch: Callable[[], tuple[torch.Tensor, torch.Tensor]]
+    ) -> dict[str, torch.Tensor]:
+        real, labels = next_batch()
+        y = labels if self.generator.cfg.num_classes > 0 else None
+        z = self._noise(real.shape[0], real)
+        D, E, G = self.discriminator, self.encoder, self.generator
+
+        # (1) E, G: minimise R + λ_r W with D fixed (Algorithm 1, line 6).
+        with frozen(D):
+            code = E(real, y)
+            phi_real = D.features(real, y)
+            recon_loss = F.mse_loss(D.features(G(code, y), y), phi_real)
+            f = phi_real.mean() - D.features(G(z, y), y).mean()
+            g = code.mean() - z.mean()
+            w_reg = (f - self.lambda_w * g) ** 2
+            ae_loss = recon_loss + self.lambda_r * w_reg
+            self.opt_ae.zero_grad(set_to_none=True)
+            ae_loss.backward()
+            self.opt_ae.step()
+
+        # (2) D: maximise eq. 4, reconstructions labelled real (line 8).
+        with torch.no_grad():
+            recon = G(E(real, y), y)
+            fake = G(z, y)
+        d_real, d_recon, d_fake = D(real, y), D(recon, y), D(fake, y)
+        critic = lambda x: D(x, y)  # noqa: E731
+        penalty = wgan_gp_penalty(critic, real, fake)
+        d_loss = gaan_d_loss(d_real, d_recon, d_fake) + self.lambda_p * penalty
+        self.opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.opt_d.step()
+
+        # (3) G once more: maximise log σ(D(G(z))) with E, D fixed (line 10).
+        with frozen(D):
+            g_loss = ns_g_loss(D(G(z, y), y))
+            self.opt_g.zero_grad(set_to_none=True)
+            g_loss.backward()
+            self.opt_g.step()
+        # 0-d tensors: the loop brings them to the host at its cadence.
+        values = {"d_loss": d_loss, "g_loss": g_loss, "ae_loss": ae_loss}
+        values |= {"recon_loss": recon_loss, "w_reg": w_reg, "gp": penalty}
+        values |= {"d_real": d_real.mean(), "d_recon": d_recon.mean(), "d_fake": d_fake.mean()}
+        return {name: value.detach() for name, value in values.items()}
+
+    def state_dict(self) -> dict:
+        return {
+            "generator": self.generator.state_dict(),
+            "discriminator": self.discriminator.state_dict(),
+            "encoder": self.encoder.state_dict(),
+            "opt_ae": self.opt_ae.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.load_state_dict(state["generator"])
+        self.discriminator.load_state_dict(state["discriminator"])
+        self.encoder.load_state_dict(state["encoder"])
+        self.opt_ae.load_state_dict(state["opt_ae"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.opt_g.load_state_dict(state["opt_g"])

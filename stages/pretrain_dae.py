@@ -1,0 +1,40 @@
+"""DVC stage `pretrain_dae`: RFGAN's denoising autoencoder (encoder = discriminator trunk,
+decoder = generator) → models/dae.pt, whose frozen encoder every RFGAN run reads."""
+
+from pathlib import Path
+
+from ugan.checkpoint import atomic_write_json
+from ugan.dae import DAE_PATH, pretrain_dae
+from ugan.data.prepared import load_prepared
+from ugan.device import resolve_device
+from ugan.resume import file_digest
+from ugan.stage import entry_point, params
+from ugan.tracking import StageRun
+
+
+@entry_point
+def main() -> None:
+    p = params()
+    device = resolve_device(p.device)
+    data_path = "data/prepared/dataset.npz"
+    data = load_prepared(data_path)
+    arch = p.model.arch(p.data.image_size, data.shape[0], data.num_classes)
+    tracked = {"dae": p.dae.model_dump(), "model": p.model.model_dump(), "device": str(device)}
+    with StageRun("pretrain_dae", tracked, experiment=p.tracking.experiment) as run:
+        metrics = pretrain_dae(
+            p.dae,
+            arch,
+            data,
+            DAE_PATH,
+            Path("runs/dae/samples"),
+            run,
+            init_std=p.model.init_std,
+            device=device,
+            fingerprint={"data": file_digest(data_path)},
+        )
+        run.log_metrics(metrics)
+        atomic_write_json("metrics/dae.json", {**metrics, "steps": p.dae.steps})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""A profile's grid as queued DVC experiments on two parallel workers (`ugan queue`, which runs
+`dvc exp run --queue` per experiment and `dvc queue start -j 2`), in a temporary git repo on tiny
+params. The workers run the stages in temporary workspaces under .dvc/tmp/exps; their MLflow
+runs must land in the project's own store, with no MLFLOW_TRACKING_URI set."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+TINY = {
+    "classifier": {"steps": 10, "min_accuracy": 0.0},
+    "model": {"latent_dim": 16, "base_channels": 8},
+    "vae": {"steps": 10, "sample_every": 10},
+    "dae": {"steps": 10, "sample_every": 10},
+    "gan": {"steps": 30, "checkpoint_every": 10, "batch_size": 32, "num_sample_images": 16},
+    "eval": {"num_samples": 100, "kid_subset_size": 50},
+    "tracking": {"log_models": False},
+    "device": "cpu",
+}
+PROFILE = (
+    "description: two seeds, one experiment each\n"
+    "grid:\n  gans: {dcgan: {loss: ns}}\n  inits: [random]\n  seeds: [0, 1]\n"
+)
+
+
+def _sh(cmd: list[str], cwd: Path, env: dict, timeout: float = 300) -> str:
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, f"{cmd}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result.stdout + result.stderr
+
+
+def _merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = _merge(base.get(key, {}), value) if isinstance(value, dict) else value
+    return out
+
+
+@pytest.fixture
+def project(tmp_path) -> tuple[Path, dict]:
+    path = tmp_path / "project"
+    path.mkdir()
+    for name in ("src", "stages", "data/sources"):
+        shutil.copytree(ROOT / name, path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("dvc.yaml", ".gitignore"):
+        shutil.copy(ROOT / name, path / name)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params = _merge(params, {k: v for k, v in TINY.items() if k in params})
+    (path / "params.yaml").write_text(yaml.safe_dump(params))
+    (path / "profiles").mkdir()
+    (path / "profiles/tiny.yaml").write_text(PROFILE)
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "DVC_ROOT")}
+    env |= {
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONPATH": str(path / "src"),
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
+    env.pop("UGAN_PIPELINE_ID", None)
+    _sh(["git", "init", "-q"], path, env)
+    _sh(["dvc", "init", "-q"], path, env)
+    _sh(["dvc", "config", "core.analytics", "false"], path, env)
+    # What the grid's runs share (prepared data, inits) runs once here, as the upstream of one
+    # run; the experiments take it from DVC's cache and train only their own runs.
+    _sh(["dvc", "repro", "train_gan@dcgan"], path, env, 600)
+    _sh(["git", "add", "-A"], path, env)
+    _sh(["git", "commit", "-qm", "tiny project"], path, env)
+    return path, env
+
+
+def test_a_grid_queued_on_two_workers_logs_every_run_to_the_project_store(project):
+    path, env = project
+    queue = [sys.executable, "-m", "ugan.cli", "queue", "tiny", "-j", "2", "--targets", "train_gan"]
+    output = _sh(queue, path, env, 900)
+    assert "queued 2 experiments" in output
+    names = [line.split(":")[0] for line in output.splitlines() if line.endswith(": Success")]
+    assert len(names) == 2, output[-3000:]
+    assert yaml.safe_load((path / "params.yaml").read_text())["runs"].keys() == {
+        "dcgan",
+        "dcgan-unbalanced",
+    }, "the workspace params must be restored after queueing"
+
+    shown = json.dumps(json.loads(_sh(["dvc", "exp", "show", "--json"], path, env)))
+    assert all(name in shown for name in names) and "d_loss_final" in shown
+
+    store = path / "mlflow.db"
+    assert store.is_file()
+    client = mlflow.MlflowClient(f"sqlite:///{store}")
+    runs = client.search_runs([client.get_experiment_by_name("ugan").experiment_id])
+    queued = [r for r in runs if r.data.tags["ugan.pipeline_id"].startswith("exp-")]
+    trained = {r.data.tags["ugan.run_key"]: r for r in queued if "ugan.run_key" in r.data.tags}
+    assert set(trained) == {"dcgan-s0", "dcgan-s1"}
+    assert {r.info.status for r in trained.values()} == {"FINISHED"}
+    # One pipeline (and one parent run) per queued experiment.
+    pipelines = {r.data.tags["ugan.pipeline_id"] for r in trained.values()}
+    assert pipelines == {f"exp-{name}" for name in names}
+    parents = [r for r in runs if r.data.tags.get("ugan.stage") == "pipeline"]
+    assert {p.data.tags["ugan.pipeline_id"] for p in parents} >= pipelines
+    # The two workers overlapped in time: the queue really ran in parallel.
+    spans = sorted(
+        (min(r.info.start_time for r in runs_of), max(r.info.end_time for r in runs_of))
+        for runs_of in (
+            [r for r in runs if r.data.tags.get("ugan.pipeline_id") == p and r.info.end_time]
+            for p in pipelines
+        )
+    )
+    assert spans[1][0] < spans[0][1], f"experiments ran one after the other: {spans}"
+    # Nothing was logged into a worker's temporary workspace.
+    assert not list((path / ".dvc/tmp").rglob("mlflow.db"))
+    with sqlite3.connect(store) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
