@@ -61,3 +61,21 @@ def test_verdict_needs_the_whole_interval_on_one_side():
     assert verdict(mean_ci([-0.5, 1.0, 1.5])) == "inconclusive"
     assert verdict(mean_ci([1.5, 1.6, 1.7]), neutral=1.0) == "holds"
     assert verdict(mean_ci([1.1, 1.2, 1.3]), neutral=1.0) == "inconclusive"
+
+
+def test_every_shipped_profile_expands_to_valid_params():
+    from pathlib import Path
+
+    import yaml
+
+    from ugan.profiles import apply_profile, available, load_profile
+
+    root = Path(__file__).resolve().parents[1]
+    base = yaml.safe_load((root / "params.yaml").read_text())
+    names = available(root / "profiles")
+    assert {"paper-mnist", "methods"} <= set(names)
+    for name in names:
+        _, params = apply_profile(base, load_profile(name, root / "profiles"))
+        assert params.runs
+    _, paper = apply_profile(base, load_profile("paper-mnist", root / "profiles"))
+    assert len(paper.runs) == 18 and paper.run("wgan-unbalanced-s2").gan.n_critic == 5

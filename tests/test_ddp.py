@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import pytest
 import torch
@@ -33,7 +34,7 @@ PARAMS = {
     "model": {"latent_dim": 16, "base_channels": 8, "dropout": 0.0},
     "gan": {"steps": STEPS, "checkpoint_every": STEPS, "batch_size": BATCH, "log_every": 1},
     "runs": {"dcgan": {"init": "random"}},
-    "tracking": {"log_models": False},
+    "tracking": {"log_models": True},
     "device": "cpu",
 }
 
@@ -107,6 +108,13 @@ def test_two_gloo_ranks_train_one_model_matching_a_single_process(project: Path,
     assert digests[0] == digests[1], "ranks must end with identical parameters"
     losses = layout.losses_csv.read_text().splitlines()
     assert len(losses) == STEPS + 1 and losses[0].startswith("step,d_loss,g_loss")
+    # Rank 0 alone tracked the run, and logged a plain-BatchNorm generator.
+    client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
+    runs = client.search_runs([client.get_experiment_by_name("ugan").experiment_id])
+    trained = [r for r in runs if r.data.tags.get("ugan.stage") == "train_gan"]
+    assert len(trained) == 1 and trained[0].data.tags["ugan.world_size"] == "2"
+    assert trained[0].data.params["data_parallel.backend"] == "gloo"
+    assert "generator" in {a.path for a in client.list_artifacts(trained[0].info.run_id)}
 
     init = torch.load(project / "models/init/random.pt", weights_only=True)  # a recipe only
     assert "state_dict" not in init

@@ -358,6 +358,19 @@ def test_gaan_trains_encoder_and_generator_and_derives_lambda_w(tiny_arch, tiny_
     assert all(p.requires_grad for p in m.discriminator.parameters())  # unfrozen after the step
 
 
+def test_gaan_features_for_the_reconstruction_loss_are_taken_without_dropout(tiny_arch):
+    from ugan.methods.gaan import without_dropout
+
+    m = build_method(tiny_arch, _run("gaan"), _random_init(tiny_arch), 0.02)
+    x = torch.rand(8, 1, 28, 28) * 2 - 1
+    d = m.discriminator.train()
+    assert not torch.equal(d.features(x), d.features(x))  # dropout 0.25 in training mode
+    with without_dropout(d):
+        assert torch.equal(d.features(x), d.features(x))
+        assert all(bn.training for bn in d.modules() if isinstance(bn, torch.nn.BatchNorm2d))
+    assert all(m.training for m in d.modules())
+
+
 def test_gaan_prior_is_uniform_unless_the_generator_is_a_transferred_decoder(tiny_arch):
     assert build_method(tiny_arch, _run("gaan"), _random_init(tiny_arch), 0.02).prior == "uniform"
     init = _vae_init(tiny_arch)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ugan.config import ConfigError, Params, Strict, parse_params
 
@@ -25,9 +25,18 @@ class Grid(Strict):
 
 
 class Profile(Strict):
+    """A `grid` to expand, or explicit `runs` (when not every combination exists)."""
+
     description: str = ""
     params: dict[str, Any] = {}
-    grid: Grid
+    grid: Grid | None = None
+    runs: dict[str, dict[str, Any]] | None = None
+
+    @model_validator(mode="after")
+    def _grid_or_runs(self) -> Profile:
+        if (self.grid is None) == (self.runs is None):
+            raise ValueError("a profile sets exactly one of `grid` and `runs`")
+        return self
 
 
 def available(root: Path = PROFILES_DIR) -> list[str]:
@@ -49,6 +58,8 @@ def run_key(gan: str, init: str, seed: int) -> str:
 
 
 def expand(profile: Profile) -> dict[str, dict[str, Any]]:
+    if profile.runs is not None:
+        return copy.deepcopy(profile.runs)
     runs = {}
     for gan, overrides in profile.grid.gans.items():
         for init in profile.grid.inits:

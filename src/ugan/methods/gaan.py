@@ -4,6 +4,8 @@ jointly with the GAN, in the order of Algorithm 1. Each step, on one minibatch x
 1. E and G, D fixed: minimise R + λ_r W                                          (eq. 3)
    R = mean ‖Φ(x) − Φ(G(E(x)))‖²  — reconstruction in D's feature space: Φ is the input of
        D's output layer (its last convolution features); the mean runs over batch and features.
+       Φ is taken with D's dropout off (batch norm as in training), so that R measures the
+       reconstruction, not two different dropout masks.
    W = (f − λ_w g)², f = M_d(E_x Φ(x) − E_z Φ(G(z))), g = M_d(E_x E(x) − E_z z)   (eqs. 5-7)
        M_d averages over dimensions; with images f is taken on Φ (paper §4.2), and
        λ_w = √(d / D), d the latent and D the feature dimension, unless `gaan.lambda_w` is set.
@@ -70,6 +72,19 @@ def frozen(module: nn.Module) -> Iterator[None]:
     finally:
         for p, flag in zip(module.parameters(), flags, strict=True):
             p.requires_grad_(flag)
+
+
+@contextlib.contextmanager
+def without_dropout(module: nn.Module) -> Iterator[None]:
+    """Switch `module`'s dropout layers off inside the block; other layers keep their mode."""
+    layers = [m for m in module.modules() if isinstance(m, nn.Dropout) and m.training]
+    for layer in layers:
+        layer.eval()
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.train()
 
 
 @register("gaan")
@@ -157,7 +172,7 @@ class GAANMethod:
         D, E, G = self.discriminator, self.encoder, self.generator
 
         # (1) E, G: minimise R + λ_r W with D fixed (Algorithm 1, line 6).
-        with frozen(D):
+        with frozen(D), without_dropout(D):
             code = E(real, y)
             phi_real = D.features(real, y)
             recon_loss = F.mse_loss(D.features(G(code, y), y), phi_real)

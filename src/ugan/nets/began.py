@@ -11,9 +11,11 @@
 - Smallest feature map 8×8 ("constant final down-sampled image size of 8x8"), 7×7 for 28 px
   (28 → 14 → 7), so 28 and 32 px have 2 down-samplings and 64 px has 3.
 
-Choices the paper leaves open: the decoders end in tanh, so that reconstructions and samples lie
-in the data's [-1, 1] like every other generator of the project; weights keep PyTorch's default
-initialisation (the reference implementations use their framework's default too — a normal
+Choices the paper leaves open, as in the reference implementations: the last convolution of a
+decoder has no non-linearity (a tanh saturates on MNIST's black background, where its gradient
+vanishes: the discriminator then cannot make a black fake hard to reconstruct, nor the generator
+leave it), so samples may leave [-1, 1] slightly and are clamped when turned into images
+(`ugan.data.prepared.to_uint8`); weights keep PyTorch's default initialisation (a normal
 N(0, 0.02) init starves a deep ELU stack without batch norm).
 """
 
@@ -80,7 +82,7 @@ class BEGANEncoder(nn.Module):
 
 
 class BEGANDecoder(nn.Module):
-    """h or z (N, latent) → image (N, C, H, W) in [-1, 1]."""
+    """h or z (N, latent) → image (N, C, H, W), linear output (data in [-1, 1])."""
 
     def __init__(self, cfg: ArchConfig):
         super().__init__()
@@ -96,7 +98,7 @@ class BEGANDecoder(nn.Module):
             if i < scales:
                 layers.append(nn.Upsample(scale_factor=2, mode="nearest"))  # s → 2s
         # (N, n, H, W) → (N, C, H, W)
-        layers += [nn.Conv2d(n, cfg.channels, 3, padding=1), nn.Tanh()]
+        layers.append(nn.Conv2d(n, cfg.channels, 3, padding=1))
         self.body = nn.Sequential(*layers)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
