@@ -12,14 +12,14 @@ torch-fidelity's file cache and are reused by every later call, by every evaluat
 `cache_dir`, and never when either the images or the classifier changed. The generated images
 are never cached.
 
-torch-fidelity reads its cache with `torch.load(weights_only=False)`; before every call the
+torch-fidelity unpickles its cache files without the weights-only guard; before every call the
 evaluator therefore inspects this reference's cache files without unpickling them and refuses
 (`FidelityCacheError`) any that would import more than tensors and plain numpy arrays.
 
 Where the user has torch-fidelity's InceptionV3 weights on disk, `feature_extractor="inception"`
 scores with torch-fidelity's own `inception-v3-compat` extractor instead (IS from
 'logits_unbiased', FID / KID from '2048'; grayscale images are repeated to RGB). torch-fidelity
-loads that file with `weights_only=False` too, so the evaluator loads the user's file with
+unpickles that file unguarded too, so the evaluator loads the user's file with
 `weights_only=True` first and hands torch-fidelity a copy holding nothing but tensors. Nothing
 is ever downloaded: without the file the error says where to get it and which key to set.
 """
