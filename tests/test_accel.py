@@ -203,3 +203,27 @@ def test_cuda_fast_path_trains_and_deterministic_mode_repeats_bitwise(
         _train(tmp_path, tiny_arch, tiny_data, name, perf=exact, device="cuda")
         weights.append(load_generator(RunLayout(tmp_path / name).checkpoint_path(10)).state_dict())
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_the_generator_step_skips_d_weight_gradients_and_restores_d_flags(tiny_arch, tiny_data):
+    method = _method(tiny_arch)
+    frozen = method.discriminator.head.bias
+    frozen.requires_grad_(False)  # a method may keep part of D frozen: it must stay so
+    at_d_step = {}
+    method.opt_d.register_step_pre_hook(
+        lambda opt, args, kwargs: at_d_step.update(
+            {
+                n: p.grad.clone()
+                for n, p in method.discriminator.named_parameters()
+                if p.grad is not None
+            }
+        )
+    )
+    images, labels = tiny_data.train
+    method.train_step(InfiniteBatches(images, labels, 16, seed=0).next)
+    assert not frozen.requires_grad
+    assert all(p.requires_grad for p in method.discriminator.parameters() if p is not frozen)
+    # The G step's backward added nothing to D's gradients: they are still the D step's.
+    after = {n: p.grad for n, p in method.discriminator.named_parameters() if p.grad is not None}
+    assert after.keys() == at_d_step.keys() and len(after) > 0
+    assert all(torch.equal(after[n], at_d_step[n]) for n in after)

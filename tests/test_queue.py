@@ -54,7 +54,8 @@ def project(tmp_path) -> tuple[Path, dict]:
     path = tmp_path / "project"
     path.mkdir()
     for name in ("src", "stages", "data/sources"):
-        shutil.copytree(ROOT / name, path / name, ignore=shutil.ignore_patterns("__pycache__"))
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, path / name, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("dvc.yaml", ".gitignore"):
         shutil.copy(ROOT / name, path / name)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())

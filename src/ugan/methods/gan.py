@@ -97,9 +97,17 @@ class GANMethod:
 
         # (2) Generator: minimise loss.g_loss, e.g. maximise log D(G(z)).
         fake = self.generator(self._noise(real.shape[0], real), y)
-        g_loss = self.loss.g_loss(self.discriminator(fake, y))
-        self.opt_g.zero_grad(set_to_none=True)
-        g_loss.backward()
+        # D's own weight gradients would be discarded (zeroed before D's next backward): with
+        # D frozen, the backward computes only what reaches G. Same result, less work.
+        flags = [p.requires_grad for p in self.discriminator.parameters()]
+        self.discriminator.requires_grad_(False)
+        try:
+            g_loss = self.loss.g_loss(self.discriminator(fake, y))
+            self.opt_g.zero_grad(set_to_none=True)
+            g_loss.backward()
+        finally:
+            for p, flag in zip(self.discriminator.parameters(), flags, strict=True):
+                p.requires_grad_(flag)
         self.opt_g.step()
         # 0-d tensors, not floats: the loop brings them to the host at its cadence (a CUDA
         # step then never waits for the GPU).
