@@ -1,5 +1,6 @@
 """DVC stage `report`: ordinary vs unbalanced across runs → reports/ (markdown + figures)."""
 
+import json
 from pathlib import Path
 
 from ugan.report import build_report, load_run
@@ -7,6 +8,7 @@ from ugan.stage import entry_point, params
 from ugan.tracking import StageRun
 
 OUT = Path("reports")
+MODES = Path("metrics/modes.json")
 
 
 @entry_point
@@ -16,7 +18,11 @@ def main() -> None:
     tracked = {"report": p.report.model_dump(), "runs": list(p.runs)}
     with StageRun("report", tracked, experiment=p.tracking.experiment) as tracker:
         summary = build_report(
-            runs, OUT, early_checkpoints=p.report.early_checkpoints, smoothing=p.report.smoothing
+            runs,
+            OUT,
+            early_checkpoints=p.report.early_checkpoints,
+            smoothing=p.report.smoothing,
+            modes=json.loads(MODES.read_text())["benchmarks"] if MODES.is_file() else None,
         )
         for pair in summary["pairs"]:
             tracker.log_metrics(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -94,7 +95,8 @@ def test_the_combination_table_and_config_agree():
     assert all(table[m]["inits"] == ["random", "vae"] for m in ("gan", "rfgan", "gaan"))
     assert table["gaan"]["losses"] == ["ns"] and table["began"]["losses"] == "own objective"
     assert {"ns", "lsgan", "dragan", "wgan-gp"} <= set(table["rfgan"]["losses"])
-    assert "| began | random | own objective |" in combinations_markdown().splitlines()
+    rows = [re.sub(r"\s+", " ", line) for line in combinations_markdown().splitlines()]
+    assert "| began | random | own objective |" in rows
 
 
 @pytest.mark.parametrize(

@@ -32,6 +32,21 @@ TINY = {
     "eval": {"num_samples": 200, "kid_subset_size": 100},
     "tracking": {"log_models": True},
     "device": "cpu",
+    # One tiny mode-coverage benchmark: a VAE-initialised GAN and RFGAN (own DAE), 2 seeds.
+    "modes": {
+        "ring": {
+            "benchmark": "ring8",
+            "seeds": [0, 1],
+            "steps": 20,
+            "batch_size": 32,
+            "pretrain_steps": 10,
+            "num_samples": 200,
+            "variants": {
+                "gan-unbalanced": {"init": "vae"},
+                "rfgan": {"init": "random", "method": "rfgan"},
+            },
+        }
+    },
 }
 
 
@@ -108,6 +123,7 @@ def test_full_pipeline_runs_every_stage_and_writes_the_report(project):
         "train_gan@dcgan-unbalanced",
         "evaluate@dcgan",
         "evaluate@dcgan-unbalanced",
+        "modes",
         "report",
     }
     p = proj.path
@@ -129,6 +145,13 @@ def test_full_pipeline_runs_every_stage_and_writes_the_report(project):
     assert "dcgan-unbalanced" in report and re.search(r"(beats|does not beat) ordinary", report)
     for figure in ("fid.png", "is.png", "losses.png", "samples.png"):
         assert (p / "reports" / figure).stat().st_size > 1000
+    modes = json.loads((p / "metrics/modes.json").read_text())["benchmarks"]["ring"]
+    for variant in ("gan-unbalanced", "rfgan"):
+        stat = modes["variants"][variant]["metrics"]["modes_covered"]
+        assert stat["n"] == 2 and 0 <= stat["mean"] <= 8
+        assert (p / f"modes/ring/cells/{variant}-s1/final.png").stat().st_size > 1000
+    assert modes["reference"]["modes_covered"] == 8  # real points cover the whole ring
+    assert "## Mode-coverage benchmarks" in report and "| gan-unbalanced" in report
     # DVC's plots render from the declared files.
     _sh(["dvc", "plots", "show", "--json"], p, proj.env)
 
@@ -153,6 +176,10 @@ def test_every_stage_is_one_mlflow_run_grouped_by_pipeline(project):
         "train_gan@dcgan-unbalanced",
         "evaluate@dcgan",
         "evaluate@dcgan-unbalanced",
+        "modes",
+        "modes@ring/vae",
+        "modes@ring/dae",
+        *(f"modes@ring/{v}-s{s}" for v in ("gan-unbalanced", "rfgan") for s in (0, 1)),
         "report",
     }
     assert {r.info.status for r in runs} == {"FINISHED"}

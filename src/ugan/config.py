@@ -285,6 +285,67 @@ class PerfParams(Strict):
     # fires there, before any checkpoint)
 
 
+# The mode-coverage benchmarks (src/ugan/modebench/benchmarks.py BENCHMARKS); a test checks.
+BenchmarkName = Literal["ring8", "grid25", "stacked-mnist"]
+
+
+def _default_variants() -> dict[str, RunParams]:
+    return {
+        "gan": RunParams(init="random"),
+        "gan-unbalanced": RunParams(init="vae"),
+        "gaan": RunParams(init="random", method="gaan"),
+    }
+
+
+class ModeBenchmarkParams(Strict):
+    """One mode-coverage benchmark (stage `modes`): every variant × seed trains on the
+    benchmark's data with the benchmark's nets and is scored on `num_samples` samples."""
+
+    benchmark: BenchmarkName
+    seeds: Annotated[list[int], Field(min_length=1)] = [0, 1, 2]
+    steps: PositiveInt = 1500
+    batch_size: PositiveInt = 100
+    checkpoint_every: PositiveInt | None = None  # None: only the last step
+    optim: OptimParams = OptimParams(lr=1e-3)
+    num_samples: PositiveInt = 2000  # generated samples scored (GAAN §4.1: 2,000)
+    pretrain_steps: PositiveInt = 1000  # the VAE (unbalanced variants) and the DAE (rfgan)
+    base_channels: PositiveInt = 32  # stacked-mnist conv nets (n, 2n…)
+    train_images: PositiveInt = 25_600  # stacked-mnist: training images (GAAN §4.2: 25,600)
+    dae_noise_std: Annotated[float, Field(gt=0.0)] = 0.1  # RFGAN's DAE input noise ([-1, 1])
+    variants: dict[str, RunParams] = Field(default_factory=_default_variants)
+
+    @model_validator(mode="after")
+    def _check_variants(self) -> ModeBenchmarkParams:
+        if not self.variants:
+            raise ValueError("at least one variant is required")
+        for key, variant in self.variants.items():
+            if not RUN_KEY.match(key):
+                raise ValueError(f"variant keys must match {RUN_KEY.pattern}, got {key!r}")
+            _check_method(key, variant.resolve(self.gan_defaults()), conditional=False)
+            if self.benchmark != "stacked-mnist" and variant.method == "began":
+                raise ValueError(
+                    f"variants.{key}: BEGAN's autoencoder discriminator is convolutional; "
+                    "it runs on stacked-mnist, not on 2-D points"
+                )
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be distinct, got {self.seeds}")
+        return self
+
+    def gan_defaults(self) -> GANParams:
+        return GANParams(
+            steps=self.steps,
+            batch_size=self.batch_size,
+            optim=self.optim,
+            checkpoint_every=self.checkpoint_every or self.steps,
+            log_every=min(10, self.steps),
+        )
+
+    def cell(self, variant: str, seed: int) -> ResolvedRun:
+        """The resolved run of one (variant, seed)."""
+        run = self.variants[variant].resolve(self.gan_defaults())
+        return ResolvedRun(init=run.init, gan=run.gan.model_copy(update={"seed": seed}))
+
+
 class Params(Strict):
     data: DataParams = DataParams()
     model: ModelParams = ModelParams()
@@ -303,6 +364,8 @@ class Params(Strict):
     tracking: TrackingParams = TrackingParams()
     perf: PerfParams = PerfParams()
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # Mode-coverage benchmarks by name (stage `modes`); none by default: `ugan grid modes`.
+    modes: dict[str, ModeBenchmarkParams] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _check_runs(self) -> Params:

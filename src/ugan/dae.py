@@ -14,6 +14,7 @@ for every run, like the generator init files.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -23,11 +24,11 @@ from torch import nn
 from ugan.checkpoint import load_checkpoint, save_checkpoint
 from ugan.config import DAEParams
 from ugan.data.batches import InfiniteBatches
-from ugan.data.prepared import PreparedData
+from ugan.data.prepared import PreparedData, model_input
 from ugan.device import seed_everything
 from ugan.images import save_grid
-from ugan.nets import ArchConfig, Generator, init_weights
-from ugan.nets.dcgan import DownTrunk
+from ugan.nets import ArchConfig
+from ugan.nets.family import family_of
 from ugan.progress import progress
 from ugan.resume import RESUME_ROOT, ResumeStore, StopRequest, capture_rng, restore_rng
 from ugan.tracking import StageRun
@@ -40,13 +41,14 @@ _FREE = {"steps", "log_every", "sample_every"}  # may change across a resume
 class DenoisingAE(nn.Module):
     """x (N, C, H, W) → reconstruction (N, C, H, W) in [-1, 1]."""
 
-    def __init__(self, cfg: ArchConfig, init_std: float = 0.02):
+    def __init__(self, cfg, init_std: float = 0.02):
         super().__init__()
+        nets = family_of(cfg)  # conv nets for images, MLPs for 2-D points
         self.cfg = cfg
-        self.encoder = DownTrunk(cfg)  # (N, C, H, W) → (N, F): h1, the discriminator's trunk
+        self.encoder = nets.trunk(cfg)  # x → (N, F): h1, the discriminator's trunk
         self.code = nn.Linear(self.encoder.out_features, cfg.latent_dim)  # (N, F) → (N, latent)
-        self.decoder = Generator(cfg)  # (N, latent) → (N, C, H, W)
-        init_weights(self, init_std)
+        self.decoder = nets.generator(cfg)  # (N, latent) → x
+        nets.init(self, init_std)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return self.decoder(self.code(self.encoder(x, y)), y)
@@ -59,7 +61,7 @@ def denoising_loss(
     return F.mse_loss(dae(x + noise_std * torch.randn_like(x), y), x)
 
 
-def load_frozen_encoder(path: str | Path, arch: ArchConfig) -> DownTrunk:
+def load_frozen_encoder(path: str | Path, arch) -> nn.Module:
     """The DAE's encoder from `path`, parameters frozen and in eval mode (fixed features)."""
     payload = load_checkpoint(path)
     if payload.get("arch") != arch.to_dict():
@@ -67,7 +69,7 @@ def load_frozen_encoder(path: str | Path, arch: ArchConfig) -> DownTrunk:
             f"{path}: the DAE was trained for architecture {payload.get('arch')}, the run needs "
             f"{arch.to_dict()}: rerun the pretrain_dae stage"
         )
-    encoder = DownTrunk(arch)
+    encoder = family_of(arch).trunk(arch)
     encoder.load_state_dict(payload["encoder"])
     return encoder.requires_grad_(False).eval()
 
@@ -84,7 +86,11 @@ def pretrain_dae(
     device: torch.device | str = "cpu",
     fingerprint: dict | None = None,
     resume_root: Path = RESUME_ROOT,
+    render: Callable[[torch.Tensor, Path], Path] | None = None,
+    store_name: str = "pretrain_dae",
 ) -> dict:
+    """Train the DAE of `arch` (conv or MLP family) on `data.train`; `render` draws the
+    held-out (clean, noisy, reconstructed) samples."""
     seed_everything(params.seed)
     dae = DenoisingAE(arch, init_std).to(device)
     optim = torch.optim.Adam(
@@ -94,7 +100,7 @@ def pretrain_dae(
     batches = InfiniteBatches(images, labels, params.batch_size, seed=params.seed, device=device)
     conditional = arch.num_classes > 0
     store = ResumeStore(
-        "pretrain_dae",
+        store_name,
         {
             "arch": arch.to_dict(),
             "init_std": init_std,
@@ -153,7 +159,7 @@ def pretrain_dae(
                     store.save(step, snapshot())
                 bar.update(1)
 
-    metrics = heldout_metrics(dae, data, params.noise_std, samples_dir, tracker, device)
+    metrics = heldout_metrics(dae, data, params.noise_std, samples_dir, tracker, device, render)
     save_checkpoint(
         out_path,
         {
@@ -177,11 +183,12 @@ def heldout_metrics(
     samples_dir: Path,
     tracker: StageRun,
     device: torch.device | str,
+    render: Callable[[torch.Tensor, Path], Path] | None = None,
 ) -> dict:
     """Clean and denoising reconstruction errors on held-out images, and a grid of
     (clean, noisy, reconstructed) rows."""
     images, labels = data.heldout
-    x = torch.as_tensor(images[:256]).to(device).float().div(127.5).sub(1.0)
+    x = model_input(images[:256]).to(device)
     y = torch.as_tensor(labels[:256]).to(device) if dae.cfg.num_classes else None
     generator = torch.Generator().manual_seed(0)
     noisy = x + noise_std * torch.randn(x.shape, generator=generator).to(device)
@@ -191,10 +198,10 @@ def heldout_metrics(
         clean_recon, noisy_recon = dae(x, y), dae(noisy, y)
     finally:
         dae.train(was_training)
-    grid = save_grid(
+    render = render or (lambda images, path: save_grid(images, path, nrow=8))  # 3 rows
+    grid = render(
         torch.cat([x[:8], noisy[:8].clamp(-1, 1), noisy_recon[:8]]),
         samples_dir / "reconstructions.png",
-        nrow=8,
     )
     tracker.log_artifact(grid, "samples")
     return {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -10,7 +11,7 @@ import torch
 from ugan.checkpoint import save_checkpoint
 from ugan.config import VAEParams
 from ugan.data.batches import InfiniteBatches
-from ugan.data.prepared import PreparedData
+from ugan.data.prepared import PreparedData, model_input
 from ugan.device import seed_everything
 from ugan.images import save_grid
 from ugan.nets import ArchConfig
@@ -37,7 +38,12 @@ def pretrain_vae(
     device: torch.device | str = "cpu",
     fingerprint: dict | None = None,
     resume_root: Path = RESUME_ROOT,
+    render: Callable[[torch.Tensor, Path], Path] = save_grid,
+    store_name: str = "pretrain_vae",
+    num_samples: int = 64,
 ) -> dict:
+    """Train the VAE of `arch` (conv or MLP family) on `data.train`; `render` draws samples
+    (an image grid, or a scatter plot for 2-D points)."""
     seed_everything(params.seed)
     vae = VAE(arch, init_std).to(device)
     optim = torch.optim.Adam(
@@ -45,12 +51,12 @@ def pretrain_vae(
     )
     images, labels = data.train
     batches = InfiniteBatches(images, labels, params.batch_size, seed=params.seed, device=device)
-    z_fixed = noise(64, arch.latent_dim, seed=params.seed + 1, device=device)
-    heldout = torch.as_tensor(data.heldout[0][:64])
-    heldout_labels = torch.as_tensor(data.heldout[1][:64])
+    z_fixed = noise(num_samples, arch.latent_dim, seed=params.seed + 1, device=device)
+    heldout = torch.as_tensor(data.heldout[0][:num_samples])
+    heldout_labels = torch.as_tensor(data.heldout[1][:num_samples])
 
     store = ResumeStore(
-        "pretrain_vae",
+        store_name,
         {
             "arch": arch.to_dict(),
             "init_std": init_std,
@@ -117,7 +123,7 @@ def pretrain_vae(
                     count = 0
                 if step % params.sample_every == 0 or step == params.steps:
                     grid = sample(vae.decoder, z_fixed)
-                    path = save_grid(grid, samples_dir / f"step_{step:06d}.png")
+                    path = render(grid, samples_dir / f"step_{step:06d}.png")
                     tracker.log_artifact(path, "samples")
                     store.save(step, snapshot())
                 bar.update(1)
@@ -125,14 +131,12 @@ def pretrain_vae(
     # Held-out reconstructions: the honest check that the VAE learned the data.
     with torch.no_grad():
         vae.eval()
-        x = heldout.to(device).float().div(127.5).sub(1.0)
+        x = model_input(heldout).to(device)
         y = heldout_labels.to(device) if arch.num_classes else None
         logits, mu, logvar = vae(x, y)
         final = vae_loss(x, logits, mu, logvar)
-        recon_grid = save_grid(
-            torch.cat([x[:32], torch.tanh(logits[:32])]),
-            samples_dir / "reconstructions.png",
-            nrow=8,
+        recon_grid = render(  # the decoder ends in tanh (the VAE loss relies on it)
+            torch.cat([x[:32], torch.tanh(logits[:32])]), samples_dir / "reconstructions.png"
         )
     tracker.log_artifact(recon_grid, "samples")
     metrics = {

@@ -33,6 +33,8 @@ from matplotlib.ticker import FuncFormatter, LogLocator
 
 from ugan.checkpoint import atomic_path, atomic_write_json, atomic_write_text
 from ugan.claims import claims_cells, claims_table
+from ugan.markdown import md_table
+from ugan.methods import combinations_markdown
 
 ORDINARY_INIT = "random"
 UNBALANCED_INIT = "vae"
@@ -434,28 +436,6 @@ def _verdict_line(cmp: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def _md_table(header: list[str], rows: list[list[str]], align: str) -> str:
-    """GitHub-markdown table with padded columns; `align` holds "l" or "r" per column."""
-    widths = [max(3, len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-
-    def line(cells: list[str]) -> str:
-        padded = [
-            c.rjust(w) if a == "r" else c.ljust(w)
-            for c, w, a in zip(cells, widths, align, strict=True)
-        ]
-        return "| " + " | ".join(padded) + " |"
-
-    rule = (
-        "| "
-        + " | ".join(
-            ("-" * (w - 1) + ":") if a == "r" else "-" * w
-            for w, a in zip(widths, align, strict=True)
-        )
-        + " |"
-    )
-    return "\n".join([line(header), rule, *(line(r) for r in rows)])
-
-
 def _metric_table(runs: list[_Run], cell) -> str:
     steps = sorted({int(s) for r in runs for s in r.fid_steps})
     rows = []
@@ -467,7 +447,7 @@ def _metric_table(runs: list[_Run], cell) -> str:
         rows.append(row)
     if not rows:
         return "_No checkpoint was evaluated._"
-    return _md_table(["step", *(r.key for r in runs)], rows, "r" * (len(runs) + 1))
+    return md_table(["step", *(r.key for r in runs)], rows, "r" * (len(runs) + 1))
 
 
 def _role(init: str) -> str:
@@ -506,7 +486,7 @@ def _pair_section(cmp: dict[str, Any]) -> list[str]:
                 "(Δ = unbalanced − ordinary; negative favours unbalanced):"
             ),
             "",
-            _md_table(["step", f"FID {o}", f"FID {u}", "Δ", "lower FID"], rows, "rrrrl"),
+            md_table(["step", f"FID {o}", f"FID {u}", "Δ", "lower FID"], rows, "rrrrl"),
             "",
         ]
 
@@ -618,7 +598,7 @@ def _render_markdown(
     out += [
         "## Runs",
         "",
-        _md_table(
+        md_table(
             ["run", "method", "loss", "init", "last step", "checkpoints", "sample grids"],
             rows,
             "llllrrr",
@@ -643,7 +623,7 @@ def _render_markdown(
     out += [
         "## Final numbers",
         "",
-        _md_table(
+        md_table(
             ["run", "final step", "FID ↓", "best FID ↓ @ step", "IS ↑", "KID ↓"], rows, "lrrrrr"
         ),
         "",
@@ -667,7 +647,7 @@ def _render_markdown(
             "IS of the held-out split. No generator should be expected to beat it."
         ),
         "",
-        _md_table(["", "FID", "IS", "KID"], rows, "lrrr"),
+        md_table(["", "FID", "IS", "KID"], rows, "lrrr"),
         "",
     ]
 
@@ -704,7 +684,7 @@ def _render_markdown(
     out += [
         "## Loss stability (paper Fig. 3: mean ± std of each loss over training)",
         "",
-        _md_table(["run", "init", "D loss", "G loss"], rows, "llrr"),
+        md_table(["run", "init", "D loss", "G loss"], rows, "llrr"),
         "",
         f"![Discriminator and generator losses]({FIGURES['losses']})",
         "",
@@ -1044,6 +1024,7 @@ def build_report(
     early_checkpoints: int = 3,
     smoothing: int = 25,
     sample_columns: int = 5,
+    modes: dict | None = None,
 ) -> dict:
     """Write report.md, fid.png, is.png, losses.png, samples.png and summary.json into
     `out_dir` and return the summary dict (the content of summary.json).
@@ -1115,12 +1096,23 @@ def build_report(
         "(a ratio above 1 for convergence) favours unbalanced; mean and 95 % confidence interval "
         "over seeds (Student's t). A claim holds only when the whole interval is on its side.",
         "",
-        _md_table(*claims_cells(claims)) if claims else "No (ordinary, unbalanced) pair.",
+        md_table(*claims_cells(claims)) if claims else "No (ordinary, unbalanced) pair.",
         "",
     ]
     # The claims go right after the verdicts at a glance, where a reader looks first.
     head, sep, rest = markdown.partition("\n## Runs")
     markdown = head + "\n".join(claims_section) + sep + rest if sep else markdown
+    markdown += (
+        "\n## Which method and init combinations exist\n\n"
+        "Unbalanced initialisation (the VAE decoder's weights) applies to every method whose "
+        "generator has a VAE-decoder twin; a run with another combination is a config error.\n\n"
+        + combinations_markdown()
+        + "\n"
+    )
+    if modes:  # the mode-coverage benchmarks of the `modes` stage, when configured
+        from ugan.modebench.tables import markdown as modes_markdown
+
+        markdown += "\n## Mode-coverage benchmarks\n\n" + modes_markdown(modes) + "\n"
     atomic_write_text(out_dir / "report.md", markdown)
     atomic_write_json(out_dir / "summary.json", summary)
     return summary

@@ -84,8 +84,11 @@ def _write_losses(path: Path, rows: list[dict]) -> None:
     atomic_write_text(path, buffer.getvalue())
 
 
-def build_method(arch: ArchConfig, run: ResolvedRun, generator_init: dict, init_std: float):
-    """The run's method from the registry, its generator loaded from `generator_init`."""
+def build_method(
+    arch, run: ResolvedRun, generator_init: dict, init_std: float, resources: dict | None = None
+):
+    """The run's method from the registry, its generator loaded from `generator_init`;
+    `resources` are files a method reads besides (RFGAN: `dae_path`)."""
     if generator_init.get("arch") != arch.to_dict():
         differences = {
             key: (generator_init.get("arch", {}).get(key), value)
@@ -96,7 +99,9 @@ def build_method(arch: ArchConfig, run: ResolvedRun, generator_init: dict, init_
             f"the generator init was built for another architecture; (init, params) differ at "
             f"{differences}: rerun the stage that wrote it"
         )
-    return get_method(run.gan.method).build(arch, run, generator_init, init_std)
+    return get_method(run.gan.method).build(
+        arch, run, generator_init, init_std, **(resources or {})
+    )
 
 
 def resume_fingerprint(run_key: str, run: ResolvedRun, arch: ArchConfig, extra: dict) -> dict:
@@ -134,7 +139,7 @@ def train_gan(
     run_key: str,
     run: ResolvedRun,
     arch: ArchConfig,
-    data: PreparedData,
+    data: PreparedData,  # or anything with `.train`
     generator_init: dict,
     out_dir: Path,
     tracker: StageRun,
@@ -145,12 +150,17 @@ def train_gan(
     resume_root: Path = RESUME_ROOT,
     perf: PerfParams | None = None,
     wrap: Callable | None = None,
+    render: Callable[[torch.Tensor, Path], Path] = save_grid,
+    resources: dict | None = None,
+    store_name: str | None = None,
 ) -> dict:
     """Train one run. `perf` is the speed policy (ugan.accel); `wrap(method, batches)` may
-    return a wrapped method, applied last (ugan.distributed: data-parallel training)."""
+    return a wrapped method, applied last (ugan.distributed: data-parallel training).
+    `data.train` gives (images or 2-D points, labels); `render` draws the samples of a
+    checkpoint (an image grid, or a scatter plot for points)."""
     cfg = run.gan
     layout = RunLayout(Path(out_dir))
-    method = build_method(arch, run, generator_init, init_std)
+    method = build_method(arch, run, generator_init, init_std, resources)
     method.to(device)
     images, labels = data.train
     batches = InfiniteBatches(images, labels, cfg.batch_size, seed=cfg.seed, device=device)
@@ -162,7 +172,7 @@ def train_gan(
         cfg.num_sample_images, arch.latent_dim, method.prior, seed=cfg.seed + 1, device=device
     )
     store = ResumeStore(
-        f"train_gan/{run_key}",
+        store_name or f"train_gan/{run_key}",
         resume_fingerprint(run_key, run, arch, fingerprint or {}),
         resume_root,
     )
@@ -245,7 +255,7 @@ def train_gan(
                     continue
                 if checkpoint:
                     save_generator(step)
-                    grid = save_grid(sample(method.generator, z_fixed), layout.sample_path(step))
+                    grid = render(sample(method.generator, z_fixed), layout.sample_path(step))
                     tracker.log_artifact(grid, "samples")
                     _write_losses(layout.losses_csv, rows)
                     store.save(step, _snapshot(method, batches, rows, tracker.run_id))

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ugan.nets import ArchConfig, Encoder, Generator, init_weights
+from ugan.nets.family import family_of
 
 
 @dataclass
@@ -25,12 +25,13 @@ class VAELoss:
 
 
 class VAE(nn.Module):
-    def __init__(self, cfg: ArchConfig, init_std: float = 0.02):
+    def __init__(self, cfg, init_std: float = 0.02):
         super().__init__()
+        nets = family_of(cfg)  # conv nets for images, MLPs for 2-D points
         self.cfg = cfg
-        self.encoder = Encoder(cfg)
-        self.decoder = Generator(cfg)
-        init_weights(self, init_std)
+        self.encoder = nets.vae_encoder(cfg)
+        self.decoder = nets.generator(cfg)
+        nets.init(self, init_std)
 
     def forward(
         self, x: torch.Tensor, y: torch.Tensor | None = None

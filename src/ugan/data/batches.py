@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ugan.data.prepared import to_float
+from ugan.data.prepared import model_input
 
 
 class InfiniteBatches:
@@ -55,7 +55,8 @@ class InfiniteBatches:
         self.epoch += 1
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(images float (B, C, H, W) in [-1, 1], labels (B,)); drops an epoch's ragged tail."""
+        """(images float (B, C, H, W) in [-1, 1] — or float rows (B, D) of points —, labels
+        (B,)); drops an epoch's ragged tail."""
         if self._position + self.batch_size > len(self._order):
             self._new_epoch()
         index = self._order[self._position : self._position + self.batch_size]
@@ -63,7 +64,9 @@ class InfiniteBatches:
         if self.world > 1:
             local = self.batch_size // self.world
             index = index[self.rank * local : (self.rank + 1) * local]
-        images = to_float(self.images[index]).contiguous(memory_format=self.memory_format)
+        images = model_input(self.images[index])
+        if images.ndim == 4:
+            images = images.contiguous(memory_format=self.memory_format)
         return images, self.labels[index]
 
     def state_dict(self) -> dict:

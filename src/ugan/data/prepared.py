@@ -107,6 +107,13 @@ def to_float(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     return tensor.float().div(127.5).sub(1.0)
 
 
+def model_input(data: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """What the nets read: uint8 images → float [-1, 1]; float data (2-D points, already in
+    the generator's range) as it is."""
+    tensor = torch.as_tensor(data)
+    return to_float(tensor) if tensor.dtype == torch.uint8 else tensor.float()
+
+
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
     """float [-1, 1] → uint8 [0, 255]."""
     return images.detach().add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8)

@@ -11,6 +11,7 @@ which config calls before any work):
 from typing import get_args
 
 from ugan.losses import LossName
+from ugan.markdown import md_table
 from ugan.methods.base import METHODS, Method, get_method
 from ugan.methods.began import BEGANMethod
 from ugan.methods.gaan import GAANMethod
@@ -50,11 +51,11 @@ def combinations() -> dict[str, dict]:
 
 def combinations_markdown() -> str:
     """`combinations()` as a Markdown table, for the report."""
-    lines = ["| method | inits | losses |", "|---|---|---|"]
+    rows = []
     for name, row in combinations().items():
         losses = row["losses"] if isinstance(row["losses"], str) else ", ".join(row["losses"])
-        lines.append(f"| {name} | {', '.join(row['inits'])} | {losses} |")
-    return "\n".join(lines)
+        rows.append([name, ", ".join(row["inits"]), losses])
+    return md_table(["method", "inits", "losses"], rows, "lll")
 
 
 def check_combination(method: str, init: str, loss: str, n_critic: int) -> None:

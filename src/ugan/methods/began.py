@@ -52,7 +52,9 @@ class BEGANMethod:
     uses_n_critic = False  # one simultaneous D / G update per step
 
     @classmethod
-    def build(cls, arch: ArchConfig, run, generator_init: dict, init_std: float) -> BEGANMethod:
+    def build(
+        cls, arch: ArchConfig, run, generator_init: dict, init_std: float, **resources
+    ) -> BEGANMethod:
         if "state_dict" in generator_init:
             raise ValueError(
                 "method 'began' builds its own generator and cannot start from transferred "

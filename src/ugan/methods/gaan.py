@@ -35,21 +35,8 @@ from torch import nn
 from ugan.device import seed_everything
 from ugan.losses import ns_g_loss, wgan_gp_penalty
 from ugan.methods.base import register
-from ugan.nets import ArchConfig, Discriminator, Generator, init_weights
-from ugan.nets.dcgan import DownTrunk
-
-
-class LatentEncoder(nn.Module):
-    """E: image (N, C, H, W) → z (N, latent); the discriminator's trunk and a linear head."""
-
-    def __init__(self, cfg: ArchConfig):
-        super().__init__()
-        self.cfg = cfg
-        self.trunk = DownTrunk(cfg)  # (N, C, H, W) → (N, F)
-        self.head = nn.Linear(self.trunk.out_features, cfg.latent_dim)  # (N, F) → (N, latent)
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        return self.head(self.trunk(x, y))
+from ugan.nets.dcgan import LatentEncoder  # noqa: F401  (E of the conv family; re-exported)
+from ugan.nets.family import family_of
 
 
 def gaan_d_loss(d_real: torch.Tensor, d_recon: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
@@ -95,25 +82,29 @@ class GAANMethod:
     uses_n_critic = False  # Algorithm 1: one AE, one D and one G update per step
 
     @classmethod
-    def build(cls, arch: ArchConfig, run, generator_init: dict, init_std: float) -> GAANMethod:
+    def build(cls, arch, run, generator_init: dict, init_std: float, **resources) -> GAANMethod:
         params = run.gan.gaan
+        nets = family_of(arch)
         seed_everything(run.gan.seed)  # D first, then E, then a random G
-        discriminator = Discriminator(arch)
-        init_weights(discriminator, init_std)
-        encoder = LatentEncoder(arch)
-        init_weights(encoder, init_std)
-        generator = Generator(arch)
+        discriminator = nets.discriminator(arch)
+        nets.init(discriminator, init_std)
+        encoder = nets.latent_encoder(arch)
+        nets.init(encoder, init_std)
+        generator = nets.generator(arch)
         transferred = "state_dict" in generator_init
         if transferred:
             generator.load_state_dict(generator_init["state_dict"])
         else:
-            init_weights(generator, generator_init.get("init_std", init_std))
+            nets.init(generator, generator_init.get("init_std", init_std))
         prior = params.prior or (
             generator_init.get("prior", "normal") if transferred else "uniform"
         )
+        # f of W on D's features (images) or on the data itself (2-D points)
+        w_on_features = nets.gaan_w_on_features
         lambda_w = params.lambda_w
-        if lambda_w is None:  # √(d / D): latent vs feature dimension
-            lambda_w = math.sqrt(arch.latent_dim / discriminator.trunk.out_features)
+        if lambda_w is None:  # √(d / D): latent vs feature (or data) dimension
+            side = discriminator.trunk.out_features if w_on_features else arch.data_dim
+            lambda_w = math.sqrt(arch.latent_dim / side)
         optim = run.gan.optim
         return cls(
             generator,
@@ -125,6 +116,7 @@ class GAANMethod:
             lambda_p=params.lambda_p,
             lambda_w=lambda_w,
             prior=prior,
+            w_on_features=w_on_features,
         )
 
     def __init__(
@@ -139,6 +131,7 @@ class GAANMethod:
         lambda_p: float = 1.0,
         lambda_w: float = 1.0,
         prior: str = "uniform",
+        w_on_features: bool = True,
     ):
         self.generator = generator
         self.discriminator = discriminator
@@ -147,6 +140,7 @@ class GAANMethod:
         self.lambda_p = lambda_p
         self.lambda_w = lambda_w
         self.prior = prior
+        self.w_on_features = w_on_features
         self.latent_dim = generator.cfg.latent_dim
         ae_params = [*encoder.parameters(), *generator.parameters()]
         self.opt_ae = torch.optim.Adam(ae_params, lr=lr, betas=betas)
@@ -176,7 +170,11 @@ class GAANMethod:
             code = E(real, y)
             phi_real = D.features(real, y)
             recon_loss = F.mse_loss(D.features(G(code, y), y), phi_real)
-            f = phi_real.mean() - D.features(G(z, y), y).mean()
+            fake = G(z, y)
+            if self.w_on_features:
+                f = phi_real.mean() - D.features(fake, y).mean()
+            else:
+                f = real.mean() - fake.mean()
             g = code.mean() - z.mean()
             w_reg = (f - self.lambda_w * g) ** 2
             ae_loss = recon_loss + self.lambda_r * w_reg

@@ -1,33 +1,59 @@
-"""Ordinary and Unbalanced GANs: the same step; they differ only in the generator's init."""
+"""Ordinary and Unbalanced GANs: the same step; they differ only in the generator's init.
+
+`GANMethod` is also the base of methods that change only what the discriminator is (RFGAN):
+they override `discriminator_maker`, `d_parameters` and `options`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 import torch
+from torch import nn
 
 from ugan.device import seed_everything
 from ugan.losses import GANLoss, get_loss
 from ugan.methods.base import register
-from ugan.nets import ArchConfig, Discriminator, Generator, init_weights
+from ugan.nets.family import family_of
 
 
 @register("gan")
 class GANMethod:
     prior = "normal"
+    g_updates = 1  # generator updates per step
 
     @classmethod
-    def build(cls, arch: ArchConfig, run, generator_init: dict, init_std: float) -> GANMethod:
+    def discriminator_maker(cls, arch, run, resources: dict) -> Callable[[float], nn.Module]:
+        """What draws a fresh discriminator (given the init std). Called before the run's
+        seed is set, so it may load files without touching the random stream."""
+        nets = family_of(arch)
+
+        def make(init_std: float) -> nn.Module:
+            discriminator = nets.discriminator(arch)
+            nets.init(discriminator, init_std)
+            return discriminator
+
+        return make
+
+    @classmethod
+    def options(cls, run) -> dict:
+        """Keyword arguments of the constructor taken from the run's params."""
+        gan = run.gan
+        return {"n_critic": gan.n_critic, "clip_value": gan.clip_value, "gp_weight": gan.gp_weight}
+
+    @classmethod
+    def build(cls, arch, run, generator_init: dict, init_std: float, **resources) -> GANMethod:
         """Discriminator first, from the run's seed, so runs that share a seed share D's init
         whatever their generator init; a random generator is drawn next from the same stream."""
+        nets = family_of(arch)
+        make_discriminator = cls.discriminator_maker(arch, run, resources)
         seed_everything(run.gan.seed)
-        discriminator = Discriminator(arch)
-        init_weights(discriminator, init_std)
-        generator = Generator(arch)
+        discriminator = make_discriminator(init_std)
+        generator = nets.generator(arch)
         if "state_dict" in generator_init:  # transferred (or given) weights
             generator.load_state_dict(generator_init["state_dict"])
         else:  # a random-init recipe: drawn from this run's seed, after D
-            init_weights(generator, generator_init.get("init_std", init_std))
+            nets.init(generator, generator_init.get("init_std", init_std))
         optim = run.gan.optim
         return cls(
             generator,
@@ -35,15 +61,13 @@ class GANMethod:
             get_loss(run.gan.loss),
             lr=optim.lr,
             betas=(optim.beta1, optim.beta2),
-            n_critic=run.gan.n_critic,
-            clip_value=run.gan.clip_value,
-            gp_weight=run.gan.gp_weight,
+            **cls.options(run),
         )
 
     def __init__(
         self,
-        generator: Generator,
-        discriminator: Discriminator,
+        generator: nn.Module,
+        discriminator: nn.Module,
         loss: GANLoss,
         *,
         lr: float,
@@ -60,7 +84,11 @@ class GANMethod:
         self.gp_weight = gp_weight
         self.latent_dim = generator.cfg.latent_dim
         self.opt_g = torch.optim.Adam(generator.parameters(), lr=lr, betas=betas)
-        self.opt_d = torch.optim.Adam(discriminator.parameters(), lr=lr, betas=betas)
+        self.opt_d = torch.optim.Adam(self.d_parameters(), lr=lr, betas=betas)
+
+    def d_parameters(self) -> list[nn.Parameter]:
+        """The discriminator's trainable parameters (optimised, and clipped for WGAN)."""
+        return list(self.discriminator.parameters())
 
     def to(self, device) -> GANMethod:
         self.generator.to(device)
@@ -92,28 +120,31 @@ class GANMethod:
             self.opt_d.step()
             if self.loss.clip_weights:
                 with torch.no_grad():
-                    for p in self.discriminator.parameters():
+                    for p in self.d_parameters():
                         p.clamp_(-self.clip_value, self.clip_value)
 
-        # (2) Generator: minimise loss.g_loss, e.g. maximise log D(G(z)).
-        fake = self.generator(self._noise(real.shape[0], real), y)
+        # (2) Generator, `g_updates` times: minimise loss.g_loss, e.g. maximise log D(G(z)).
         # D's own weight gradients would be discarded (zeroed before D's next backward): with
         # D frozen, the backward computes only what reaches G. Same result, less work.
+        g_losses = []
         flags = [p.requires_grad for p in self.discriminator.parameters()]
         self.discriminator.requires_grad_(False)
         try:
-            g_loss = self.loss.g_loss(self.discriminator(fake, y))
-            self.opt_g.zero_grad(set_to_none=True)
-            g_loss.backward()
+            for _ in range(self.g_updates):
+                fake = self.generator(self._noise(real.shape[0], real), y)
+                g_loss = self.loss.g_loss(self.discriminator(fake, y))
+                self.opt_g.zero_grad(set_to_none=True)
+                g_loss.backward()
+                self.opt_g.step()
+                g_losses.append(g_loss.detach())
         finally:
             for p, flag in zip(self.discriminator.parameters(), flags, strict=True):
                 p.requires_grad_(flag)
-        self.opt_g.step()
         # 0-d tensors, not floats: the loop brings them to the host at its cadence (a CUDA
         # step then never waits for the GPU).
         return {
             "d_loss": d_loss.detach(),
-            "g_loss": g_loss.detach(),
+            "g_loss": g_losses[0] if len(g_losses) == 1 else torch.stack(g_losses).mean(),
             "d_real": d_real.detach().mean(),
             "d_fake": d_fake.detach().mean(),
         }

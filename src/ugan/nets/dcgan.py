@@ -181,3 +181,16 @@ class Encoder(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         mu, logvar = self.head(self.trunk(x, y)).chunk(2, dim=1)
         return mu, logvar
+
+
+class LatentEncoder(nn.Module):
+    """E: image (N, C, H, W) → z (N, latent); the discriminator's trunk and a linear head."""
+
+    def __init__(self, cfg: ArchConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.trunk = DownTrunk(cfg)  # (N, C, H, W) → (N, F)
+        self.head = nn.Linear(self.trunk.out_features, cfg.latent_dim)  # (N, F) → (N, latent)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.trunk(x, y))

@@ -44,8 +44,11 @@ class MLPConfig:
     hidden_dim: int = 128  # d_h
     hidden_layers: int = 3  # N_h
     output: str = "sigmoid"  # the generator's output activation, a key of OUTPUTS
+    num_classes: int = 0  # the MLP nets are unconditional (the methods read this field)
 
     def __post_init__(self) -> None:
+        if self.num_classes != 0:
+            raise ValueError(f"MLPConfig.num_classes must be 0, got {self.num_classes!r}")
         for key in ("data_dim", "latent_dim", "hidden_dim", "hidden_layers"):
             value = getattr(self, key)
             if not isinstance(value, int) or value < 1:
@@ -67,15 +70,26 @@ def init_mlp_weights(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-def hidden_stack(d_in: int, cfg: MLPConfig) -> nn.Sequential:
-    """(N, d_in) → (N, d_h): N_h layers of Linear + ReLU."""
-    layers: list[nn.Module] = []
-    width = d_in
-    for _ in range(cfg.hidden_layers):
-        # (N, width) → (N, d_h)
-        layers += [nn.Linear(width, cfg.hidden_dim), nn.ReLU()]
-        width = cfg.hidden_dim
-    return nn.Sequential(*layers)
+class MLPTrunk(nn.Sequential):
+    """(N, d_in) → (N, d_h): N_h layers of Linear + ReLU. Takes (and ignores) labels like the
+    conv `DownTrunk`, so methods call either family's nets the same way."""
+
+    def __init__(self, d_in: int, cfg: MLPConfig):
+        layers: list[nn.Module] = []
+        width = d_in
+        for _ in range(cfg.hidden_layers):
+            # (N, width) → (N, d_h)
+            layers += [nn.Linear(width, cfg.hidden_dim), nn.ReLU()]
+            width = cfg.hidden_dim
+        super().__init__(*layers)
+        self.out_features = cfg.hidden_dim
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return super().forward(x)
+
+
+def hidden_stack(d_in: int, cfg: MLPConfig) -> MLPTrunk:
+    return MLPTrunk(d_in, cfg)
 
 
 class MLPGenerator(nn.Module):
@@ -89,11 +103,11 @@ class MLPGenerator(nn.Module):
         self.activation = OUTPUTS[cfg.output]()
         init_mlp_weights(self)
 
-    def logits(self, z: torch.Tensor) -> torch.Tensor:
+    def logits(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """The output layer before its activation, (N, data_dim)."""
         return self.head(self.trunk(z))
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return self.activation(self.logits(z))
 
 
@@ -108,11 +122,11 @@ class MLPDiscriminator(nn.Module):
         self.out_features = cfg.hidden_dim
         init_mlp_weights(self)
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """(N, data_dim) → (N, d_h): Φ(x) of GAAN, the input of the output layer."""
         return self.trunk(x)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return self.head(self.trunk(x)).squeeze(1)
 
 
@@ -126,7 +140,7 @@ class MLPEncoder(nn.Module):
         self.head = nn.Linear(cfg.hidden_dim, cfg.latent_dim)  # (N, d_h) → (N, latent)
         init_mlp_weights(self)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return self.head(self.trunk(x))
 
 
@@ -140,6 +154,8 @@ class MLPGaussianEncoder(nn.Module):
         self.head = nn.Linear(cfg.hidden_dim, 2 * cfg.latent_dim)  # (N, d_h) → (N, 2·latent)
         init_mlp_weights(self)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, y: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         mu, logvar = self.head(self.trunk(x)).chunk(2, dim=1)
         return mu, logvar

@@ -10,8 +10,11 @@ from torch import nn
 
 from ugan.checkpoint import load_checkpoint
 from ugan.nets.dcgan import ArchConfig, Generator
+from ugan.nets.mlp import MLPConfig, MLPGenerator
 
-GENERATORS: dict[str, type[nn.Module]] = {"dcgan": Generator}
+GENERATORS: dict[str, type[nn.Module]] = {"dcgan": Generator, "mlp": MLPGenerator}
+# The config class a generator class is rebuilt from (ArchConfig unless listed).
+CONFIGS: dict[type[nn.Module], type] = {MLPGenerator: MLPConfig}
 PRIORS = ("normal", "uniform")
 
 
@@ -41,7 +44,8 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> nn.M
     net = payload.get("net", "dcgan")
     if net not in GENERATORS:
         raise ValueError(f"{path}: unknown generator class {net!r}; known: {sorted(GENERATORS)}")
-    generator = GENERATORS[net](ArchConfig(**payload["arch"]))
+    cls = GENERATORS[net]
+    generator = cls(CONFIGS.get(cls, ArchConfig)(**payload["arch"]))
     generator.load_state_dict(payload["state_dict"])
     generator.prior = payload.get("prior", "normal")
     return generator.to(device)

@@ -1,0 +1,1 @@
+"""Mode-coverage benchmarks of the BEGAN / RFGAN / GAAN papers, run by the `modes` stage."""

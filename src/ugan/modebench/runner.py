@@ -1,0 +1,346 @@
+"""Run one mode-coverage benchmark: every variant × seed through the shared training loop,
+then score the final generator on `num_samples` samples and aggregate over seeds.
+
+Layout under `modes/<name>/`:
+- `vae.pt`, `dae.pt`: the benchmark's own VAE (for unbalanced variants; its decoder is the
+  generator's init, checked G(z) == Dec(z)) and DAE (for RFGAN), pre-trained on its data;
+- `cells/<variant>-s<seed>/`: checkpoints, sample pictures, losses and `result.json`;
+- `summary.json`: per variant and metric the mean and 95 % interval over seeds, the real
+  data's score and the paper's figure where one exists.
+
+A finished cell is reused on the next execution when its fingerprint (its params, the nets,
+the data, the init file and the ugan code itself) is unchanged, so a stage interrupted after
+some cells loses none of them; an unfinished cell resumes from its last state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ugan.checkpoint import atomic_write_json, load_checkpoint, save_checkpoint
+from ugan.claims import mean_ci
+from ugan.config import DAEParams, ModeBenchmarkParams, ModelParams, VAEParams
+from ugan.dae import pretrain_dae
+from ugan.modebench.benchmarks import BenchData, Benchmark, Inputs, get_benchmark
+from ugan.nets.family import family_of
+from ugan.nets.registry import generator_payload, load_generator, noise, sample
+from ugan.pretrain import pretrain_vae
+from ugan.resume import file_digest
+from ugan.tracking import StageRun
+from ugan.train import RunLayout, train_gan
+from ugan.transfer import TransferError, max_output_difference, transfer_decoder
+
+SCORE_SEED = 10_000  # z of the scored samples: seed + SCORE_SEED, apart from training's
+
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+
+
+def code_digest(root: Path = PACKAGE_ROOT) -> str:
+    """sha256 over the ugan package's sources: a code change invalidates reused cells."""
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Context:
+    name: str  # the benchmark entry's key in `modes:`
+    entry: ModeBenchmarkParams
+    model: ModelParams
+    inputs: Inputs
+    out: Path
+    experiment: str = "ugan"
+    device: torch.device | str = "cpu"
+
+    @property
+    def bench(self) -> Benchmark:
+        return get_benchmark(self.entry.benchmark)
+
+
+def _pretrain_vae(ctx: Context, arch, data: BenchData) -> dict:
+    """The benchmark's VAE, then its decoder as a generator init (transfer, checked)."""
+    entry = ctx.entry
+    params = VAEParams(
+        steps=entry.pretrain_steps,
+        batch_size=entry.batch_size,
+        optim=entry.optim,
+        sample_every=entry.pretrain_steps,
+    )
+    tracked = {"vae": params.model_dump(), "benchmark": ctx.name, "arch": arch.to_dict()}
+    with StageRun("modes", tracked, run_key=f"{ctx.name}/vae", experiment=ctx.experiment) as run:
+        run.set_tags({"ugan.benchmark": ctx.name, "ugan.part": "vae"})
+        metrics = pretrain_vae(
+            params,
+            arch,
+            data,
+            ctx.out / "vae.pt",
+            ctx.out / "vae_samples",
+            run,
+            init_std=ctx.model.init_std,
+            device=ctx.device,
+            render=ctx.bench.render,
+            store_name=f"modes/{ctx.name}/vae",
+            num_samples=ctx.entry.num_samples if data.train[0].ndim == 2 else 64,
+        )
+        run.log_metrics(metrics)
+    nets = family_of(arch)
+    decoder_state = load_checkpoint(ctx.out / "vae.pt")["decoder"]
+    decoder = nets.generator(arch)
+    decoder.load_state_dict(decoder_state)
+    generator = transfer_decoder(decoder_state, nets.generator(arch))
+    difference = max_output_difference(generator, decoder, arch.latent_dim)
+    if difference != 0.0:
+        raise TransferError(f"G(z) differs from Dec(z) by {difference:g} after the transfer")
+    payload = generator_payload(generator, source="vae")
+    save_checkpoint(ctx.out / "init_vae.pt", payload)
+    return payload
+
+
+def _pretrain_dae(ctx: Context, arch, data: BenchData) -> Path:
+    entry = ctx.entry
+    params = DAEParams(
+        steps=entry.pretrain_steps,
+        batch_size=entry.batch_size,
+        optim=entry.optim,
+        noise_std=entry.dae_noise_std,
+        sample_every=entry.pretrain_steps,
+    )
+    tracked = {"dae": params.model_dump(), "benchmark": ctx.name, "arch": arch.to_dict()}
+    with StageRun("modes", tracked, run_key=f"{ctx.name}/dae", experiment=ctx.experiment) as run:
+        run.set_tags({"ugan.benchmark": ctx.name, "ugan.part": "dae"})
+        metrics = pretrain_dae(
+            params,
+            arch,
+            data,
+            ctx.out / "dae.pt",
+            ctx.out / "dae_samples",
+            run,
+            init_std=ctx.model.init_std,
+            device=ctx.device,
+            render=ctx.bench.render,
+            store_name=f"modes/{ctx.name}/dae",
+        )
+        run.log_metrics(metrics)
+    return ctx.out / "dae.pt"
+
+
+def _fingerprint(
+    ctx: Context, variant: str, seed: int, arch, init: dict, code: str, extra: dict
+) -> str:
+    cell = ctx.entry.cell(variant, seed)
+    blob = {
+        **extra,
+        "benchmark": ctx.entry.benchmark,
+        "run": cell.model_dump(),
+        "arch": arch.to_dict(),
+        "num_samples": ctx.entry.num_samples,
+        "train_images": ctx.entry.train_images,
+        "init": {k: v for k, v in init.items() if k != "state_dict"},
+        "init_weights": hashlib.sha256(
+            b"".join(t.cpu().numpy().tobytes() for t in init.get("state_dict", {}).values())
+        ).hexdigest(),
+        "code": code,
+    }
+    return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _reusable(path: Path, fingerprint: str) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        result = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+    return result if result.get("fingerprint") == fingerprint else None
+
+
+def run_cell(
+    ctx: Context, variant: str, seed: int, arch, data: BenchData, init: dict, resources: dict
+) -> dict:
+    """Train one (variant, seed), score its final generator, write `result.json`."""
+    run = ctx.entry.cell(variant, seed)
+    key = f"{variant}-s{seed}"
+    layout = RunLayout(ctx.out / "cells" / key)
+    tracked = {
+        "benchmark": ctx.entry.benchmark,
+        "variant": ctx.entry.variants[variant].model_dump(exclude_none=True),
+        "gan": run.gan.model_dump(),
+        "arch": arch.to_dict(),
+    }
+    with StageRun(
+        "modes", tracked, run_key=f"{ctx.name}/{key}", experiment=ctx.experiment, log_models=False
+    ) as tracker:
+        tracker.set_tags(
+            {
+                "ugan.benchmark": ctx.name,
+                "ugan.variant": variant,
+                "ugan.method": run.gan.method,
+                "ugan.loss": run.gan.loss,
+                "ugan.init": run.init,
+                "ugan.seed": seed,
+            }
+        )
+        train_gan(
+            f"{ctx.name}/{key}",
+            run,
+            arch,
+            data,
+            init,
+            layout.root,
+            tracker,
+            init_std=ctx.model.init_std,
+            device=ctx.device,
+            render=ctx.bench.render,
+            resources=resources,
+            store_name=f"modes/{ctx.name}/{key}",
+        )
+        generator = load_generator(layout.checkpoint_path(run.gan.steps), ctx.device)
+        z = noise(
+            ctx.entry.num_samples,
+            arch.latent_dim,
+            generator.prior,
+            seed=SCORE_SEED + seed,
+            device=ctx.device,
+        )
+        samples = sample(generator, z)
+        scores = ctx.bench.score(samples, ctx.inputs)
+        picture = ctx.bench.render(samples, layout.root / "final.png")
+        tracker.log_metrics(scores, step=run.gan.steps)
+        tracker.log_artifact(picture, "samples")
+    return {
+        "variant": variant,
+        "seed": seed,
+        "method": run.gan.method,
+        "loss": run.gan.loss,
+        "init": run.init,
+        "steps": run.gan.steps,
+        "scores": scores,
+        "picture": str(picture),
+    }
+
+
+def _aggregate(ctx: Context, results: list[dict], reference: dict) -> dict:
+    bench = ctx.bench
+    variants = {}
+    for variant in ctx.entry.variants:
+        cells = [r for r in results if r["variant"] == variant]
+        first = cells[0]
+        stats = {}
+        for metric in bench.metrics:
+            ci = mean_ci([c["scores"][metric] for c in cells])
+            stats[metric] = {
+                "mean": ci.mean,
+                "low": ci.low,
+                "high": ci.high,
+                "n": ci.n,
+                "values": [c["scores"][metric] for c in cells],
+            }
+        figure = bench.paper.get((first["method"], first["loss"]))
+        variants[variant] = {
+            "method": first["method"],
+            "loss": first["loss"],
+            "init": first["init"],
+            "steps": first["steps"],
+            "seeds": [c["seed"] for c in cells],
+            "metrics": stats,
+            "paper": (
+                {"label": figure.label, "source": figure.source, **figure.values}
+                if figure and first["init"] == "random"
+                else None
+            ),
+            "picture": first["picture"],
+        }
+    return {
+        "name": ctx.name,
+        "benchmark": ctx.entry.benchmark,
+        "metrics": list(bench.metrics),
+        "higher_is_better": bench.higher_is_better,
+        "num_samples": ctx.entry.num_samples,
+        "reference": reference,
+        "paper_source": bench.paper_source,
+        "variants": variants,
+    }
+
+
+def _identity(ctx: Context, part: str, code: str) -> dict:
+    """What a pre-trained VAE / DAE of this benchmark depends on."""
+    e = ctx.entry
+    return {
+        "part": part,
+        "benchmark": e.benchmark,
+        "steps": e.pretrain_steps,
+        "batch": e.batch_size,
+        "optim": e.optim.model_dump(),
+        "train_images": e.train_images,
+        "base_channels": e.base_channels,
+        "dae_noise_std": e.dae_noise_std if part == "dae" else None,
+        "model": ctx.model.model_dump(),
+        "code": code,
+    }
+
+
+def _pretrained(ctx: Context, part: str, code: str, train) -> Path:
+    """`modes/<name>/<part>.pt`, trained by `train()` unless the file on disk was made by this
+    code from these params (its marker `<part>.json` says so)."""
+    path, marker = ctx.out / f"{part}.pt", ctx.out / f"{part}.json"
+    identity = _identity(ctx, part, code)
+    if path.is_file() and marker.is_file() and json.loads(marker.read_text()) == identity:
+        print(f"modes/{ctx.name}: {part} unchanged, reused")
+        return path
+    marker.unlink(missing_ok=True)
+    train()
+    atomic_write_json(marker, identity)
+    return path
+
+
+def run_benchmark(ctx: Context) -> dict:
+    """Every cell of the benchmark (reusing finished ones), then the aggregate."""
+    entry, bench = ctx.entry, ctx.bench
+    ctx.out.mkdir(parents=True, exist_ok=True)
+    data = bench.data(entry, ctx.inputs)
+    arch = bench.arch(entry, ctx.model)
+    code = code_digest()
+    cells = [(v, s) for v in entry.variants for s in entry.seeds]
+    runs = {cell: entry.cell(*cell) for cell in cells}
+    inits = {
+        "random": {
+            "arch": arch.to_dict(),
+            "net": family_of(arch).name,
+            "prior": "normal",
+            "source": "random",
+            "init_std": ctx.model.init_std,
+        }
+    }
+    if any(run.init == "vae" for run in runs.values()):
+        _pretrained(ctx, "vae", code, lambda: _pretrain_vae(ctx, arch, data))
+        inits["vae"] = load_checkpoint(ctx.out / "init_vae.pt")
+    resources: dict = {}
+    if any(run.gan.method == "rfgan" for run in runs.values()):
+        resources["dae_path"] = _pretrained(
+            ctx, "dae", code, lambda: _pretrain_dae(ctx, arch, data)
+        )
+    results: list[dict] = []
+    for (variant, seed), run in runs.items():
+        result_path = ctx.out / "cells" / f"{variant}-s{seed}" / "result.json"
+        extra = {}
+        if run.gan.method == "rfgan":
+            extra["dae"] = file_digest(resources["dae_path"])
+        fingerprint = _fingerprint(ctx, variant, seed, arch, inits[run.init], code, extra)
+        reused = _reusable(result_path, fingerprint)
+        if reused is not None:
+            print(f"modes/{ctx.name}: {variant}-s{seed} unchanged, reused")
+            results.append(reused)
+            continue
+        result = run_cell(ctx, variant, seed, arch, data, inits[run.init], resources)
+        result["fingerprint"] = fingerprint
+        atomic_write_json(result_path, result)
+        results.append(result)
+    return _aggregate(ctx, results, bench.reference(entry, data, ctx.inputs))

@@ -1,0 +1,82 @@
+"""Net families: which generator, discriminator and encoders go with a net config.
+
+A method builds its nets through `family_of(cfg)`, so the same method (gan, rfgan, gaan) runs
+with the conv nets of the paper on images (`ArchConfig`) and with the fully connected nets of
+GAAN Table 1 on 2-D points (`MLPConfig`). Every net of a family takes `(input, y=None)`, so a
+method calls them the same way whatever the family.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+
+from ugan.nets.dcgan import (
+    ArchConfig,
+    Discriminator,
+    DownTrunk,
+    Encoder,
+    Generator,
+    LatentEncoder,
+    init_weights,
+)
+from ugan.nets.mlp import (
+    MLPConfig,
+    MLPDiscriminator,
+    MLPEncoder,
+    MLPGaussianEncoder,
+    MLPGenerator,
+    MLPTrunk,
+    init_mlp_weights,
+)
+
+
+@dataclass(frozen=True)
+class NetFamily:
+    name: str
+    config: type
+    generator: Callable[[object], nn.Module]  # z → x; also the VAE / DAE decoder
+    discriminator: Callable[[object], nn.Module]  # x → logit, with `features(x)`
+    trunk: Callable[[object], nn.Module]  # x → features (N, out_features): D's body, encoders'
+    vae_encoder: Callable[[object], nn.Module]  # x → (mu, logvar)
+    latent_encoder: Callable[[object], nn.Module]  # x → z (GAAN's E)
+    init: Callable[[nn.Module, float], None]  # the family's weight init (std where it applies)
+    # GAAN's W compares data-side means in D's feature space for images (GAAN §4.2) and in the
+    # data space itself for 2-D points (§4.1).
+    gaan_w_on_features: bool = True
+
+
+FAMILIES: dict[type, NetFamily] = {
+    ArchConfig: NetFamily(
+        "dcgan",
+        ArchConfig,
+        generator=Generator,
+        discriminator=Discriminator,
+        trunk=DownTrunk,
+        vae_encoder=Encoder,
+        latent_encoder=LatentEncoder,
+        init=init_weights,
+    ),
+    MLPConfig: NetFamily(
+        "mlp",
+        MLPConfig,
+        generator=MLPGenerator,
+        discriminator=MLPDiscriminator,
+        trunk=lambda cfg: MLPTrunk(cfg.data_dim, cfg),
+        vae_encoder=MLPGaussianEncoder,
+        latent_encoder=MLPEncoder,
+        # He-normal as in the GAAN authors' code; the conv std does not apply.
+        init=lambda module, std=0.0: init_mlp_weights(module),
+        gaan_w_on_features=False,
+    ),
+}
+
+
+def family_of(cfg: object) -> NetFamily:
+    try:
+        return FAMILIES[type(cfg)]
+    except KeyError:
+        known = sorted(f.config.__name__ for f in FAMILIES.values())
+        raise ValueError(f"no net family for {type(cfg).__name__}; known: {known}") from None

@@ -1,0 +1,167 @@
+"""Mode-coverage benchmarks (stage `modes`): the methods on the MLP family, a whole tiny
+benchmark with cell reuse, Stacked MNIST scored by a digit classifier, and their params."""
+
+from __future__ import annotations
+
+import math
+from typing import get_args
+
+import numpy as np
+import pytest
+import torch
+
+from ugan.checkpoint import save_checkpoint
+from ugan.config import BenchmarkName, ConfigError, ModeBenchmarkParams, ModelParams, parse_params
+from ugan.data.batches import InfiniteBatches
+from ugan.data.prepared import HELDOUT, TRAIN, PreparedData, save_prepared
+from ugan.methods import get_method
+from ugan.modebench.benchmarks import BENCHMARKS, Inputs, get_benchmark
+from ugan.modebench.runner import Context, run_benchmark
+from ugan.modebench.tables import markdown
+from ugan.nets.classifier import Classifier
+
+
+def test_the_benchmark_names_of_params_are_the_registry():
+    assert set(get_args(BenchmarkName)) == set(BENCHMARKS)
+
+
+def _ring_batches(batch: int = 32) -> tuple:
+    bench = get_benchmark("ring8")
+    data = bench.data(ModeBenchmarkParams(benchmark="ring8"), Inputs())
+    return bench, InfiniteBatches(*data.train, batch, seed=0)
+
+
+@pytest.mark.parametrize("method", ["gan", "gaan"])
+def test_a_method_trains_on_2d_points_with_the_mlp_family(method):
+    bench, batches = _ring_batches()
+    entry = ModeBenchmarkParams(benchmark="ring8", variants={"v": {"init": "random"}})
+    arch = bench.arch(entry, ModelParams())
+    run = entry.cell("v", 0).model_copy(
+        update={"gan": entry.cell("v", 0).gan.model_copy(update={"method": method})}
+    )
+    recipe = {"arch": arch.to_dict(), "init_std": 0.02}
+    m = get_method(method).build(arch, run, recipe, 0.02)
+    before = [p.detach().clone() for p in m.discriminator.parameters()]
+    g_before = [p.detach().clone() for p in m.generator.parameters()]
+    losses = m.train_step(batches.next)
+    assert all(math.isfinite(float(v)) for v in losses.values())
+    assert any(
+        not torch.equal(a, b) for a, b in zip(before, m.discriminator.parameters(), strict=True)
+    )
+    assert any(
+        not torch.equal(a, b) for a, b in zip(g_before, m.generator.parameters(), strict=True)
+    )
+    if method == "gaan":  # 2-D: W compares data-space means, λ_w = √(d / D) = √(2 / 2)
+        assert m.w_on_features is False and m.lambda_w == pytest.approx(1.0)
+
+
+def _ring_entry(**overrides) -> ModeBenchmarkParams:
+    raw = {
+        "benchmark": "ring8",
+        "seeds": [0, 1],
+        "steps": 10,
+        "batch_size": 32,
+        "pretrain_steps": 5,
+        "num_samples": 100,
+        "variants": {
+            "gan": {"init": "random"},
+            "rfgan": {"init": "random", "method": "rfgan"},
+        },
+        **overrides,
+    }
+    return parse_params({"modes": {"ring": raw}}).modes["ring"]
+
+
+def test_a_benchmark_aggregates_seeds_and_reuses_only_unchanged_cells(tmp_path, capsys):
+    out = tmp_path / "modes" / "ring"
+    ctx = Context("ring", _ring_entry(), ModelParams(), Inputs(), out)
+    summary = run_benchmark(ctx)
+    stat = summary["variants"]["rfgan"]["metrics"]["registered_points"]
+    assert stat["n"] == 2 and len(stat["values"]) == 2
+    assert stat["mean"] == pytest.approx(np.mean(stat["values"]))
+    assert summary["reference"]["modes_covered"] == 8
+    results = sorted(out.glob("cells/*/result.json"))
+    assert [p.parent.name for p in results] == ["gan-s0", "gan-s1", "rfgan-s0", "rfgan-s1"]
+    written = {p: p.stat().st_mtime_ns for p in results}
+    assert (out / "dae.pt").is_file() and (out / "cells/gan-s0/final.png").is_file()
+
+    capsys.readouterr()
+    again = run_benchmark(ctx)  # nothing changed: every cell and the DAE are reused
+    assert "rfgan-s1 unchanged, reused" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in results} == written
+    assert again["variants"] == summary["variants"]
+
+    longer = Context("ring", _ring_entry(steps=12), ModelParams(), Inputs(), out)
+    run_benchmark(longer)  # another step count: every cell trains again
+    assert all(p.stat().st_mtime_ns != written[p] for p in results)
+    assert "| rfgan" in markdown({"ring": summary})
+
+
+def test_stacked_mnist_is_scored_by_the_digit_classifier_per_channel(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(120, 1, 28, 28), dtype=np.uint8)
+    split = np.where(np.arange(120) < 80, TRAIN, HELDOUT).astype(np.uint8)
+    data = PreparedData(images, np.arange(120) % 10, split, {"source": "t", "num_classes": 10})
+    save_prepared(tmp_path / "dataset.npz", data)
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "classifier.pt", Classifier(channels=1, num_classes=10).to_payload())
+    entry = parse_params(
+        {
+            "modes": {
+                "stacked": {
+                    "benchmark": "stacked-mnist",
+                    "seeds": [0],
+                    "steps": 3,
+                    "batch_size": 16,
+                    "pretrain_steps": 2,
+                    "num_samples": 40,
+                    "train_images": 64,
+                    "base_channels": 4,
+                    "variants": {
+                        "began": {"init": "random", "method": "began"},
+                        "gan-unbalanced": {"init": "vae"},
+                    },
+                }
+            }
+        }
+    ).modes["stacked"]
+    inputs = Inputs(tmp_path / "dataset.npz", tmp_path / "classifier.pt")
+    ctx = Context("stacked", entry, ModelParams(latent_dim=8), inputs, tmp_path / "out")
+    summary = run_benchmark(ctx)
+    for variant in ("began", "gan-unbalanced"):
+        metrics = summary["variants"][variant]["metrics"]
+        assert 1 <= metrics["modes_covered"]["mean"] <= 40
+        assert 0 <= metrics["kl_uniform"]["mean"] <= math.log(1000)
+        assert 0 < metrics["msssim"]["mean"] < 1
+    assert summary["variants"]["gan-unbalanced"]["init"] == "vae"
+    assert 1 <= summary["reference"]["modes_covered"] <= 40
+
+
+def test_benchmark_params_name_what_is_wrong():
+    with pytest.raises(ConfigError, match="variants.b: BEGAN.*stacked-mnist"):
+        parse_params(
+            {
+                "modes": {
+                    "g": {
+                        "benchmark": "grid25",
+                        "variants": {"b": {"init": "random", "method": "began"}},
+                    }
+                }
+            }
+        )
+    with pytest.raises(ConfigError, match=r"modes.g.benchmark.*'ring8', 'grid25' or"):
+        parse_params({"modes": {"g": {"benchmark": "grid5"}}})
+    with pytest.raises(ConfigError, match="seeds must be distinct"):
+        parse_params({"modes": {"g": {"benchmark": "ring8", "seeds": [1, 1]}}})
+    assert "ugan grid modes" in markdown({})
+
+
+def test_2d_points_go_through_the_batches_as_they_are():
+    points = np.array([[0.5, -0.25], [0.1, 0.2]], dtype=np.float32)
+    batch, _ = InfiniteBatches(points, np.zeros(2, dtype=np.int64), 2, seed=0).next()
+    assert (
+        batch.dtype == torch.float32
+        and sorted(batch[:, 0].tolist()) == [0.1 * 1, 0.5]
+        or (torch.allclose(batch.sort(0).values, torch.as_tensor(points).sort(0).values))
+    )
