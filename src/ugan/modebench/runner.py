@@ -65,7 +65,31 @@ class Context:
         return get_benchmark(self.entry.benchmark)
 
 
-def _pretrain_vae(ctx: Context, arch, data: BenchData) -> dict:
+def _pretrain(ctx: Context, part: str, train, params, arch, data: BenchData, **extra) -> Path:
+    """Run `train` (pretrain_vae / pretrain_dae) on the benchmark's data as its own MLflow run;
+    returns `modes/<name>/<part>.pt`."""
+    tracked = {part: params.model_dump(), "benchmark": ctx.name, "arch": arch.to_dict()}
+    path = ctx.out / f"{part}.pt"
+    with StageRun("modes", tracked, run_key=f"{ctx.name}/{part}", experiment=ctx.experiment) as run:
+        run.set_tags({"ugan.benchmark": ctx.name, "ugan.part": part})
+        metrics = train(
+            params,
+            arch,
+            data,
+            path,
+            ctx.out / f"{part}_samples",
+            run,
+            init_std=ctx.model.init_std,
+            device=ctx.device,
+            render=ctx.bench.render,
+            store_name=f"modes/{ctx.name}/{part}",
+            **extra,
+        )
+        run.log_metrics(metrics)
+    return path
+
+
+def _pretrain_vae(ctx: Context, arch, data: BenchData) -> None:
     """The benchmark's VAE, then its decoder as a generator init (transfer, checked)."""
     entry = ctx.entry
     params = VAEParams(
@@ -74,37 +98,28 @@ def _pretrain_vae(ctx: Context, arch, data: BenchData) -> dict:
         optim=entry.optim,
         sample_every=entry.pretrain_steps,
     )
-    tracked = {"vae": params.model_dump(), "benchmark": ctx.name, "arch": arch.to_dict()}
-    with StageRun("modes", tracked, run_key=f"{ctx.name}/vae", experiment=ctx.experiment) as run:
-        run.set_tags({"ugan.benchmark": ctx.name, "ugan.part": "vae"})
-        metrics = pretrain_vae(
-            params,
-            arch,
-            data,
-            ctx.out / "vae.pt",
-            ctx.out / "vae_samples",
-            run,
-            init_std=ctx.model.init_std,
-            device=ctx.device,
-            render=ctx.bench.render,
-            store_name=f"modes/{ctx.name}/vae",
-            num_samples=ctx.entry.num_samples if data.train[0].ndim == 2 else 64,
-        )
-        run.log_metrics(metrics)
+    points = data.train[0].ndim == 2  # a scatter of 64 points says little: show num_samples
+    path = _pretrain(
+        ctx,
+        "vae",
+        pretrain_vae,
+        params,
+        arch,
+        data,
+        num_samples=entry.num_samples if points else 64,
+    )
     nets = family_of(arch)
-    decoder_state = load_checkpoint(ctx.out / "vae.pt")["decoder"]
+    decoder_state = load_checkpoint(path)["decoder"]
     decoder = nets.generator(arch)
     decoder.load_state_dict(decoder_state)
     generator = transfer_decoder(decoder_state, nets.generator(arch))
     difference = max_output_difference(generator, decoder, arch.latent_dim)
     if difference != 0.0:
         raise TransferError(f"G(z) differs from Dec(z) by {difference:g} after the transfer")
-    payload = generator_payload(generator, source="vae")
-    save_checkpoint(ctx.out / "init_vae.pt", payload)
-    return payload
+    save_checkpoint(ctx.out / "init_vae.pt", generator_payload(generator, source="vae"))
 
 
-def _pretrain_dae(ctx: Context, arch, data: BenchData) -> Path:
+def _pretrain_dae(ctx: Context, arch, data: BenchData) -> None:
     entry = ctx.entry
     params = DAEParams(
         steps=entry.pretrain_steps,
@@ -113,23 +128,7 @@ def _pretrain_dae(ctx: Context, arch, data: BenchData) -> Path:
         noise_std=entry.dae_noise_std,
         sample_every=entry.pretrain_steps,
     )
-    tracked = {"dae": params.model_dump(), "benchmark": ctx.name, "arch": arch.to_dict()}
-    with StageRun("modes", tracked, run_key=f"{ctx.name}/dae", experiment=ctx.experiment) as run:
-        run.set_tags({"ugan.benchmark": ctx.name, "ugan.part": "dae"})
-        metrics = pretrain_dae(
-            params,
-            arch,
-            data,
-            ctx.out / "dae.pt",
-            ctx.out / "dae_samples",
-            run,
-            init_std=ctx.model.init_std,
-            device=ctx.device,
-            render=ctx.bench.render,
-            store_name=f"modes/{ctx.name}/dae",
-        )
-        run.log_metrics(metrics)
-    return ctx.out / "dae.pt"
+    _pretrain(ctx, "dae", pretrain_dae, params, arch, data)
 
 
 def _fingerprint(
