@@ -26,6 +26,7 @@ from ugan.checkpoint import atomic_write_json, load_checkpoint, save_checkpoint
 from ugan.claims import mean_ci
 from ugan.config import DAEParams, ModeBenchmarkParams, ModelParams, VAEParams
 from ugan.dae import pretrain_dae
+from ugan.methods import get_method
 from ugan.modebench.benchmarks import BenchData, Benchmark, Inputs, get_benchmark
 from ugan.nets.family import family_of
 from ugan.nets.registry import generator_payload, load_generator, noise, sample
@@ -243,9 +244,10 @@ def _aggregate(ctx: Context, results: list[dict], reference: dict) -> dict:
                 "values": [c["scores"][metric] for c in cells],
             }
         figure = bench.paper.get((first["method"], first["loss"]))
+        own = getattr(get_method(first["method"]), "own_objective", False)
         variants[variant] = {
             "method": first["method"],
-            "loss": first["loss"],
+            "loss": "own" if own else first["loss"],  # BEGAN ignores the run's loss
             "init": first["init"],
             "steps": first["steps"],
             "seeds": [c["seed"] for c in cells],
