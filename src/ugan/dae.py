@@ -13,7 +13,6 @@ for every run, like the generator init files.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,10 +28,9 @@ from ugan.device import seed_everything
 from ugan.images import save_grid
 from ugan.nets import ArchConfig
 from ugan.nets.family import family_of
-from ugan.progress import progress
-from ugan.resume import RESUME_ROOT, ResumeStore, StopRequest, capture_rng, restore_rng
+from ugan.pretrain_loop import run_pretraining
+from ugan.resume import RESUME_ROOT, ResumeStore
 from ugan.tracking import StageRun
-from ugan.train import NonFiniteLossError
 
 DAE_PATH = Path("models/dae.pt")
 _FREE = {"steps", "log_every", "sample_every"}  # may change across a resume
@@ -109,55 +107,24 @@ def pretrain_dae(
         },
         resume_root,
     )
-    window: list[float] = []
-    with store, StopRequest() as stop:
-        state = store.latest()
-        step = state["step"] if state else 0
-        for old in samples_dir.glob("step_*.png"):  # persisted by DVC; stale beyond `step`
-            if int(old.stem.split("_")[1]) > step:
-                old.unlink()
-        if state:
-            dae.load_state_dict(state["dae"])
-            optim.load_state_dict(state["optim"])
-            batches.load_state_dict(state["batches"])
-            restore_rng(state["rng"])
-            tracker.mark_interrupted(state.get("mlflow_run_id"))
-            tracker.set_tags({"ugan.resumed_from_step": step})
 
-        def snapshot() -> dict:
-            return {
-                "dae": dae.state_dict(),
-                "optim": optim.state_dict(),
-                "batches": batches.state_dict(),
-                "rng": capture_rng(),
-                "mlflow_run_id": tracker.run_id or "",
-            }
+    def losses(x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"loss": denoising_loss(dae, x, y if conditional else None, params.noise_std)}
 
-        with progress(params.steps, "pretrain_dae") as bar:
-            bar.update(step)
-            while step < params.steps:
-                try:
-                    stop.check()
-                except KeyboardInterrupt:
-                    store.save(step, snapshot())
-                    raise
-                x, y = batches.next()
-                loss = denoising_loss(dae, x, y if conditional else None, params.noise_std)
-                if not math.isfinite(loss.item()):
-                    raise NonFiniteLossError(f"pretrain_dae: non-finite loss at step {step + 1}")
-                optim.zero_grad(set_to_none=True)
-                loss.backward()
-                optim.step()
-                step += 1
-                window.append(loss.item())
-                if step % params.log_every == 0 or step == params.steps:
-                    mean = sum(window) / len(window)
-                    tracker.log_metrics({"dae_loss": mean}, step=step)
-                    bar.set_postfix(loss=f"{mean:.4f}", refresh=False)
-                    window = []
-                if step % params.sample_every == 0 or step == params.steps:
-                    store.save(step, snapshot())
-                bar.update(1)
+    run_pretraining(
+        "pretrain_dae",
+        dae,
+        optim,
+        batches,
+        store,
+        tracker,
+        steps=params.steps,
+        log_every=params.log_every,
+        save_every=params.sample_every,
+        samples_dir=samples_dir,
+        losses=losses,
+        prefix="dae",
+    )
 
     metrics = heldout_metrics(dae, data, params.noise_std, samples_dir, tracker, device, render)
     save_checkpoint(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,10 +15,9 @@ from ugan.device import seed_everything
 from ugan.images import save_grid
 from ugan.nets import ArchConfig
 from ugan.nets.registry import noise, sample
-from ugan.progress import progress
-from ugan.resume import RESUME_ROOT, ResumeStore, StopRequest, capture_rng, restore_rng
+from ugan.pretrain_loop import run_pretraining
+from ugan.resume import RESUME_ROOT, ResumeStore
 from ugan.tracking import StageRun
-from ugan.train import NonFiniteLossError
 from ugan.vae import VAE, vae_loss
 
 # Params that may change across a resume (extending a run, other logging cadence).
@@ -65,68 +63,32 @@ def pretrain_vae(
         },
         resume_root,
     )
-    window = {"loss": 0.0, "recon": 0.0, "kl": 0.0}
-    count = 0
-    with store, StopRequest() as stop:
-        state = store.latest()
-        step = state["step"] if state else 0
-        for old in samples_dir.glob("step_*.png"):  # persisted by DVC; stale beyond `step`
-            if int(old.stem.split("_")[1]) > step:
-                old.unlink()
-        if state:
-            vae.load_state_dict(state["vae"])
-            optim.load_state_dict(state["optim"])
-            batches.load_state_dict(state["batches"])
-            restore_rng(state["rng"])
-            tracker.mark_interrupted(state.get("mlflow_run_id"))
-            tracker.set_tags({"ugan.resumed_from_step": step})
 
-        def snapshot() -> dict:
-            return {
-                "vae": vae.state_dict(),
-                "optim": optim.state_dict(),
-                "batches": batches.state_dict(),
-                "rng": capture_rng(),
-                "mlflow_run_id": tracker.run_id or "",
-            }
+    def losses(x: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        logits, mu, logvar = vae(x, labels if arch.num_classes else None)
+        loss = vae_loss(x, logits, mu, logvar)
+        return {"loss": loss.total, "recon": loss.recon, "kl": loss.kl}
 
-        with progress(params.steps, "pretrain_vae") as bar:
-            bar.update(step)
-            while step < params.steps:
-                try:
-                    stop.check()
-                except KeyboardInterrupt:
-                    store.save(step, snapshot())
-                    raise
-                x, labels = batches.next()
-                y = labels if arch.num_classes else None
-                logits, mu, logvar = vae(x, y)
-                loss = vae_loss(x, logits, mu, logvar)
-                if not math.isfinite(loss.total.item()):
-                    raise NonFiniteLossError(
-                        f"pretrain_vae: non-finite loss at step {step + 1}: "
-                        f"recon={loss.recon.item()}, kl={loss.kl.item()}"
-                    )
-                optim.zero_grad(set_to_none=True)
-                loss.total.backward()
-                optim.step()
-                step += 1
-                window["loss"] += loss.total.item()
-                window["recon"] += loss.recon.item()
-                window["kl"] += loss.kl.item()
-                count += 1
-                if step % params.log_every == 0 or step == params.steps:
-                    averages = {f"vae_{k}": v / count for k, v in window.items()}
-                    tracker.log_metrics(averages, step=step)
-                    bar.set_postfix(loss=f"{averages['vae_loss']:.1f}", refresh=False)
-                    window = dict.fromkeys(window, 0.0)
-                    count = 0
-                if step % params.sample_every == 0 or step == params.steps:
-                    grid = sample(vae.decoder, z_fixed)
-                    path = render(grid, samples_dir / f"step_{step:06d}.png")
-                    tracker.log_artifact(path, "samples")
-                    store.save(step, snapshot())
-                bar.update(1)
+    def save_samples(step: int) -> None:
+        path = render(sample(vae.decoder, z_fixed), samples_dir / f"step_{step:06d}.png")
+        tracker.log_artifact(path, "samples")
+
+    run_pretraining(
+        "pretrain_vae",
+        vae,
+        optim,
+        batches,
+        store,
+        tracker,
+        steps=params.steps,
+        log_every=params.log_every,
+        save_every=params.sample_every,
+        samples_dir=samples_dir,
+        losses=losses,
+        prefix="vae",
+        shown="{:.1f}",
+        on_save=save_samples,
+    )
 
     # Held-out reconstructions: the honest check that the VAE learned the data.
     with torch.no_grad():

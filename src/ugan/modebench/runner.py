@@ -328,12 +328,11 @@ def run_benchmark(ctx: Context) -> dict:
         resources["dae_path"] = _pretrained(
             ctx, "dae", code, lambda: _pretrain_dae(ctx, arch, data)
         )
+    dae_digest = file_digest(resources["dae_path"]) if resources else None  # read once
     results: list[dict] = []
     for (variant, seed), run in runs.items():
         result_path = ctx.out / "cells" / f"{variant}-s{seed}" / "result.json"
-        extra = {}
-        if run.gan.method == "rfgan":
-            extra["dae"] = file_digest(resources["dae_path"])
+        extra = {"dae": dae_digest} if run.gan.method == "rfgan" else {}
         fingerprint = _fingerprint(ctx, variant, seed, arch, inits[run.init], code, extra)
         reused = _reusable(result_path, fingerprint)
         if reused is not None:
