@@ -1,5 +1,6 @@
 """Benchmark 3 — evaluation: IS / FID / KID of K checkpoints' N generated images through ugan's
-`FidelityEvaluator` (what `ugan.evaluate` runs: the real split's features computed once and
+`FidelityEvaluator` (what `ugan.evaluation.evaluate` runs: the real split's features computed once
+and
 reused) against torch-fidelity's `calculate_metrics` called directly on the same images, with
 the same feature network and settings (real and generated features every call).
 
@@ -34,7 +35,7 @@ class Images(Dataset):
 
 
 def direct(generated, real, classifier: Path, args, device) -> dict[str, float]:
-    from ugan.metrics.fidelity import EXTRACTOR_NAME, FEATURE_EMBEDDING, FEATURE_LOGITS
+    from ugan.evaluation.fidelity import EXTRACTOR_NAME, FEATURE_EMBEDDING, FEATURE_LOGITS
 
     raw = torch_fidelity.calculate_metrics(
         input1=Images(generated),
@@ -76,10 +77,10 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
 
-    from ugan.checkpoint import save_checkpoint
+    from ugan.core.io import save_checkpoint
+    from ugan.core.runtime import resolve_device
     from ugan.data.prepared import to_uint8
-    from ugan.device import resolve_device
-    from ugan.metrics.fidelity import (
+    from ugan.evaluation.fidelity import (
         EXTRACTOR_NAME,
         FEATURE_EMBEDDING,
         FEATURE_LOGITS,
@@ -87,7 +88,7 @@ def main() -> None:
     )
     from ugan.nets import ArchConfig, Generator, init_weights
     from ugan.nets.classifier import Classifier
-    from ugan.nets.registry import noise, sample
+    from ugan.nets.generator_file import noise, sample
 
     device = resolve_device(args.device)
     data = mnist(28)

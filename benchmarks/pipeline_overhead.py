@@ -107,7 +107,7 @@ def mlflow_logging(tmp: Path, steps: int) -> dict:
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp / 'logging.db'}"
     from mlflow.tracking import MlflowClient
 
-    from ugan.tracking import StageRun
+    from ugan.tracking.stage_run import StageRun
 
     losses = {"d_loss": 0.7, "g_loss": 0.69, "d_real": 0.1, "d_fake": -0.1}
     with StageRun("bench", {}, run_key="buffered", log_models=False) as run:
@@ -162,7 +162,15 @@ def main() -> None:
                 "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
                 "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
             }
-            flow = [sys.executable, "-m", "ugan.cli", "flow", "--project", ".", "--no-compare"]
+            flow = [
+                sys.executable,
+                "-m",
+                "ugan.pipeline.cli",
+                "flow",
+                "--project",
+                ".",
+                "--no-compare",
+            ]
             output, figures["prefect_flow_s"] = sh(flow, tmp / "prefect", env)
             ran = re.findall(r'"ran": \[([^\]]*)\]', output)
             print(f"Prefect flow: {figures['prefect_flow_s']:.1f} s {ran[:1]}", flush=True)

@@ -28,12 +28,12 @@ def one(image_size: int, batch: int, steps: int, device_name: str, perf: str) ->
     """Time `steps` training steps of one configuration in this process."""
     import numpy as np
 
-    from ugan.accel import Accel
-    from ugan.config import PerfParams, parse_params
+    from ugan.config.schema import PerfParams, parse_params
+    from ugan.core.runtime import resolve_device
     from ugan.data.batches import InfiniteBatches
-    from ugan.device import resolve_device
     from ugan.nets import ArchConfig
-    from ugan.train import build_method
+    from ugan.training.accel import Accel
+    from ugan.training.gan import build_method
 
     device = resolve_device(device_name)
     before_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -74,7 +74,7 @@ def main() -> None:
     parser.add_argument("--worker", nargs=2, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
-    from ugan.device import resolve_device
+    from ugan.core.runtime import resolve_device
 
     if args.worker:  # one configuration, in a fresh process
         result = one(*args.worker, args.steps, args.device, args.perf)

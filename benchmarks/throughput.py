@@ -1,4 +1,5 @@
-"""Benchmark 1 — training throughput: images/s of ugan's GAN loop (`ugan.train.train_gan`, with
+"""Benchmark 1 — training throughput: images/s of ugan's GAN loop
+(`ugan.training.gan.train_gan`, with
 tracking to a temporary sqlite MLflow store and checkpointing on) against a plain PyTorch DCGAN
 loop written below in the style of pytorch/examples `dcgan/main.py`: same nets
 (ugan.nets.dcgan), batch, data and device, and the same checkpoint cadence (a sample grid and
@@ -139,8 +140,8 @@ def reference_loop(arch, images: np.ndarray, cfg, device, out: Path) -> list[tup
 
 
 def ugan_loop(arch, data, run, device, perf, out: Path) -> list[tuple[int, float]]:
-    from ugan.tracking import StageRun
-    from ugan.train import train_gan
+    from ugan.tracking.stage_run import StageRun
+    from ugan.training.gan import train_gan
 
     recipe = {"arch": arch.to_dict(), "net": "dcgan", "source": "random", "init_std": 0.02}
     with StageRun("train_gan", {"gan": run.gan.model_dump()}, run_key=out.name) as tracker:
@@ -181,8 +182,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from ugan.config import PerfParams, load_params, parse_params
-    from ugan.device import resolve_device
+    from ugan.config.schema import PerfParams, load_params, parse_params
+    from ugan.core.runtime import resolve_device
 
     device = resolve_device(args.device)
     params = load_params(ROOT / "params.yaml")

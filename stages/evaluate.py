@@ -2,11 +2,11 @@
 
 from pathlib import Path
 
+from ugan.core.runtime import resolve_device
 from ugan.data.prepared import load_prepared
-from ugan.device import resolve_device
-from ugan.evaluate import evaluate_run
-from ugan.stage import entry_point, params
-from ugan.tracking import StageRun
+from ugan.evaluation.evaluate import evaluate_run
+from ugan.pipeline.stage import entry_point, params
+from ugan.tracking.stage_run import StageRun
 
 
 @entry_point

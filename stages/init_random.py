@@ -6,9 +6,9 @@ The file declares the architecture and `source: random` but carries no weights: 
 its generator from N(0, init_std) with its own seed, right after its discriminator, so runs
 with different seeds really start from different generators."""
 
-from ugan.checkpoint import save_checkpoint
+from ugan.core.io import save_checkpoint
 from ugan.data.prepared import load_prepared
-from ugan.stage import entry_point, params
+from ugan.pipeline.stage import entry_point, params
 
 
 @entry_point

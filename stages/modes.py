@@ -3,13 +3,13 @@
 
 from pathlib import Path
 
-from ugan.checkpoint import atomic_write_json, atomic_write_text
-from ugan.device import resolve_device
+from ugan.core.io import atomic_write_json, atomic_write_text
+from ugan.core.runtime import resolve_device
 from ugan.modebench.benchmarks import Inputs
 from ugan.modebench.runner import Context, run_benchmark
 from ugan.modebench.tables import final_samples_figure, markdown
-from ugan.stage import entry_point, params
-from ugan.tracking import StageRun
+from ugan.pipeline.stage import entry_point, params
+from ugan.tracking.stage_run import StageRun
 
 OUT = Path("modes")
 SUMMARY = Path("metrics/modes.json")

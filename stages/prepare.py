@@ -1,10 +1,10 @@
 """DVC stage `prepare`: a dataset source → data/prepared/dataset.npz (train / held-out split)."""
 
-from ugan.checkpoint import atomic_write_json
+from ugan.core.io import atomic_write_json
 from ugan.data.prepared import save_prepared
 from ugan.data.sources import prepare
-from ugan.stage import entry_point, params
-from ugan.tracking import StageRun
+from ugan.pipeline.stage import entry_point, params
+from ugan.tracking.stage_run import StageRun
 
 OUT = "data/prepared/dataset.npz"
 

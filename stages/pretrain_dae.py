@@ -3,13 +3,14 @@ decoder = generator) → models/dae.pt, whose frozen encoder every RFGAN run rea
 
 from pathlib import Path
 
-from ugan.checkpoint import atomic_write_json
-from ugan.dae import DAE_PATH, pretrain_dae
+from ugan.core.digests import file_digest
+from ugan.core.io import atomic_write_json
+from ugan.core.paths import DAE_PATH
+from ugan.core.runtime import resolve_device
 from ugan.data.prepared import load_prepared
-from ugan.device import resolve_device
-from ugan.resume import file_digest
-from ugan.stage import entry_point, params
-from ugan.tracking import StageRun
+from ugan.pipeline.stage import entry_point, params
+from ugan.tracking.stage_run import StageRun
+from ugan.training.dae import pretrain_dae
 
 
 @entry_point

@@ -3,9 +3,9 @@
 import json
 from pathlib import Path
 
-from ugan.report import build_report, load_run
-from ugan.stage import entry_point, params
-from ugan.tracking import StageRun
+from ugan.pipeline.stage import entry_point, params
+from ugan.reporting.report import build_report, load_run
+from ugan.tracking.stage_run import StageRun
 
 OUT = Path("reports")
 MODES = Path("metrics/modes.json")

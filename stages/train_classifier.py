@@ -1,11 +1,11 @@
 """DVC stage `train_classifier`: the evaluation feature network, trained on the train split."""
 
-from ugan.checkpoint import atomic_write_json, save_checkpoint
-from ugan.classify import train_classifier
+from ugan.core.io import atomic_write_json, save_checkpoint
+from ugan.core.runtime import resolve_device
 from ugan.data.prepared import load_prepared
-from ugan.device import resolve_device
-from ugan.stage import entry_point, params
-from ugan.tracking import StageRun
+from ugan.pipeline.stage import entry_point, params
+from ugan.tracking.stage_run import StageRun
+from ugan.training.classifier import train_classifier
 
 
 @entry_point

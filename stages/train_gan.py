@@ -2,13 +2,13 @@
 
 from pathlib import Path
 
-from ugan.checkpoint import load_checkpoint
+from ugan.core.digests import file_digest
+from ugan.core.io import load_checkpoint
+from ugan.core.runtime import resolve_device
 from ugan.data.prepared import load_prepared
-from ugan.device import resolve_device
-from ugan.resume import file_digest
-from ugan.stage import entry_point, params
-from ugan.tracking import StageRun
-from ugan.train import train_gan
+from ugan.pipeline.stage import entry_point, params
+from ugan.tracking.stage_run import StageRun
+from ugan.training.gan import train_gan
 
 
 @entry_point

@@ -1,11 +1,12 @@
 """DVC stage `transfer`: VAE decoder weights → generator init, proven by G(z) == Dec(z)."""
 
-from ugan.checkpoint import atomic_write_json, load_checkpoint, save_checkpoint
+from ugan.core.errors import TransferError
+from ugan.core.io import atomic_write_json, load_checkpoint, save_checkpoint
+from ugan.models.transfer import max_output_difference, transfer_decoder
 from ugan.nets import ArchConfig, Generator
-from ugan.nets.registry import generator_payload
-from ugan.stage import entry_point, params
-from ugan.tracking import StageRun
-from ugan.transfer import TransferError, max_output_difference, transfer_decoder
+from ugan.nets.generator_file import generator_payload
+from ugan.pipeline.stage import entry_point, params
+from ugan.tracking.stage_run import StageRun
 
 
 @entry_point

@@ -1,4 +1,5 @@
-"""The speed policy (`perf:` → ugan.accel): autocast, channels_last, fused Adam, deterministic
+"""The speed policy (`perf:` → ugan.training.accel): autocast, channels_last, fused Adam,
+deterministic
 kernels, and losses kept on the device until the log cadence. CPU tests run everywhere; the
 CUDA ones run where a GPU is visible."""
 
@@ -9,15 +10,17 @@ import dataclasses
 import pytest
 import torch
 
-from ugan.accel import Accel, LossBuffer
-from ugan.config import ConfigError, PerfParams, parse_params
+from ugan.config.schema import PerfParams, parse_params
+from ugan.core.errors import ConfigError, NonFiniteLossError
+from ugan.core.paths import RunLayout
+from ugan.core.runtime import resolve_device
 from ugan.data.batches import InfiniteBatches
-from ugan.device import resolve_device
 from ugan.methods import GANMethod
 from ugan.nets import Generator, init_weights
-from ugan.nets.registry import generator_payload, load_generator
-from ugan.tracking import StageRun
-from ugan.train import NonFiniteLossError, RunLayout, build_method, train_gan
+from ugan.nets.generator_file import generator_payload, load_generator
+from ugan.tracking.stage_run import StageRun
+from ugan.training.accel import Accel, LossBuffer
+from ugan.training.gan import build_method, train_gan
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

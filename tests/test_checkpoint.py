@@ -4,7 +4,8 @@ import os
 import pytest
 import torch
 
-from ugan.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ugan.core.errors import CheckpointError
+from ugan.core.io import load_checkpoint, save_checkpoint
 
 
 def test_roundtrip_and_no_temp_left(tmp_path):

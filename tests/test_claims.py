@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from ugan.claims import claims_table, mean_ci, verdict
+from ugan.reporting.claims import claims_table, mean_ci, verdict
 
 
 def test_mean_ci_by_hand():
@@ -68,7 +68,7 @@ def test_every_shipped_profile_expands_to_valid_params():
 
     import yaml
 
-    from ugan.profiles import apply_profile, available, load_profile
+    from ugan.config.profiles import apply_profile, available, load_profile
 
     root = Path(__file__).resolve().parents[1]
     base = yaml.safe_load((root / "params.yaml").read_text())

@@ -1,6 +1,6 @@
 import torch
 
-from ugan.metrics.collapse import collapse_metrics, pairwise_spread
+from ugan.evaluation.collapse import collapse_metrics, pairwise_spread
 
 
 def test_collapsed_generator_is_flagged_and_a_varied_one_is_not():

@@ -20,7 +20,8 @@ import torch
 import yaml
 from PIL import Image
 
-from ugan.config import ConfigError, DataParams, ModelParams, SourceName, parse_params
+from ugan.config.schema import DataParams, ModelParams, SourceName, parse_params
+from ugan.core.errors import ConfigError
 from ugan.data.formats import (
     IDX_IMAGES_MAGIC,
     IDX_LABELS_MAGIC,

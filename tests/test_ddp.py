@@ -1,4 +1,5 @@
-"""`torchrun --nproc_per_node=2 -m ugan.distributed` on the CPU (gloo): one model, two processes.
+"""`torchrun --nproc_per_node=2 -m ugan.training.distributed` on the CPU (gloo): one model,
+two processes.
 
 The DDP run and the single-process reference train the same run (same global batch, seed and
 data) for a few steps. BatchNorm is synchronised across ranks (GlooSyncBatchNorm) and dropout is
@@ -21,13 +22,14 @@ import pytest
 import torch
 import yaml
 
-from ugan.checkpoint import save_checkpoint
-from ugan.config import load_params
+from ugan.config.schema import load_params
+from ugan.core.io import save_checkpoint
+from ugan.core.paths import RunLayout
 from ugan.data.prepared import HELDOUT, TRAIN, PreparedData, save_prepared
-from ugan.distributed import NotLaunchedError, main
-from ugan.nets.registry import load_generator
-from ugan.tracking import StageRun
-from ugan.train import RunLayout, train_gan
+from ugan.nets.generator_file import load_generator
+from ugan.tracking.stage_run import StageRun
+from ugan.training.distributed import NotLaunchedError, main
+from ugan.training.gan import train_gan
 
 STEPS, BATCH = 4, 32
 PARAMS = {
@@ -61,7 +63,7 @@ def _single_process(project: Path, out: str, batch_size: int = BATCH) -> dict:
     params = load_params(project / "params.yaml")
     run = params.run("dcgan")
     run = run.model_copy(update={"gan": run.gan.model_copy(update={"batch_size": batch_size})})
-    from ugan.checkpoint import load_checkpoint
+    from ugan.core.io import load_checkpoint
     from ugan.data.prepared import load_prepared
 
     data = load_prepared(project / "data/prepared/dataset.npz")
@@ -92,7 +94,7 @@ def test_two_gloo_ranks_train_one_model_matching_a_single_process(project: Path,
     )
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     result = subprocess.run(
-        [*cmd, "-m", "ugan.distributed", "dcgan"],
+        [*cmd, "-m", "ugan.training.distributed", "dcgan"],
         cwd=project,
         env=env,
         capture_output=True,
@@ -129,5 +131,7 @@ def test_without_torchrun_the_entry_point_says_how_to_start_it(project, monkeypa
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(project)
-    with pytest.raises(NotLaunchedError, match="torchrun --nproc_per_node=N -m ugan.distributed"):
+    with pytest.raises(
+        NotLaunchedError, match="torchrun --nproc_per_node=N -m ugan.training.distributed"
+    ):
         main("dcgan")

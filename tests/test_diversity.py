@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ugan.metrics.diversity import (
+from ugan.evaluation.diversity import (
     K1,
     WEIGHTS,
     diversity_metrics,

@@ -28,8 +28,7 @@ import pytest
 import yaml
 from test_pipeline import TINY, _merge
 
-from ugan import registry
-from ugan.flows import (
+from ugan.pipeline.flows import (
     FLOW_NAME,
     StageError,
     TransientStageError,
@@ -39,7 +38,8 @@ from ugan.flows import (
     outcome,
     run_stage,
 )
-from ugan.tracking import (
+from ugan.tracking import champion as champ
+from ugan.tracking.stage_run import (
     PARENT_ENV,
     PIPELINE_ENV,
     StageRun,
@@ -257,14 +257,14 @@ def _point_champion_at_the_other_run(served: Nightly, fid: float | None = None) 
     """Make the non-candidate run's generator the champion (with its real FID unless `fid`)."""
     candidate = served.first["champion"]["candidate"]
     other = next(k for k in ("dcgan", "dcgan-unbalanced") if k != candidate["run_key"])
-    real_fid, step = registry.read_final_fid(served.path / "evaluation" / other / "metrics.json")
+    real_fid, step = champ.read_final_fid(served.path / "evaluation" / other / "metrics.json")
     client = served.mlflow
-    run_id = registry.find_train_run(
+    run_id = champ.find_train_run(
         client, "ugan", other, served.path / "runs" / other / "losses.csv"
     )
-    version = registry.register(client, MODEL, registry.Candidate(other, real_fid, step, run_id))
-    client.set_model_version_tag(MODEL, version.version, registry.FID_TAG, repr(fid or real_fid))
-    client.set_registered_model_alias(MODEL, registry.CHAMPION, version.version)
+    version = champ.register(client, MODEL, champ.Candidate(other, real_fid, step, run_id))
+    client.set_model_version_tag(MODEL, version.version, champ.FID_TAG, repr(fid or real_fid))
+    client.set_registered_model_alias(MODEL, champ.CHAMPION, version.version)
     return str(version.version), real_fid, candidate
 
 
@@ -378,18 +378,18 @@ def test_first_run_ran_every_stage_and_crowned_its_best_generator(served):
 
     decision = first["champion"]
     fids = {
-        key: registry.read_final_fid(served.path / f"evaluation/{key}/metrics.json")[0]
+        key: champ.read_final_fid(served.path / f"evaluation/{key}/metrics.json")[0]
         for key in ("dcgan", "dcgan-unbalanced")
     }
     assert decision["action"] == "first"
     assert decision["candidate"]["run_key"] == min(fids, key=fids.get)
     assert decision["candidate"]["fid"] == min(fids.values())
-    champion = client.get_model_version_by_alias(MODEL, registry.CHAMPION)
+    champion = client.get_model_version_by_alias(MODEL, champ.CHAMPION)
     assert str(champion.version) == decision["candidate_version"]
     assert champion.run_id == decision["candidate"]["train_run_id"]
     trained = client.get_run(champion.run_id)
     assert trained.info.run_name == f"train_gan@{decision['candidate']['run_key']}"
-    assert float(champion.tags[registry.FID_TAG]) == min(fids.values())
+    assert float(champion.tags[champ.FID_TAG]) == min(fids.values())
 
     # One parent run for the execution; every stage run hangs under it.
     parent = _parent(client, first)
@@ -410,7 +410,7 @@ def test_the_champion_loads_from_the_registry_and_samples(served):
     import torch
 
     mlflow.set_tracking_uri(served.env["MLFLOW_TRACKING_URI"])
-    generator = mlflow.pytorch.load_model(f"models:/{MODEL}@{registry.CHAMPION}")
+    generator = mlflow.pytorch.load_model(f"models:/{MODEL}@{champ.CHAMPION}")
     latent = TINY["model"]["latent_dim"]
     images = generator(torch.randn(2, latent))  # the batch size of the logged input example
     assert tuple(images.shape) == (2, 1, 28, 28)
@@ -450,7 +450,7 @@ def test_unchanged_data_runs_cached_and_a_better_candidate_takes_the_alias(serve
     assert decision["action"] == "promoted"
     assert decision["champion_version"] == old_version and decision["champion_fid"] == old_fid
     client = served.mlflow
-    champion = client.get_model_version_by_alias(MODEL, registry.CHAMPION)
+    champion = client.get_model_version_by_alias(MODEL, champ.CHAMPION)
     assert str(champion.version) == decision["candidate_version"] != old_version
     parent = _parent(client, result)
     assert parent.data.tags["ugan.champion.decision"] == "promoted"
@@ -470,7 +470,7 @@ def test_a_worse_candidate_leaves_the_alias_where_it_is(served):
     assert decision["action"] == "kept" and decision["champion_fid"] == fake_fid
     assert decision["candidate"]["fid"] == candidate["fid"] > fake_fid
     client = served.mlflow
-    assert str(client.get_model_version_by_alias(MODEL, registry.CHAMPION).version) == old_version
+    assert str(client.get_model_version_by_alias(MODEL, champ.CHAMPION).version) == old_version
     parent = _parent(client, result)
     assert parent.data.tags["ugan.champion.decision"] == "kept"
     assert parent.data.tags["ugan.champion.version"] == old_version

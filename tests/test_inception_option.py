@@ -14,20 +14,21 @@ import torch
 from torch import nn
 from torch_fidelity import feature_extractor_inceptionv3 as tf_inception
 
-from ugan.checkpoint import save_checkpoint
-from ugan.config import ConfigError, EvalParams, ResolvedRun, parse_params
+from ugan.config.schema import EvalParams, ResolvedRun, parse_params
+from ugan.core.errors import ConfigError
+from ugan.core.io import save_checkpoint
+from ugan.core.paths import RunLayout
 from ugan.data.prepared import HELDOUT, TRAIN, PreparedData
-from ugan.evaluate import evaluate_run
-from ugan.metrics.fidelity import (
+from ugan.evaluation.evaluate import evaluate_run
+from ugan.evaluation.fidelity import (
     INCEPTION_NAME,
     FidelityEvaluator,
     FidelityInputError,
     FidelityWeightsError,
 )
 from ugan.nets import ArchConfig, Generator
-from ugan.nets.registry import generator_payload
-from ugan.tracking import StageRun
-from ugan.train import RunLayout
+from ugan.nets.generator_file import generator_payload
+from ugan.tracking.stage_run import StageRun
 
 HELP = r"pt_inception-2015-12-05-6726825d\.pth.*set eval\.weights_path"
 

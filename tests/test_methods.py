@@ -16,18 +16,20 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from ugan.checkpoint import load_checkpoint, save_checkpoint
-from ugan.config import DAEParams, parse_params
-from ugan.dae import DAE_PATH, DenoisingAE, load_frozen_encoder, pretrain_dae
+from ugan.config.schema import DAEParams, parse_params
+from ugan.core.errors import ResumeMismatchError
+from ugan.core.io import load_checkpoint, save_checkpoint
+from ugan.core.paths import DAE_PATH, RunLayout
 from ugan.data.batches import InfiniteBatches
 from ugan.methods import METHODS, combinations, combinations_markdown, get_method
 from ugan.methods.began import BEGANMethod
 from ugan.methods.gaan import gaan_d_loss
+from ugan.models.dae import DenoisingAE, load_frozen_encoder
 from ugan.nets import Generator, init_weights
-from ugan.nets.registry import GENERATORS, generator_payload, load_generator
-from ugan.resume import ResumeMismatchError
-from ugan.tracking import StageRun
-from ugan.train import RunLayout, build_method, train_gan
+from ugan.nets.generator_file import GENERATORS, generator_payload, load_generator
+from ugan.tracking.stage_run import StageRun
+from ugan.training.dae import pretrain_dae
+from ugan.training.gan import build_method, train_gan
 
 TINY_GAN = {"steps": 4, "checkpoint_every": 2, "batch_size": 16, "log_every": 1}
 
@@ -112,7 +114,7 @@ def test_the_combination_table_and_config_agree():
     ],
 )
 def test_config_refuses_combinations_that_do_not_exist(run, message):
-    from ugan.config import ConfigError
+    from ugan.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("[", r"\[")) as e:
         parse_params({"runs": {"r": run}})
@@ -281,7 +283,7 @@ def test_rfgan_resume_refuses_a_state_trained_with_another_encoder(tiny_arch, ti
 def test_rfgan_needs_a_dae_of_the_run_architecture(tiny_arch, tmp_path, monkeypatch):
     import dataclasses
 
-    from ugan.checkpoint import CheckpointError
+    from ugan.core.errors import CheckpointError
 
     monkeypatch.chdir(tmp_path)
     with pytest.raises(CheckpointError, match="models/dae.pt does not exist"):

@@ -12,10 +12,10 @@ import scipy.linalg
 import torch
 from torch import nn
 
-from ugan.checkpoint import save_checkpoint
+from ugan.core.io import save_checkpoint
 from ugan.data.prepared import to_float
-from ugan.metrics import fidelity
-from ugan.metrics.fidelity import (
+from ugan.evaluation import fidelity
+from ugan.evaluation.fidelity import (
     EXTRACTOR_NAME,
     METRIC_KEYS,
     MIN_SAMPLES,
@@ -26,7 +26,7 @@ from ugan.metrics.fidelity import (
     floor_metrics,
     validate_images,
 )
-from ugan.metrics.stability import loss_statistics, summarize_losses
+from ugan.evaluation.stability import loss_statistics, summarize_losses
 from ugan.nets.classifier import Classifier, load_classifier
 
 N = 128

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from ugan.checkpoint import save_checkpoint
-from ugan.config import BenchmarkName, ConfigError, ModeBenchmarkParams, ModelParams, parse_params
+from ugan.config.schema import BenchmarkName, ModeBenchmarkParams, ModelParams, parse_params
+from ugan.core.errors import ConfigError
+from ugan.core.io import save_checkpoint
 from ugan.data.batches import InfiniteBatches
 from ugan.data.prepared import HELDOUT, TRAIN, PreparedData, save_prepared
 from ugan.methods import get_method

@@ -9,7 +9,7 @@ import torch
 
 from ugan.data.toy import EVAL_SAMPLES, MIXTURES, grid25, make_mixture, ring8
 from ugan.data.toy import true_registered_fraction as p_true
-from ugan.metrics.modes import (
+from ugan.evaluation.modes import (
     MIN_MODE_COUNT,
     assign_modes,
     classifier_labeller,

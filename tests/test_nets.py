@@ -1,8 +1,8 @@
 import pytest
 import torch
 
+from ugan.models.vae import VAE
 from ugan.nets import ArchConfig, Discriminator, Encoder, Generator, num_scales
-from ugan.vae import VAE
 
 
 @pytest.mark.parametrize(("size", "channels", "smallest"), [(28, 1, 7), (32, 3, 4), (64, 3, 4)])
@@ -56,7 +56,7 @@ def test_paper_architecture_choices(tiny_arch):
 
 
 def test_conditional_nets_take_labels_and_transfer_stays_one_to_one():
-    from ugan.transfer import max_output_difference, transfer_decoder
+    from ugan.models.transfer import max_output_difference, transfer_decoder
 
     cfg = ArchConfig(image_size=28, channels=1, latent_dim=8, base_channels=4, num_classes=10)
     vae = VAE(cfg)

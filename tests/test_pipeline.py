@@ -276,7 +276,9 @@ def test_a_profile_grid_runs_as_a_dvc_experiment_with_claims_over_seeds(project)
     )
     _sh(["git", "add", "-A"], proj.path, proj.env)
     _sh(["git", "commit", "-qm", "state before the grid"], proj.path, proj.env)
-    output = _sh([sys.executable, "-m", "ugan.cli", "grid", "tiny", "--here"], proj.path, proj.env)
+    output = _sh(
+        [sys.executable, "-m", "ugan.pipeline.cli", "grid", "tiny", "--here"], proj.path, proj.env
+    )
     ran = _ran(output)
     assert {"train_gan@dcgan-s0", "train_gan@dcgan-unbalanced-s1", "report"} <= ran
     assert not ran & {"prepare", "train_classifier", "pretrain_vae"}, "shared stages are cached"

@@ -86,7 +86,17 @@ def project(tmp_path) -> tuple[Path, dict]:
 
 def test_a_grid_queued_on_two_workers_logs_every_run_to_the_project_store(project):
     path, env = project
-    queue = [sys.executable, "-m", "ugan.cli", "queue", "tiny", "-j", "2", "--targets", "train_gan"]
+    queue = [
+        sys.executable,
+        "-m",
+        "ugan.pipeline.cli",
+        "queue",
+        "tiny",
+        "-j",
+        "2",
+        "--targets",
+        "train_gan",
+    ]
     output = _sh(queue, path, env, 900)
     assert "queued 2 experiments" in output
     names = [line.split(":")[0] for line in output.splitlines() if line.endswith(": Success")]

@@ -14,14 +14,16 @@ import mlflow
 import pytest
 import torch
 
-from ugan.config import parse_params
+from ugan.config.schema import parse_params
+from ugan.core.errors import NonFiniteLossError, ResumeMismatchError, RunLockedError
+from ugan.core.paths import RunLayout
 from ugan.methods import GANMethod
 from ugan.nets import Generator, init_weights
-from ugan.nets.registry import generator_payload, load_generator
-from ugan.resume import ResumeMismatchError, ResumeStore, RunLockedError
-from ugan.spool import pending
-from ugan.tracking import StageRun
-from ugan.train import NonFiniteLossError, RunLayout, train_gan
+from ugan.nets.generator_file import generator_payload, load_generator
+from ugan.tracking.spool import pending
+from ugan.tracking.stage_run import StageRun
+from ugan.training.gan import train_gan
+from ugan.training.resume import ResumeStore
 
 TRAINER = Path(__file__).parent / "faults" / "tiny_trainer.py"
 
@@ -185,7 +187,8 @@ def test_second_trainer_on_the_same_folder_is_refused(tmp_path, tiny_arch, tiny_
             sys.executable,
             "-c",
             (
-                "import sys, time; from pathlib import Path; from ugan.resume import ResumeStore\n"
+                "import sys, time; from pathlib import Path\n"
+                "from ugan.training.resume import ResumeStore\n"
                 f"with ResumeStore('train_gan/dcgan', {{}}, Path({str(tmp_path / 'resume')!r})):\n"
                 "    print('locked', flush=True); time.sleep(60)"
             ),
@@ -217,7 +220,7 @@ def test_unreachable_tracking_store_training_goes_on_and_syncs_later(
 
     store = f"sqlite:///{tmp_path / 'back.db'}"
     result = subprocess.run(
-        [sys.executable, "-m", "ugan.cli", "sync"],
+        [sys.executable, "-m", "ugan.pipeline.cli", "sync"],
         env=dict(os.environ, MLFLOW_TRACKING_URI=store),
         capture_output=True,
         text=True,
@@ -234,7 +237,7 @@ def test_unreachable_tracking_store_training_goes_on_and_syncs_later(
 
 def test_concurrent_stage_processes_share_the_sqlite_store(tmp_path, env):
     code = (
-        "from ugan.tracking import StageRun\n"
+        "from ugan.tracking.stage_run import StageRun\n"
         "with StageRun('s', {'a': 1}) as r:\n"
         "    for i in range(300): r.log_metrics({'m': i}, step=i); r.flush()\n"
     )

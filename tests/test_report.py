@@ -1,4 +1,4 @@
-"""Tests for ugan.report on small fake inputs whose answers are known."""
+"""Tests for ugan.reporting on small fake inputs whose answers are known."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ugan.report import RunInfo, build_report, load_run, pair_runs
+from ugan.reporting.report import RunInfo, build_report, load_run, pair_runs
 
 STEPS = [200, 400, 600, 800, 1000, 1200, 1400, 1600]
 # Ordinary: slow start. Unbalanced: low FID from the first checkpoint.

@@ -5,7 +5,7 @@ import pytest
 
 from ugan.data.prepared import HELDOUT, TRAIN, PreparedData, load_prepared, save_prepared
 from ugan.data.stacked import NUM_MODES, stack_digits, stacked_prepared
-from ugan.metrics.modes import stacked_mode_metrics
+from ugan.evaluation.modes import stacked_mode_metrics
 
 
 def _digits(count: int, offset: int = 0, size: int = 6) -> tuple[np.ndarray, np.ndarray]:

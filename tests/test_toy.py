@@ -15,6 +15,7 @@ from ugan.data.toy import (
     ring8,
     true_registered_fraction,
 )
+from ugan.modebench.scatter import save_scatter
 from ugan.nets.mlp import (
     OUTPUTS,
     MLPConfig,
@@ -23,7 +24,6 @@ from ugan.nets.mlp import (
     MLPGaussianEncoder,
     MLPGenerator,
 )
-from ugan.plots.scatter import save_scatter
 
 # -- mixtures ---------------------------------------------------------------------------------
 

@@ -1,11 +1,12 @@
 import pytest
 import torch
 
-from ugan.config import parse_params
+from ugan.config.schema import parse_params
+from ugan.core.paths import RunLayout
 from ugan.nets import Generator, init_weights
-from ugan.nets.registry import generator_payload, load_generator
-from ugan.tracking import StageRun
-from ugan.train import RunLayout, build_method, train_gan
+from ugan.nets.generator_file import generator_payload, load_generator
+from ugan.tracking.stage_run import StageRun
+from ugan.training.gan import build_method, train_gan
 
 
 def _init(arch, seed=0):
@@ -82,7 +83,7 @@ def test_training_is_deterministic_on_cpu(tiny_arch, tiny_data, tmp_path):
 def test_method_names_in_config_match_the_registry():
     from typing import get_args
 
-    from ugan.config import MethodName
+    from ugan.config.schema import MethodName
     from ugan.methods import METHODS
 
     assert set(get_args(MethodName)) == set(METHODS)
@@ -121,7 +122,7 @@ def test_conditional_training_runs_and_uses_labels(tiny_data, tmp_path):
 def test_conditional_needs_labelled_data():
     import pytest
 
-    from ugan.config import ConfigError
+    from ugan.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="model.conditional: true needs labelled data"):
         parse_params({"model": {"conditional": True}}).model.arch(28, 1, 0)

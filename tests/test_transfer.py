@@ -3,9 +3,10 @@ import dataclasses
 import pytest
 import torch
 
+from ugan.core.errors import TransferError
+from ugan.models.transfer import max_output_difference, transfer_decoder
+from ugan.models.vae import VAE
 from ugan.nets import Generator
-from ugan.transfer import TransferError, max_output_difference, transfer_decoder
-from ugan.vae import VAE
 
 
 def test_transfer_makes_generator_equal_decoder(tiny_arch):

@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from ugan.vae import vae_loss
+from ugan.models.vae import vae_loss
 
 
 def test_vae_loss_matches_hand_computation():

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ugan.config import parse_params
+from ugan.config.schema import parse_params
 from ugan.data.prepared import HELDOUT, TRAIN, PreparedData
 from ugan.nets import ArchConfig, Generator, init_weights
-from ugan.nets.registry import generator_payload
-from ugan.tracking import StageRun
-from ugan.train import train_gan
+from ugan.nets.generator_file import generator_payload
+from ugan.tracking.stage_run import StageRun
+from ugan.training.gan import train_gan
 
 torch.set_num_threads(1)  # the same thread count in every process: bitwise-equal CPU results
 

@@ -34,7 +34,7 @@ class InfiniteBatches:
         self._order = torch.empty(0, dtype=torch.long, device=self.images.device)
         self._position = 0
         self.epoch = 0
-        self.memory_format = torch.contiguous_format  # channels_last: see ugan.accel
+        self.memory_format = torch.contiguous_format  # channels_last: see ugan.training.accel
         self.rank, self.world = 0, 1  # data-parallel shard: see `shard`
 
     def shard(self, rank: int, world: int) -> None:

@@ -25,6 +25,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ugan.core.errors import InputError, InputMissingError, UserError
+from ugan.core.runtime import progress
+
 IDX_IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions (N, rows, cols)
 IDX_LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension (N,)
 MNIST_FILES = {
@@ -42,7 +45,7 @@ CIFAR_SIDE = 32
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp"})
 
 
-class SourceFormatError(ValueError):
+class SourceFormatError(InputError):
     """A dataset file exists but does not hold what its format promises."""
 
 
@@ -98,7 +101,7 @@ def _find_idx(folder: Path, stem: str) -> Path:
     for candidate in (folder / stem, folder / f"{stem}.gz"):
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError(
+    raise InputMissingError(
         f"{folder / stem}: expected the MNIST IDX file {stem} (or {stem}.gz) in {folder}"
     )
 
@@ -148,7 +151,7 @@ def _allowed_pickle_globals() -> dict[tuple[str, str], object]:
     return allowed
 
 
-class RefusedGlobalError(pickle.UnpicklingError):
+class RefusedGlobalError(UserError, pickle.UnpicklingError):
     """A pickle asked for a global outside RestrictedUnpickler.ALLOWED."""
 
 
@@ -171,7 +174,7 @@ class RestrictedUnpickler(pickle.Unpickler):
 def load_restricted_pickle(path: Path) -> object:
     """Unpickle `path` (Python 2 or 3, bytes keys kept as bytes) with RestrictedUnpickler."""
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: expected a CIFAR-10 python pickle")
+        raise InputMissingError(f"{path}: expected a CIFAR-10 python pickle")
     try:
         with open(path, "rb") as handle:
             return RestrictedUnpickler(handle, encoding="bytes").load()
@@ -235,7 +238,7 @@ def _cifar_folder(path: Path) -> Path:
         if (path / CIFAR_ARCHIVE).is_file()
         else ""
     )
-    raise FileNotFoundError(
+    raise InputMissingError(
         f"{path / CIFAR_DIR}: expected the CIFAR-10 python folder ({', '.join(CIFAR_BATCHES)}, "
         f"{CIFAR_META}) in {path}{hint}"
     )
@@ -299,14 +302,13 @@ def read_image_folder(
 
     Unlabelled (labels all 0, no class names) unless `labels_from_subfolders`: then the class of
     an image is the top-level subfolder of `root` it lies in (nested deeper is fine)."""
-    from ugan.progress import progress
 
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"{root}: expected a folder of JPEG, PNG or WebP images")
+        raise InputMissingError(f"{root}: expected a folder of JPEG, PNG or WebP images")
     paths = list_images(root)
     if not paths:
-        raise FileNotFoundError(
+        raise InputMissingError(
             f"{root}: expected JPEG, PNG or WebP images ({', '.join(sorted(IMAGE_SUFFIXES))}) "
             "in it or its subfolders, found none"
         )

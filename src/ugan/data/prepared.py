@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ugan.checkpoint import atomic_write_bytes
+from ugan.core.errors import InputMissingError
+from ugan.core.io import atomic_write_bytes
 
 TRAIN, HELDOUT = 0, 1
 
@@ -91,7 +92,7 @@ def save_prepared(path: str | Path, data: PreparedData) -> None:
 def load_prepared(path: str | Path) -> PreparedData:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"prepared dataset {path} does not exist: run the prepare stage")
+        raise InputMissingError(f"prepared dataset {path} does not exist: run the prepare stage")
     with np.load(path, allow_pickle=False) as archive:
         return PreparedData(
             images=archive["images"],

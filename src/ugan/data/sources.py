@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ugan.core.errors import InputMissingError
 from ugan.data import formats
 from ugan.data.prepared import HELDOUT, TRAIN, PreparedData
 
@@ -58,7 +59,7 @@ def mnist5k(request: SourceRequest | None = None) -> RawDataset:
 
 def _folder(request: SourceRequest) -> Path:
     if request.path is None:
-        raise FileNotFoundError("data.path is not set: this source reads files from disk")
+        raise InputMissingError("data.path is not set: this source reads files from disk")
     return Path(request.path)
 
 

@@ -10,8 +10,8 @@ which config calls before any work):
 
 from typing import get_args
 
+from ugan.core.markdown import md_table
 from ugan.losses import LossName
-from ugan.markdown import md_table
 from ugan.methods.base import METHODS, Method, get_method
 from ugan.methods.began import BEGANMethod
 from ugan.methods.gaan import GAANMethod

@@ -33,7 +33,7 @@ from collections.abc import Callable
 
 import torch
 
-from ugan.device import seed_everything
+from ugan.core.runtime import seed_everything
 from ugan.methods.base import register
 from ugan.nets.began import BEGANDiscriminator, BEGANGenerator
 from ugan.nets.dcgan import ArchConfig

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ugan.device import seed_everything
+from ugan.core.runtime import seed_everything
 from ugan.losses import ns_g_loss, wgan_gp_penalty
 from ugan.methods.base import register
 from ugan.nets.dcgan import LatentEncoder  # noqa: F401  (E of the conv family; re-exported)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from ugan.device import seed_everything
+from ugan.core.runtime import seed_everything
 from ugan.losses import GANLoss, get_loss
 from ugan.methods.base import register
 from ugan.nets.family import family_of

@@ -1,6 +1,6 @@
 """RFGAN (Bang & Shim 2018): a GAN whose discriminator also sees representative features.
 
-The denoising autoencoder of `ugan.dae` is pre-trained in its own stage and then frozen. The
+The denoising autoencoder of `ugan.models.dae` is pre-trained in its own stage and then frozen. The
 discriminator concatenates its own last features h2 (a trainable `DownTrunk`) with the frozen
 encoder's features h1 of the same input and maps [h2, h1] to one logit with a linear layer
 (§3.1, Figure 1: Y = σ(h1 w1 + h2 w2)). Gradients flow *through* the encoder to its input (so the
@@ -26,10 +26,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ugan.core.errors import ResumeMismatchError
+from ugan.core.paths import DAE_PATH
 from ugan.methods.base import register
 from ugan.methods.gan import GANMethod
+from ugan.models.dae import load_frozen_encoder
 from ugan.nets.family import family_of
-from ugan.resume import ResumeMismatchError
 
 
 class RFDiscriminator(nn.Module):
@@ -65,8 +67,6 @@ class RFGANMethod(GANMethod):
 
     @classmethod
     def discriminator_maker(cls, arch, run, resources: dict) -> Callable[[float], nn.Module]:
-        from ugan.dae import DAE_PATH, load_frozen_encoder  # ugan.dae imports the trainer
-
         encoder = load_frozen_encoder(Path(resources.get("dae_path", DAE_PATH)), arch)
         nets = family_of(arch)
 

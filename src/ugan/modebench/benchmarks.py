@@ -6,7 +6,7 @@
   sigmoid(2a), so this is GAAN's sigmoid output up to an affine map, and the VAE's BCE applies
   unchanged). The margin keeps the outer modes off tanh's flat ends: scaled to [-1, 1] the outer
   grid25 modes sit at ±0.94, and generators stuck in saturation at the box's edges.
-  Scored by modes covered, registered points and TV to uniform (`ugan.metrics.modes`).
+  Scored by modes covered, registered points and TV to uniform (`ugan.evaluation.modes`).
 - `stacked-mnist`: three prepared MNIST digits in the RGB channels (1,000 modes), built from the
   prepared digits (`ugan.data.stacked`), with the paper's conv nets at 3 channels. Scored by the
   pipeline's digit classifier per channel (modes covered, KL to uniform) and MS-SSIM diversity.
@@ -25,22 +25,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ugan.config import ModeBenchmarkParams, ModelParams
+from ugan.config.schema import ModeBenchmarkParams, ModelParams
+from ugan.data.images import save_grid
 from ugan.data.prepared import HELDOUT, TRAIN, load_prepared, to_uint8
 from ugan.data.stacked import stack_digits, stacked_prepared
 from ugan.data.toy import EVAL_SAMPLES, TRAIN_POINTS, GaussianMixture2D, make_mixture
-from ugan.images import save_grid
-from ugan.metrics.diversity import msssim_diversity
-from ugan.metrics.modes import (
+from ugan.evaluation.diversity import msssim_diversity
+from ugan.evaluation.modes import (
     MIN_MODE_COUNT,
     classifier_labeller,
     stacked_mode_metrics,
     toy_mode_metrics,
 )
+from ugan.modebench.scatter import save_scatter
 from ugan.nets import ArchConfig
 from ugan.nets.classifier import load_classifier
 from ugan.nets.mlp import MLPConfig
-from ugan.plots.scatter import save_scatter
 
 DATA_SEED = 0  # the benchmark's data is fixed; the seeds of a benchmark vary the training
 MSSSIM_PAIRS = 1000

@@ -22,19 +22,21 @@ from pathlib import Path
 
 import torch
 
-from ugan.checkpoint import atomic_write_json, load_checkpoint, save_checkpoint
-from ugan.claims import mean_ci
-from ugan.config import DAEParams, ModeBenchmarkParams, ModelParams, VAEParams
-from ugan.dae import pretrain_dae
+from ugan.config.schema import DAEParams, ModeBenchmarkParams, ModelParams, VAEParams
+from ugan.core.digests import file_digest
+from ugan.core.errors import TransferError
+from ugan.core.io import atomic_write_json, load_checkpoint, save_checkpoint
+from ugan.core.paths import RunLayout
 from ugan.methods import get_method
 from ugan.modebench.benchmarks import BenchData, Benchmark, Inputs, get_benchmark
+from ugan.models.transfer import max_output_difference, transfer_decoder
 from ugan.nets.family import family_of
-from ugan.nets.registry import generator_payload, load_generator, noise, sample
-from ugan.pretrain import pretrain_vae
-from ugan.resume import file_digest
-from ugan.tracking import StageRun
-from ugan.train import RunLayout, train_gan
-from ugan.transfer import TransferError, max_output_difference, transfer_decoder
+from ugan.nets.generator_file import generator_payload, load_generator, noise, sample
+from ugan.reporting.claims import mean_ci
+from ugan.tracking.stage_run import StageRun
+from ugan.training.dae import pretrain_dae
+from ugan.training.gan import train_gan
+from ugan.training.vae import pretrain_vae
 
 SCORE_SEED = 10_000  # z of the scored samples: seed + SCORE_SEED, apart from training's
 

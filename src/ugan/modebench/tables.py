@@ -10,8 +10,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from PIL import Image
 
-from ugan.checkpoint import atomic_path
-from ugan.markdown import md_table
+from ugan.core.io import atomic_path
+from ugan.core.markdown import md_table
 
 DASH = "–"
 # How many decimals a metric reads best with.

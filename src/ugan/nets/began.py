@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ugan.nets.dcgan import ArchConfig
-from ugan.nets.registry import register_generator
+from ugan.nets.generator_file import register_generator
 
 SMALLEST_MAP = {28: 7, 32: 8, 64: 8}
 REPEAT = 2  # 3×3 conv + ELU layers per scale ("typically 2")

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ugan.checkpoint import load_checkpoint
+from ugan.core.io import load_checkpoint
 
 FEATURE_DIM = 128
 

@@ -1,0 +1,467 @@
+"""Typed params: one pydantic model per `params.yaml` section, validated before any work.
+
+Every model forbids unknown keys, so a typo stops the stage with the key's name instead of being
+silently ignored. `load_params` turns pydantic's errors into one `ConfigError` whose message
+names each offending key (dotted path) and what is allowed there.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args, get_origin
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from ugan.core.errors import ConfigError
+from ugan.data.sources import SOURCES
+from ugan.losses import LossName
+from ugan.nets import ArchConfig
+
+PositiveInt = Annotated[int, Field(gt=0)]
+Probability = Annotated[float, Field(ge=0.0, lt=1.0)]
+RUN_KEY = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+
+
+# The methods a run can use (src/ugan/methods/); a test checks it matches the registry.
+MethodName = Literal["gan", "began", "rfgan", "gaan"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# The dataset sources (src/ugan/data/sources.py SOURCES); a test checks they match.
+SourceName = Literal["mnist5k", "mnist-idx", "cifar10", "image-folder"]
+
+
+class DataParams(Strict):
+    source: SourceName = "mnist5k"
+    # The files of sources that read from disk. dvc.yaml depends on `${data.path}`, so
+    # params.yaml always sets it (data/sources, a folder of the repo, for mnist5k).
+    path: Annotated[str | None, Field(validate_default=True)] = None
+    image_size: Literal[28, 32, 64] = 28  # when left out: the source's own (28 / 32 / 64)
+    labels_from_subfolders: bool = False  # image-folder: class = top-level subfolder
+    heldout_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.2
+    seed: int = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _size_of_the_source(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and "image_size" not in raw:
+            source = SOURCES.get(raw.get("source", "mnist5k"))
+            if source is not None:
+                return {**raw, "image_size": source.image_size}
+        return raw
+
+    @field_validator("path")
+    @classmethod
+    def _path_when_needed(cls, value: str | None, info: ValidationInfo) -> str | None:
+        source = SOURCES.get(info.data.get("source", ""))
+        if source is not None and source.needs_path and not value:
+            raise ValueError(
+                f"source {info.data['source']!r} reads files from disk: set data.path to "
+                f"{source.path_hint}"
+            )
+        return value
+
+    @field_validator("labels_from_subfolders")
+    @classmethod
+    def _subfolders_of_a_folder(cls, value: bool, info: ValidationInfo) -> bool:
+        if value and info.data.get("source") != "image-folder":
+            raise ValueError("applies to source 'image-folder' only")
+        return value
+
+
+class ModelParams(Strict):
+    latent_dim: PositiveInt = 128
+    base_channels: PositiveInt = 64
+    leaky_slope: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.2
+    dropout: Probability = 0.25
+    init_std: Annotated[float, Field(gt=0.0)] = 0.02
+    conditional: bool = False  # class-conditional G / D / VAE (labels of the prepared data)
+
+    def arch(self, image_size: int, channels: int, num_classes: int = 0) -> ArchConfig:
+        if self.conditional and num_classes < 2:
+            raise ConfigError(
+                "model.conditional: true needs labelled data with at least 2 classes; "
+                f"the prepared data has {num_classes}"
+            )
+        return ArchConfig(
+            image_size=image_size,
+            channels=channels,
+            latent_dim=self.latent_dim,
+            base_channels=self.base_channels,
+            leaky_slope=self.leaky_slope,
+            dropout=self.dropout,
+            num_classes=num_classes if self.conditional else 0,
+        )
+
+
+class OptimParams(Strict):
+    lr: Annotated[float, Field(gt=0.0)] = 2e-4
+    beta1: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.5
+    beta2: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.999
+
+
+class ClassifierParams(Strict):
+    steps: PositiveInt = 600
+    batch_size: PositiveInt = 64
+    lr: Annotated[float, Field(gt=0.0)] = 1e-3
+    seed: int = 0
+    min_accuracy: Annotated[float, Field(ge=0.0, le=1.0)] = 0.95
+
+
+class VAEParams(Strict):
+    steps: PositiveInt = 1000
+    batch_size: PositiveInt = 64
+    optim: OptimParams = OptimParams()
+    seed: int = 0
+    log_every: PositiveInt = 10
+    sample_every: PositiveInt = 250
+
+
+class BEGANParams(Strict):
+    """BEGAN (src/ugan/methods/began.py): equilibrium control and learning-rate schedule."""
+
+    gamma: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5  # diversity ratio γ
+    lambda_k: Annotated[float, Field(ge=0.0)] = 0.001  # proportional gain of k_t
+    k_init: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0  # k_0
+    # Learning rate halved when the moving average of M_global (decay `m_global_decay`) has
+    # not reached a new minimum for `lr_halve_patience` steps; never below `lr_min`.
+    m_global_decay: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.99
+    lr_halve_patience: PositiveInt = 500
+    lr_min: Annotated[float, Field(gt=0.0)] = 1e-6
+    filters: PositiveInt | None = None  # n of the nets (n, 2n, 3n…); None: model.base_channels
+
+
+class RFGANParams(Strict):
+    """RFGAN (src/ugan/methods/rfgan.py); its frozen encoder comes from models/dae.pt."""
+
+    g_updates: PositiveInt = 2  # generator updates per step (the reference code: 2)
+
+
+class GAANParams(Strict):
+    """GAAN (src/ugan/methods/gaan.py), Algorithm 1 with eqs. 3-7."""
+
+    lambda_r: Annotated[float, Field(ge=0.0)] = 1.0  # weight of the regulariser W (eq. 3)
+    lambda_p: Annotated[float, Field(ge=0.0)] = 1.0  # gradient penalty (eq. 4)
+    lambda_w: Annotated[float, Field(gt=0.0)] | None = None  # None: √(d / D) (eq. 5)
+    # None: U[-1, 1] for a random generator, the transferred decoder's own prior otherwise.
+    prior: Literal["uniform", "normal"] | None = None
+
+
+class DAEParams(Strict):
+    """RFGAN's denoising autoencoder, pre-trained by the `pretrain_dae` stage."""
+
+    steps: PositiveInt = 600
+    batch_size: PositiveInt = 64
+    optim: OptimParams = OptimParams()
+    noise_std: Annotated[float, Field(gt=0.0)] = 0.3  # σ of the Gaussian input corruption
+    seed: int = 0
+    log_every: PositiveInt = 10
+    sample_every: PositiveInt = 200  # resume-state cadence
+
+
+METHOD_SECTIONS = ("began", "rfgan", "gaan")  # per-method params in `gan` and in a run
+
+
+class GANParams(Strict):
+    """Defaults shared by every run; a run overrides any of them."""
+
+    steps: PositiveInt = 1200
+    batch_size: PositiveInt = 64
+    optim: OptimParams = OptimParams()
+    method: MethodName = "gan"
+    loss: LossName = "ns"
+    n_critic: PositiveInt = 1
+    clip_value: Annotated[float, Field(gt=0.0)] = 0.01
+    gp_weight: Annotated[float, Field(ge=0.0)] = 10.0  # λ of wgan-gp / dragan penalties
+    seed: int = 0
+    checkpoint_every: PositiveInt = 200
+    log_every: PositiveInt = 10
+    num_sample_images: PositiveInt = 64
+    nonfinite_retries: Annotated[int, Field(ge=0)] = 0  # roll back to the last state and retry
+    began: BEGANParams = BEGANParams()
+    rfgan: RFGANParams = RFGANParams()
+    gaan: GAANParams = GAANParams()
+
+    @model_validator(mode="after")
+    def _cadence_fits(self) -> GANParams:
+        if self.checkpoint_every > self.steps:
+            raise ValueError(
+                f"checkpoint_every ({self.checkpoint_every}) must be ≤ steps ({self.steps}) "
+                "so that at least one checkpoint is evaluated"
+            )
+        return self
+
+
+class RunParams(Strict):
+    """One entry of `runs:`: the init and any `gan` field to override for this run."""
+
+    init: Literal["random", "vae"]
+    method: MethodName | None = None
+    loss: LossName | None = None
+    steps: PositiveInt | None = None
+    batch_size: PositiveInt | None = None
+    n_critic: PositiveInt | None = None
+    clip_value: Annotated[float, Field(gt=0.0)] | None = None
+    gp_weight: Annotated[float, Field(ge=0.0)] | None = None
+    seed: int | None = None
+    checkpoint_every: PositiveInt | None = None
+    optim: OptimParams | None = None
+    # Per-method params: only the keys a run sets replace the `gan` defaults.
+    began: BEGANParams | None = None
+    rfgan: RFGANParams | None = None
+    gaan: GAANParams | None = None
+
+    def resolve(self, defaults: GANParams) -> ResolvedRun:
+        exclude = {"init", *METHOD_SECTIONS}
+        overrides = {k: v for k, v in self.model_dump(exclude=exclude).items() if v is not None}
+        merged = defaults.model_dump() | overrides
+        for name in METHOD_SECTIONS:
+            section = getattr(self, name)
+            if section is not None:
+                merged[name] = merged[name] | section.model_dump(exclude_unset=True)
+        return ResolvedRun(init=self.init, gan=GANParams.model_validate(merged))
+
+
+class ResolvedRun(Strict):
+    init: Literal["random", "vae"]
+    gan: GANParams
+
+
+class EvalParams(Strict):
+    num_samples: PositiveInt = 1000
+    kid_subset_size: PositiveInt = 500
+    batch_size: PositiveInt = 250
+    seed: int = 0
+    # classifier: the project's own (models/classifier.pt, labelled data); inception:
+    # torch-fidelity's InceptionV3 from the local weights file `weights_path` (never downloaded).
+    feature_extractor: Literal["classifier", "inception"] = "classifier"
+    weights_path: str | None = None
+
+    @model_validator(mode="after")
+    def _inception_has_weights(self) -> EvalParams:
+        if self.feature_extractor == "inception" and not self.weights_path:
+            from ugan.evaluation.fidelity import INCEPTION_WEIGHTS_HELP
+
+            raise ValueError(f"eval.weights_path is not set. {INCEPTION_WEIGHTS_HELP}")
+        return self
+
+
+class ReportParams(Strict):
+    early_checkpoints: PositiveInt = 3
+    smoothing: PositiveInt = 25
+
+
+class TrackingParams(Strict):
+    experiment: str = "ugan"
+    log_models: bool = True
+
+
+class PerfParams(Strict):
+    """Speed knobs of the training loop (src/ugan/accel.py); the defaults are exact fp32."""
+
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast of forward passes (no scaler)
+    channels_last: bool = False  # NHWC memory format for conv nets and image batches
+    fused_optim: bool = True  # fused Adam kernels where the device supports them
+    compile: bool = False  # torch.compile each net in place (slow first steps)
+    deterministic: bool = False  # deterministic kernels, cudnn.benchmark off
+    loss_sync: Literal["auto", "step", "log"] = "auto"  # when losses reach the host: auto =
+    # every step on CPU, at the log/checkpoint cadence on CUDA (the non-finite guard then
+    # fires there, before any checkpoint)
+
+
+# The mode-coverage benchmarks (src/ugan/modebench/benchmarks.py BENCHMARKS); a test checks.
+BenchmarkName = Literal["ring8", "grid25", "stacked-mnist"]
+
+
+def _default_variants() -> dict[str, RunParams]:
+    return {
+        "gan": RunParams(init="random"),
+        "gan-unbalanced": RunParams(init="vae"),
+        "gaan": RunParams(init="random", method="gaan"),
+    }
+
+
+class ModeBenchmarkParams(Strict):
+    """One mode-coverage benchmark (stage `modes`): every variant × seed trains on the
+    benchmark's data with the benchmark's nets and is scored on `num_samples` samples."""
+
+    benchmark: BenchmarkName
+    seeds: Annotated[list[int], Field(min_length=1)] = [0, 1, 2]
+    steps: PositiveInt = 1500
+    batch_size: PositiveInt = 100
+    checkpoint_every: PositiveInt | None = None  # None: only the last step
+    optim: OptimParams = OptimParams(lr=1e-3)
+    num_samples: PositiveInt = 2000  # generated samples scored (GAAN §4.1: 2,000)
+    pretrain_steps: PositiveInt = 1000  # the VAE (unbalanced variants) and the DAE (rfgan)
+    base_channels: PositiveInt = 32  # stacked-mnist conv nets (n, 2n…)
+    train_images: PositiveInt = 25_600  # stacked-mnist: training images (GAAN §4.2: 25,600)
+    dae_noise_std: Annotated[float, Field(gt=0.0)] = 0.1  # RFGAN's DAE input noise ([-1, 1])
+    variants: dict[str, RunParams] = Field(default_factory=_default_variants)
+
+    @model_validator(mode="after")
+    def _check_variants(self) -> ModeBenchmarkParams:
+        if not self.variants:
+            raise ValueError("at least one variant is required")
+        for key, variant in self.variants.items():
+            if not RUN_KEY.match(key):
+                raise ValueError(f"variant keys must match {RUN_KEY.pattern}, got {key!r}")
+            _check_method(key, variant.resolve(self.gan_defaults()), conditional=False)
+            if self.benchmark != "stacked-mnist" and variant.method == "began":
+                raise ValueError(
+                    f"variants.{key}: BEGAN's autoencoder discriminator is convolutional; "
+                    "it runs on stacked-mnist, not on 2-D points"
+                )
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be distinct, got {self.seeds}")
+        return self
+
+    def gan_defaults(self) -> GANParams:
+        return GANParams(
+            steps=self.steps,
+            batch_size=self.batch_size,
+            optim=self.optim,
+            checkpoint_every=self.checkpoint_every or self.steps,
+            log_every=min(10, self.steps),
+        )
+
+    def cell(self, variant: str, seed: int) -> ResolvedRun:
+        """The resolved run of one (variant, seed)."""
+        run = self.variants[variant].resolve(self.gan_defaults())
+        return ResolvedRun(init=run.init, gan=run.gan.model_copy(update={"seed": seed}))
+
+
+class Params(Strict):
+    data: DataParams = DataParams()
+    model: ModelParams = ModelParams()
+    classifier: ClassifierParams = ClassifierParams()
+    vae: VAEParams = VAEParams()
+    dae: DAEParams = DAEParams()
+    gan: GANParams = GANParams()
+    runs: dict[str, RunParams] = Field(
+        default_factory=lambda: {
+            "dcgan": RunParams(init="random"),
+            "dcgan-unbalanced": RunParams(init="vae"),
+        }
+    )
+    eval: EvalParams = EvalParams()
+    report: ReportParams = ReportParams()
+    tracking: TrackingParams = TrackingParams()
+    perf: PerfParams = PerfParams()
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    # Mode-coverage benchmarks by name (stage `modes`); none by default: `ugan grid modes`.
+    modes: dict[str, ModeBenchmarkParams] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_runs(self) -> Params:
+        if not self.runs:
+            raise ValueError("at least one run is required")
+        bad = [key for key in self.runs if not RUN_KEY.match(key)]
+        if bad:
+            raise ValueError(
+                f"run keys must match {RUN_KEY.pattern} (lowercase letters, digits, - and _), "
+                f"got {bad}"
+            )
+        for key, run in self.runs.items():
+            resolved = run.resolve(self.gan)
+            if resolved.gan.checkpoint_every > resolved.gan.steps:
+                raise ValueError(f"runs.{key}: checkpoint_every must be ≤ steps")
+            _check_method(key, resolved, self.model.conditional)
+        return self
+
+    def run(self, key: str) -> ResolvedRun:
+        if key not in self.runs:
+            raise ConfigError(f"unknown run {key!r}; runs in params are {sorted(self.runs)}")
+        return self.runs[key].resolve(self.gan)
+
+
+def _check_method(key: str, run: ResolvedRun, conditional: bool) -> None:
+    """The run's (method, init, loss, n_critic) must exist (ugan.methods.combinations)."""
+    from ugan.methods import check_combination  # the methods import nets and losses only
+
+    try:
+        check_combination(run.gan.method, run.init, run.gan.loss, run.gan.n_critic)
+    except ValueError as exc:
+        raise ValueError(f"runs.{key}: {exc}") from None
+    if conditional and run.gan.method == "began":
+        raise ValueError(
+            f"runs.{key}: method 'began' is unconditional; set model.conditional: false"
+        )
+
+
+def _describe(error: dict[str, Any]) -> str:
+    where = ".".join(str(part) for part in error["loc"]) or "<top level>"
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"{where}: unknown key"
+    if kind == "literal_error":
+        expected = error.get("ctx", {}).get("expected", "")
+        return f"{where}: got {error.get('input')!r}, allowed values are {expected}"
+    if kind == "value_error" and not error["loc"]:  # a cross-section check names its own keys
+        return str(error.get("ctx", {}).get("error", error["msg"]))
+    return f"{where}: {error['msg']} (got {error.get('input')!r})"
+
+
+def _section_model(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside an annotation: `X`, `X | None` or `dict[str, X]`."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _section_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _allowed_keys(loc: tuple) -> list[str]:
+    """The keys the section at `loc` accepts, so an 'unknown key' error lists the valid ones."""
+    model: type[BaseModel] | None = Params
+    parts = list(loc[:-1])
+    while parts and model is not None:
+        field = model.model_fields.get(str(parts.pop(0)))
+        if field is None:
+            return []
+        model = _section_model(field.annotation)
+        if field.annotation is not None and get_origin(field.annotation) is dict and parts:
+            parts.pop(0)  # skip the user's own key, e.g. the run name under `runs`
+    return sorted(model.model_fields) if model is not None else []
+
+
+def parse_params(raw: dict[str, Any] | None) -> Params:
+    try:
+        return Params.model_validate(raw or {})
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            line = _describe(error)
+            if error["type"] == "extra_forbidden":
+                allowed = _allowed_keys(tuple(error["loc"]))
+                if allowed:
+                    line += f"; allowed keys are {allowed}"
+            lines.append(line)
+        raise ConfigError("invalid params:\n  " + "\n  ".join(lines)) from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"params file {path} not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    if raw is not None and not isinstance(raw, dict):
+        raise ConfigError(f"{path} must hold a mapping of sections, got {type(raw).__name__}")
+    return parse_params(raw)

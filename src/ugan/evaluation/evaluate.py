@@ -1,0 +1,147 @@
+"""Evaluation of one run: IS / FID / KID at every saved checkpoint against the held-out split,
+the floor (train split scored as if generated), and the loss statistics of paper Fig. 3."""
+
+from __future__ import annotations
+
+import csv
+import io
+import warnings
+from pathlib import Path
+
+import torch
+
+from ugan.config.schema import EvalParams, ResolvedRun
+from ugan.core.errors import InputError, InputMissingError
+from ugan.core.io import atomic_write_json, atomic_write_text
+from ugan.core.paths import RunLayout
+from ugan.core.runtime import progress
+from ugan.data.prepared import PreparedData, to_uint8
+from ugan.evaluation.collapse import collapse_metrics
+from ugan.evaluation.diversity import diversity_metrics
+from ugan.evaluation.fidelity import FidelityEvaluator, floor_metrics
+from ugan.evaluation.stability import summarize_losses
+from ugan.nets.generator_file import load_generator, noise, sample
+from ugan.tracking.stage_run import StageRun
+
+FIDELITY_COLUMNS = (
+    "step",
+    "fid",
+    "isc_mean",
+    "isc_std",
+    "kid_mean",
+    "kid_std",
+    "diversity_ratio",
+    "collapsed",
+)
+CACHE_DIR = Path(".ugan/cache/fidelity")
+
+
+def read_losses(path: Path) -> dict[str, list[float]]:
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        raise InputError(f"{path} holds no loss rows")
+    return {name: [float(r[name]) for r in rows] for name in ("d_loss", "g_loss")}
+
+
+def _write_fidelity(path: Path, rows: list[dict]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=FIDELITY_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (f"{row[k]:.6g}" if k != "step" else row[k]) for k in FIDELITY_COLUMNS})
+    atomic_write_text(path, buffer.getvalue())
+
+
+def evaluate_run(
+    run_key: str,
+    run: ResolvedRun,
+    params: EvalParams,
+    data: PreparedData,
+    classifier_path: Path,
+    runs_dir: Path,
+    out_dir: Path,
+    tracker: StageRun,
+    *,
+    device: torch.device | str = "cpu",
+) -> dict:
+    layout = RunLayout(runs_dir / run_key)
+    steps = layout.checkpoint_steps()
+    if not steps:
+        raise InputMissingError(f"no generator checkpoints in {layout.checkpoints}")
+    heldout = torch.as_tensor(data.heldout[0])
+    train = torch.as_tensor(data.train[0])
+    num_samples = min(params.num_samples, len(train))
+    common = {
+        "kid_subset_size": min(params.kid_subset_size, num_samples, len(heldout)),
+        "batch_size": params.batch_size,
+        "device": str(device),
+        "cache_dir": CACHE_DIR,
+        "seed": params.seed,
+        "feature_extractor": params.feature_extractor,
+    }
+    # The classifier by default; torch-fidelity's InceptionV3 from eval.weights_path on request.
+    inception = params.feature_extractor == "inception" and params.weights_path
+    weights = Path(params.weights_path) if inception else classifier_path
+    evaluator = FidelityEvaluator(weights, heldout, **common)
+    floor = floor_metrics(weights, heldout, train, num_samples=num_samples, **common)
+
+    rows = []
+    with progress(len(steps), f"evaluate@{run_key}", unit="ckpt") as bar:
+        for step in steps:
+            generator = load_generator(layout.checkpoint_path(step), device)
+            z = noise(
+                num_samples,
+                generator.cfg.latent_dim,
+                generator.prior,
+                seed=params.seed,
+                device=device,
+            )
+            generated = to_uint8(sample(generator, z, params.batch_size)).cpu()
+            scores = {**evaluator(generated), **collapse_metrics(generated, heldout, params.seed)}
+            if scores["collapsed"]:
+                warnings.warn(
+                    f"{run_key} step {step}: generator looks collapsed (spread "
+                    f"{scores['diversity_ratio']:.2f} of the real data's)",
+                    stacklevel=1,
+                )
+            rows.append({"step": step, **scores})
+            tracker.log_metrics(scores, step=step)
+            bar.set_postfix(step=step, fid=f"{scores['fid']:.1f}", refresh=False)
+            bar.update(1)
+
+    # MS-SSIM diversity of the final generator, with the real data's as reference (RFGAN Tab. 1).
+    diversity = diversity_metrics(generated, heldout, num_pairs=500, seed=params.seed)
+    tracker.log_metrics(diversity)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _write_fidelity(out_dir / "fidelity.csv", rows)
+    best = min(rows, key=lambda r: r["fid"])
+    losses = summarize_losses(read_losses(layout.losses_csv))
+    metrics = {
+        "run": run_key,
+        "init": run.init,
+        "loss": run.gan.loss,
+        "method": run.gan.method,
+        "seed": run.gan.seed,
+        "num_samples": num_samples,
+        "feature_extractor": params.feature_extractor,
+        "final": {
+            k: rows[-1][k] for k in ("step", "fid", "isc_mean", "kid_mean", "diversity_ratio")
+        },
+        "collapsed_checkpoints": [r["step"] for r in rows if r["collapsed"]],
+        "diversity": diversity,
+        "best_fid": best["fid"],
+        "best_fid_step": best["step"],
+        "losses": losses,
+        "floor": {k: floor[k] for k in ("fid", "isc_mean", "kid_mean")},
+    }
+    atomic_write_json(out_dir / "metrics.json", metrics)
+    tracker.log_metrics(
+        {
+            **losses,
+            "best_fid": best["fid"],
+            **{f"floor_{k}": v for k, v in metrics["floor"].items()},
+        }
+    )
+    tracker.log_artifact(out_dir / "fidelity.csv")
+    return metrics

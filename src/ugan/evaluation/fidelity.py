@@ -1,0 +1,526 @@
+"""IS / FID / KID through torch-fidelity, with the project's classifier as the feature extractor.
+
+No Inception weights can be downloaded here, so the small CNN of `ugan.nets.classifier` stands in
+for Inception: its logits feed the Inception Score, its 128-d penultimate features feed FID and
+KID. The classifier is registered with torch-fidelity as the feature extractor
+`ugan-classifier`, and all metric maths is torch-fidelity's own (`calculate_metrics`).
+
+Reference statistics are computed once per (reference images, classifier file) pair: the
+reference is torch-fidelity's `input2` with an `input2_cache_name` built from a SHA-256 of the
+reference bytes and of the classifier file, so its features (and FID statistics) land in
+torch-fidelity's file cache and are reused by every later call, by every evaluator sharing
+`cache_dir`, and never when either the images or the classifier changed. The generated images
+are never cached.
+
+torch-fidelity unpickles its cache files without the weights-only guard; before every call the
+evaluator therefore inspects this reference's cache files without unpickling them and refuses
+(`FidelityCacheError`) any that would import more than tensors and plain numpy arrays.
+
+Where the user has torch-fidelity's InceptionV3 weights on disk, `feature_extractor="inception"`
+scores with torch-fidelity's own `inception-v3-compat` extractor instead (IS from
+'logits_unbiased', FID / KID from '2048'; grayscale images are repeated to RGB). torch-fidelity
+unpickles that file unguarded too, so the evaluator loads the user's file with
+`weights_only=True` first and hands torch-fidelity a copy holding nothing but tensors. Nothing
+is ever downloaded: without the file the error says where to get it and which key to set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import shutil
+import tempfile
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch_fidelity
+from torch.utils.data import Dataset
+from torch_fidelity.feature_extractor_base import FeatureExtractorBase
+from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
+from torch_fidelity.utils import create_feature_extractor
+
+from ugan.core.errors import CheckpointError, InputError, InputMissingError
+from ugan.core.io import load_checkpoint, save_checkpoint
+from ugan.data.prepared import to_float
+from ugan.nets.classifier import load_classifier
+
+EXTRACTOR_NAME = "ugan-classifier"
+# Bumped whenever what the extractor computes changes, so older cache files are never reused.
+EXTRACTOR_VERSION = 1
+FEATURE_LOGITS = "logits"  # (N, num_classes): the Inception Score's class posteriors
+FEATURE_EMBEDDING = "features"  # (N, 128): FID / KID
+ISC_SPLITS = 10
+KID_SUBSETS = 100
+KID_DEFAULT_SUBSET_SIZE = 1000  # torch-fidelity's default, clamped to the sample counts
+MIN_SAMPLES = ISC_SPLITS  # every IS split needs at least one sample
+METRIC_KEYS = ("isc_mean", "isc_std", "fid", "kid_mean", "kid_std")
+
+_TF_KEYS = {
+    "isc_mean": torch_fidelity.KEY_METRIC_ISC_MEAN,
+    "isc_std": torch_fidelity.KEY_METRIC_ISC_STD,
+    "fid": torch_fidelity.KEY_METRIC_FID,
+    "kid_mean": torch_fidelity.KEY_METRIC_KID_MEAN,
+    "kid_std": torch_fidelity.KEY_METRIC_KID_STD,
+}
+# Globals a cache file may import: tensors need none; FID statistics are a dict of numpy arrays.
+_SAFE_CACHE_GLOBALS = frozenset(
+    {
+        "numpy.dtype",
+        "numpy.ndarray",
+        "numpy.core.multiarray._reconstruct",
+        "numpy._core.multiarray._reconstruct",
+    }
+)
+
+
+class FidelityInputError(InputError):
+    """Images handed to the fidelity metrics are not what they must be."""
+
+
+class FidelityCacheError(RuntimeError):
+    """A torch-fidelity cache file would run code (or cannot be inspected) when loaded."""
+
+
+class FidelityWeightsError(InputError):
+    """The feature extractor's weights file is not one its network can load."""
+
+
+# -- the feature extractor ---------------------------------------------------------------------
+
+
+class ClassifierFeatureExtractor(FeatureExtractorBase):
+    """torch-fidelity feature extractor around `ugan.nets.classifier.Classifier`.
+
+    forward: uint8 (N, C, H, W) in [0, 255] → tuple of float32 tensors in the order of
+    `features_list`, drawn from "logits" (N, num_classes) and "features" (N, 128).
+    The classifier checkpoint comes through `feature_extractor_weights_path`; there is no
+    download fallback.
+    """
+
+    def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
+        super().__init__(name, features_list)
+        if feature_extractor_weights_path is None:
+            raise ValueError(
+                f"feature extractor {name!r} needs feature_extractor_weights_path (a classifier "
+                "checkpoint); it never downloads weights"
+            )
+        self.classifier = load_classifier(feature_extractor_weights_path, device="cpu")
+        self.requires_grad_(False)
+        self.eval()
+
+    @staticmethod
+    def get_provided_features_list():
+        return FEATURE_LOGITS, FEATURE_EMBEDDING
+
+    @staticmethod
+    def get_default_feature_layer_for_metric(metric):
+        return {
+            "isc": FEATURE_LOGITS,
+            "fid": FEATURE_EMBEDDING,
+            "kid": FEATURE_EMBEDDING,
+            "prc": FEATURE_EMBEDDING,
+        }[metric]
+
+    @staticmethod
+    def can_be_compiled():
+        return False
+
+    @staticmethod
+    def get_dummy_input_for_compile():
+        return torch.zeros(1, 1, 28, 28, dtype=torch.uint8)
+
+    def forward(self, x):
+        channels = self.classifier.channels
+        if not torch.is_tensor(x) or x.dtype != torch.uint8:
+            raise FidelityInputError(
+                f"expected a uint8 image batch, got {type(x).__name__} {getattr(x, 'dtype', '')}"
+            )
+        if x.dim() != 4 or x.shape[1] != channels:
+            raise FidelityInputError(
+                f"expected a batch of shape (N, {channels}, H, W), got {tuple(x.shape)}"
+            )
+        embedding = self.classifier.features(to_float(x))
+        computed = {FEATURE_EMBEDDING: embedding}
+        if FEATURE_LOGITS in self.features_list:
+            computed[FEATURE_LOGITS] = self.classifier.head(embedding)
+        return tuple(computed[name].to(torch.float32) for name in self.features_list)
+
+
+def _register_extractor() -> None:
+    registered = FEATURE_EXTRACTORS_REGISTRY.get(EXTRACTOR_NAME)
+    if registered is None:
+        register_feature_extractor(EXTRACTOR_NAME, ClassifierFeatureExtractor)
+    elif registered is not ClassifierFeatureExtractor:  # this module was reloaded
+        FEATURE_EXTRACTORS_REGISTRY[EXTRACTOR_NAME] = ClassifierFeatureExtractor
+
+
+_register_extractor()
+
+
+# -- the feature extractors an evaluator can drive ---------------------------------------------
+
+INCEPTION_NAME = "inception-v3-compat"  # torch-fidelity's TF-1.x-compatible InceptionV3
+INCEPTION_WEIGHTS_HELP = (
+    "eval.feature_extractor: inception needs torch-fidelity's InceptionV3 weights on this "
+    "machine (they are never downloaded at run time): fetch pt_inception-2015-12-05-6726825d.pth "
+    "from https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
+    "pt_inception-2015-12-05-6726825d.pth (the same file torch-fidelity names "
+    "weights-inception-2015-12-05-6726825d.pth under https://github.com/toshas/torch-fidelity/"
+    "releases/download/v0.2.0/), copy it here and set eval.weights_path to its path"
+)
+
+
+@dataclass(frozen=True)
+class OpenedWeights:
+    loaded: Path  # the file torch-fidelity loads
+    sha256: str  # of the user's file: part of the reference cache name
+    input_channels: int  # channels the network takes
+    accepted_channels: tuple[int, ...]  # image channels it can score (1 → repeated when 3)
+
+
+@dataclass(frozen=True)
+class FeatureExtractorKind:
+    """How the evaluator drives one torch-fidelity feature extractor."""
+
+    name: str  # in torch-fidelity's registry
+    tag: str  # in cache names
+    isc_layer: str
+    fid_layer: str  # FID and KID
+    version: int  # bumped whenever what it computes changes, so old caches are not reused
+    open: Callable[[Path, Path], OpenedWeights]  # (user's weights, private folder) → opened
+
+
+def _open_classifier(path: Path, workdir: Path) -> OpenedWeights:
+    channels = load_classifier(path, device="cpu").channels
+    return OpenedWeights(path, _sha256_file(path), channels, (channels,))
+
+
+def _open_inception(path: Path, workdir: Path) -> OpenedWeights:
+    """Load the user's file safely, keep its tensors in a private copy, and prove torch-fidelity's
+    InceptionV3 loads that copy (strictly: every key, every shape)."""
+    if not path.is_file():
+        raise InputMissingError(
+            f"eval.weights_path {path} does not exist. {INCEPTION_WEIGHTS_HELP}"
+        )
+    try:
+        state = load_checkpoint(path)  # weights_only=True: tensors and plain data, never code
+    except CheckpointError as exc:
+        raise FidelityWeightsError(f"eval.weights_path: {exc}. {INCEPTION_WEIGHTS_HELP}") from None
+    if not all(torch.is_tensor(v) for v in state.values()):
+        raise FidelityWeightsError(
+            f"eval.weights_path {path}: expected a state dict of tensors (InceptionV3 weights). "
+            f"{INCEPTION_WEIGHTS_HELP}"
+        )
+    loaded = workdir / "inception-weights.pt"
+    save_checkpoint(loaded, dict(state))
+    try:
+        create_feature_extractor(
+            INCEPTION_NAME, ["2048"], cuda=False, feature_extractor_weights_path=str(loaded)
+        )
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[:2]
+        raise FidelityWeightsError(
+            f"eval.weights_path {path}: torch-fidelity's {INCEPTION_NAME} cannot load it "
+            f"({' '.join(first)}). {INCEPTION_WEIGHTS_HELP}"
+        ) from None
+    return OpenedWeights(loaded, _sha256_file(path), 3, (3, 1))
+
+
+FEATURE_EXTRACTORS: dict[str, FeatureExtractorKind] = {
+    "classifier": FeatureExtractorKind(
+        name=EXTRACTOR_NAME,
+        tag="clf",
+        isc_layer=FEATURE_LOGITS,
+        fid_layer=FEATURE_EMBEDDING,
+        version=EXTRACTOR_VERSION,
+        open=_open_classifier,
+    ),
+    "inception": FeatureExtractorKind(
+        name=INCEPTION_NAME,
+        tag="inc",
+        isc_layer="logits_unbiased",  # (N, 1008) logits without the fc bias
+        fid_layer="2048",  # (N, 2048) pool features
+        version=1,
+        open=_open_inception,
+    ),
+}
+
+
+def get_feature_extractor(name: str) -> FeatureExtractorKind:
+    try:
+        return FEATURE_EXTRACTORS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown feature extractor {name!r}; valid ones are {sorted(FEATURE_EXTRACTORS)}"
+        ) from None
+
+
+# -- inputs ------------------------------------------------------------------------------------
+
+
+class _ImageDataset(Dataset):
+    """The torch Dataset torch-fidelity reads: item i is the uint8 (C, H, W) tensor images[i]."""
+
+    def __init__(self, images: torch.Tensor, repeat: int = 1):
+        self.images = images
+        self.repeat = repeat  # 3: grayscale (1, H, W) → (3, H, W) for an RGB network
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        image = self.images[index]
+        return image.repeat(self.repeat, 1, 1) if self.repeat > 1 else image
+
+
+def _as_tensor(images, name: str) -> torch.Tensor:
+    if isinstance(images, np.ndarray):
+        images = torch.from_numpy(images)
+    if not torch.is_tensor(images):
+        raise FidelityInputError(
+            f"{name}: expected a uint8 torch.Tensor (N, C, H, W), got {type(images).__name__}"
+        )
+    return images
+
+
+def validate_images(images: torch.Tensor, *, channels: int, name: str, min_count: int) -> None:
+    """Raise FidelityInputError (a ValueError) unless `images` is uint8 (N, channels, H, W), N ≥
+    min_count. The message names `name` and what was expected."""
+    expected = f"uint8 images of shape (N >= {min_count}, {channels}, H, W) with values 0..255"
+    if not torch.is_tensor(images):
+        raise FidelityInputError(f"{name}: expected {expected}, got {type(images).__name__}")
+    if images.dtype != torch.uint8:
+        hint = (
+            " (float images in [-1, 1] convert with ugan.data.prepared.to_uint8)"
+            if images.is_floating_point()
+            else ""
+        )
+        raise FidelityInputError(f"{name}: expected {expected}, got dtype {images.dtype}{hint}")
+    if images.dim() != 4:
+        raise FidelityInputError(
+            f"{name}: expected {expected}, got a {images.dim()}-D tensor of shape "
+            f"{tuple(images.shape)}"
+        )
+    if images.shape[1] != channels:
+        raise FidelityInputError(
+            f"{name}: expected {expected}, got {images.shape[1]} channels "
+            f"(shape {tuple(images.shape)})"
+        )
+    if images.shape[2] == 0 or images.shape[3] == 0:
+        raise FidelityInputError(f"{name}: expected {expected}, got shape {tuple(images.shape)}")
+    if images.shape[0] < min_count:
+        raise FidelityInputError(
+            f"{name}: expected at least {min_count} samples, got {images.shape[0]}"
+        )
+
+
+def _sha256_tensor(images: torch.Tensor) -> str:
+    digest = hashlib.sha256()
+    digest.update(f"{images.dtype}:{tuple(images.shape)}:".encode())
+    digest.update(np.ascontiguousarray(images.numpy()).tobytes())
+    return digest.hexdigest()
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# -- the evaluator -----------------------------------------------------------------------------
+
+
+class FidelityEvaluator:
+    """IS / FID / KID of generated images against one fixed reference set.
+
+    The reference features are extracted on the first call and cached (torch-fidelity's file
+    cache under `cache_dir`, or a private temporary folder removed with the evaluator when
+    `cache_dir` is None); every further call only runs the feature network on the generated
+    images. Results are deterministic for the same inputs and `seed` (torch-fidelity's
+    `rng_seed`, which draws the IS shuffling and the KID subsets).
+
+    `weights_path` is the feature network's file: the classifier checkpoint for
+    `feature_extractor="classifier"`, torch-fidelity's InceptionV3 weights for "inception".
+    """
+
+    def __init__(
+        self,
+        weights_path: str | Path,
+        reference: torch.Tensor,
+        *,
+        feature_extractor: str = "classifier",
+        kid_subset_size: int | None = None,
+        batch_size: int = 256,
+        device: str = "cpu",
+        cache_dir: str | Path | None = None,
+        seed: int = 0,
+    ):
+        self.extractor = get_feature_extractor(feature_extractor)
+        self.weights_path = Path(weights_path).resolve()
+        self._workdir = Path(tempfile.mkdtemp(prefix="ugan-extractor-"))
+        self._cleanup_workdir = weakref.finalize(
+            self, shutil.rmtree, str(self._workdir), ignore_errors=True
+        )
+        self.weights = self.extractor.open(self.weights_path, self._workdir)
+        self.weights_sha256 = self.weights.sha256
+        self._loaded_sha256 = _sha256_file(self.weights.loaded)
+
+        reference = _as_tensor(reference, "reference").detach().cpu().contiguous()
+        accepted = self.weights.accepted_channels
+        given = reference.shape[1] if reference.dim() == 4 else None
+        self.channels = given if given in accepted else accepted[0]
+        validate_images(reference, channels=self.channels, name="reference", min_count=MIN_SAMPLES)
+        self.repeat = self.weights.input_channels // self.channels
+        self.reference = reference
+        self.reference_sha256 = _sha256_tensor(reference)
+
+        if kid_subset_size is not None and kid_subset_size < 2:
+            raise ValueError(f"kid_subset_size must be at least 2 (or None), got {kid_subset_size}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.kid_subset_size = kid_subset_size
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+
+        self.device = torch.device(device)
+        if self.device.type not in ("cpu", "cuda"):
+            raise ValueError(f"device must be 'cpu' or 'cuda[:index]', got {device!r}")
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} requested but CUDA is not available")
+
+        if cache_dir is None:
+            self.cache_root = Path(tempfile.mkdtemp(prefix="ugan-fidelity-"))
+            self._cleanup = weakref.finalize(
+                self, shutil.rmtree, str(self.cache_root), ignore_errors=True
+            )
+        else:
+            self.cache_root = Path(cache_dir).resolve()
+            self.cache_root.mkdir(parents=True, exist_ok=True)
+        self.cache_name = (
+            f"ugan-ref-{self.reference_sha256[:20]}-{self.extractor.tag}-"
+            f"{self.weights_sha256[:20]}-v{self.extractor.version}"
+        )
+
+    @property
+    def classifier_sha256(self) -> str:
+        """The feature network file's SHA-256 (the name predates the inception option)."""
+        return self.weights_sha256
+
+    @property
+    def reference_cache_files(self) -> list[Path]:
+        """This reference's files in torch-fidelity's cache (empty before the first call)."""
+        return sorted(self.cache_root.glob(f"{self.cache_name}-*.pt"))
+
+    def _check_cache(self) -> None:
+        for path in self.reference_cache_files:
+            try:
+                imported = set(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+            except Exception as exc:
+                raise FidelityCacheError(
+                    f"fidelity cache file {path} cannot be inspected ({type(exc).__name__}: "
+                    f"{exc}); delete it to recompute the reference statistics"
+                ) from exc
+            unsafe = imported - _SAFE_CACHE_GLOBALS
+            if unsafe:
+                raise FidelityCacheError(
+                    f"fidelity cache file {path} would import {sorted(unsafe)} when loaded; "
+                    "refusing to load it (delete it to recompute the reference statistics)"
+                )
+
+    def __call__(self, generated: torch.Tensor) -> dict[str, float]:
+        """{"isc_mean", "isc_std", "fid", "kid_mean", "kid_std"} of `generated` (uint8
+        (N, C, H, W), same C, H, W as the reference) against the reference."""
+        generated = _as_tensor(generated, "generated").detach().cpu().contiguous()
+        validate_images(generated, channels=self.channels, name="generated", min_count=MIN_SAMPLES)
+        if generated.shape[1:] != self.reference.shape[1:]:
+            raise FidelityInputError(
+                f"generated: expected images of shape (N, "
+                f"{', '.join(map(str, self.reference.shape[1:]))}) like the reference, got "
+                f"{tuple(generated.shape)}"
+            )
+        if _sha256_file(self.weights.loaded) != self._loaded_sha256:
+            raise FidelityCacheError(
+                f"feature extractor weights {self.weights.loaded} changed since this evaluator "
+                "was built; build a new FidelityEvaluator"
+            )
+        self._check_cache()
+
+        n_gen, n_ref = generated.shape[0], self.reference.shape[0]
+        subset = (
+            self.kid_subset_size if self.kid_subset_size is not None else (KID_DEFAULT_SUBSET_SIZE)
+        )
+        subset = min(subset, n_gen, n_ref)
+
+        cuda = self.device.type == "cuda"
+        device_ctx = (
+            torch.cuda.device(self.device.index)
+            if cuda and self.device.index is not None
+            else contextlib.nullcontext()
+        )
+        with device_ctx:
+            raw = torch_fidelity.calculate_metrics(
+                input1=_ImageDataset(generated, self.repeat),
+                input2=_ImageDataset(self.reference, self.repeat),
+                input2_cache_name=self.cache_name,
+                cache=True,
+                cache_root=str(self.cache_root),
+                cuda=cuda,
+                batch_size=self.batch_size,
+                isc=True,
+                fid=True,
+                kid=True,
+                prc=False,
+                ppl=False,
+                feature_extractor=self.extractor.name,
+                feature_layer_isc=self.extractor.isc_layer,
+                feature_layer_fid=self.extractor.fid_layer,
+                feature_layer_kid=self.extractor.fid_layer,
+                feature_extractor_weights_path=str(self.weights.loaded),
+                feature_extractor_compile=False,
+                isc_splits=ISC_SPLITS,
+                kid_subsets=KID_SUBSETS,
+                kid_subset_size=subset,
+                samples_shuffle=True,
+                samples_find_deep=False,
+                datasets_download=False,
+                rng_seed=self.seed,
+                save_cpu_ram=True,
+                verbose=False,
+            )
+        return {key: float(raw[_TF_KEYS[key]]) for key in METRIC_KEYS}
+
+
+def floor_metrics(
+    weights_path: str | Path,
+    heldout: torch.Tensor,
+    train: torch.Tensor,
+    *,
+    num_samples: int | None = None,
+    **kw,
+) -> dict[str, float]:
+    """Metrics of the training images scored as if generated, against the held-out reference.
+
+    A generator that reproduced its training distribution perfectly would score this, so it is
+    the floor for FID / KID (and the real data's IS). `kw` goes to `FidelityEvaluator`; with the
+    same `cache_dir` the held-out statistics are shared with the generators' evaluations.
+    FID is biased by the sample count: pass `num_samples` (the number of generated images the
+    generators are scored with) to score a seeded random subset of `train` of that size.
+    """
+    evaluator = FidelityEvaluator(weights_path, heldout, **kw)
+    train = _as_tensor(train, "train")
+    if num_samples is not None:
+        if not MIN_SAMPLES <= num_samples <= train.shape[0]:
+            raise ValueError(
+                f"num_samples must be between {MIN_SAMPLES} and the {train.shape[0]} training "
+                f"images, got {num_samples}"
+            )
+        generator = torch.Generator().manual_seed(evaluator.seed)
+        index = torch.randperm(train.shape[0], generator=generator)[:num_samples]
+        train = train[index.sort().values]
+    return evaluator(train)

@@ -1,1 +1,0 @@
-"""Sample-quality metrics (IS / FID / KID through torch-fidelity) and training-stability stats."""

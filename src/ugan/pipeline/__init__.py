@@ -1,0 +1,1 @@
+"""The top layer: stage entry points, the ugan command, Prefect flows."""

@@ -1,0 +1,338 @@
+"""`ugan …`: the commands a user types. Each subcommand is one small function in a registry."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable
+
+from ugan.config.schema import load_params
+from ugan.core.errors import ConfigError
+from ugan.tracking.stage_run import (
+    PARENT_ENV,
+    PIPELINE_ENV,
+    close_pipeline_run,
+    open_pipeline_run,
+    tracking_uri,
+)
+
+COMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace], int], Callable]] = {}
+
+
+def command(
+    name: str, help: str, arguments: Callable[[argparse.ArgumentParser], None] = lambda p: None
+):
+    def decorate(fn: Callable[[argparse.Namespace], int]):
+        COMMANDS[name] = (help, fn, arguments)
+        return fn
+
+    return decorate
+
+
+@command("validate", "check params.yaml and print the resolved runs")
+def validate(args: argparse.Namespace) -> int:
+    params = load_params(args.params)
+    for key in params.runs:
+        run = params.run(key)
+        print(f"{key:24s} init={run.init:6s} loss={run.gan.loss:6s} steps={run.gan.steps}")
+    print(f"{args.params}: ok")
+    return 0
+
+
+@command(
+    "run",
+    "validate params, then `dvc repro` the pipeline under one MLflow pipeline id",
+    lambda p: p.add_argument("targets", nargs="*", help="stages to reproduce (default: all)"),
+)
+def run(args: argparse.Namespace) -> int:
+    params = load_params(args.params)  # fail before DVC starts anything
+    env = dict(os.environ)
+    env.setdefault(PIPELINE_ENV, f"run-{uuid.uuid4().hex[:12]}")
+    env.setdefault("MLFLOW_TRACKING_URI", tracking_uri())
+    print(f"pipeline id {env[PIPELINE_ENV]}; tracking at {env['MLFLOW_TRACKING_URI']}")
+    parent = None
+    if not env.get(PARENT_ENV):
+        parent = open_pipeline_run(
+            env[PIPELINE_ENV], params.tracking.experiment, env["MLFLOW_TRACKING_URI"]
+        )
+        env |= {PARENT_ENV: parent} if parent else {}
+    code = subprocess.call(["dvc", "repro", *args.targets], env=env)
+    if parent:
+        status = "FINISHED" if code == 0 else "FAILED"
+        close_pipeline_run(parent, status, env["MLFLOW_TRACKING_URI"])
+    return code
+
+
+@command(
+    "ui",
+    "start the MLflow UI on 127.0.0.1 with the project's store",
+    lambda p: p.add_argument("--port", type=int, default=5000),
+)
+def ui(args: argparse.Namespace) -> int:
+    env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(args.port),
+        "--workers",
+        "1",
+        "--backend-store-uri",
+        tracking_uri(),
+    ]
+    print(f"MLflow UI on http://127.0.0.1:{args.port}  (store {tracking_uri()})")
+    return subprocess.call(cmd, env=env)
+
+
+def _flow_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--project", default=".", help="the DVC project (default: .)")
+    parser.add_argument(
+        "--model-name",
+        default="ugan-generator",
+        help="registered MLflow model holding the champion (default: ugan-generator)",
+    )
+
+
+@command(
+    "flow",
+    "run the Prefect pipeline flow once, here: DVC stages, then the champion check",
+    lambda p: (
+        _flow_arguments(p),
+        p.add_argument("--no-compare", action="store_true", help="skip the champion check"),
+    ),
+)
+def flow(args: argparse.Namespace) -> int:
+    from ugan.pipeline.flows import pipeline_flow
+
+    result = pipeline_flow(
+        project=args.project, model_name=args.model_name, compare=not args.no_compare
+    )
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+@command(
+    "serve",
+    "serve the nightly deployment against the Prefect server in PREFECT_API_URL (blocks)",
+    lambda p: (
+        _flow_arguments(p),
+        p.add_argument("--cron", default="0 2 * * *", help="schedule, UTC (default: 0 2 * * *)"),
+        p.add_argument("--name", default="nightly", help="deployment name (default: nightly)"),
+    ),
+)
+def serve(args: argparse.Namespace) -> int:
+    from ugan.pipeline.flows import serve_nightly
+
+    serve_nightly(args.project, name=args.name, cron=args.cron, model_name=args.model_name)
+    return 0
+
+
+@command(
+    "trigger",
+    "start a run of the served deployment now and print its result",
+    lambda p: (
+        p.add_argument("--name", default="nightly", help="deployment name (default: nightly)"),
+        p.add_argument(
+            "--timeout", type=float, default=None, help="seconds to wait (default: until done)"
+        ),
+    ),
+)
+def trigger(args: argparse.Namespace) -> int:
+    from ugan.pipeline.flows import trigger as start
+
+    run = start(args.name, timeout=args.timeout)
+    print(f"flow run {run.name} ({run.id}): {run.state.name}")
+    if run.state.is_completed():
+        print(json.dumps(run.state.result(), indent=2))
+    return 0 if run.state.is_completed() or not run.state.is_final() else 1
+
+
+@command("sync", "send tracking data spooled while the MLflow store was unreachable")
+def sync(args: argparse.Namespace) -> int:
+    from mlflow.tracking import MlflowClient
+
+    from ugan.tracking.spool import pending, replay
+    from ugan.tracking.stage_run import prepare_store
+
+    uri = tracking_uri()
+    prepare_store(uri)
+    client = MlflowClient(uri)
+    spools = pending()
+    for spool in spools:
+        print(f"{spool} → run {replay(spool, client)}")
+    print(f"{len(spools)} spooled run(s) sent to {uri}")
+    return 0
+
+
+def _grid_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("profile", help="a profile in profiles/, e.g. paper-mnist")
+    parser.add_argument("--jobs", type=int, default=1, help="parallel DVC queue workers")
+    parser.add_argument(
+        "--queue-only", action="store_true", help="queue the experiment, do not start workers"
+    )
+    parser.add_argument(
+        "--here",
+        action="store_true",
+        help="apply the profile to params.yaml and run `dvc exp run` in this workspace (no queue)",
+    )
+
+
+@command("grid", "run a named profile's grid of runs as a DVC experiment", _grid_arguments)
+def grid(args: argparse.Namespace) -> int:
+    import time
+    from pathlib import Path
+
+    import yaml
+
+    from ugan.config.profiles import apply_profile, load_profile
+
+    params_path = Path(args.params)
+    original = params_path.read_text()
+    profile = load_profile(args.profile)
+    merged, params = apply_profile(yaml.safe_load(original), profile)  # validated before any work
+    name = f"{args.profile}-{time.strftime('%Y%m%d-%H%M%S')}"
+    print(f"profile {args.profile}: {len(params.runs)} runs → experiment {name}")
+    env = dict(os.environ)
+    env.setdefault(PIPELINE_ENV, name)
+    env.setdefault("MLFLOW_TRACKING_URI", tracking_uri())  # absolute: queue workers run elsewhere
+    text = yaml.safe_dump(merged, sort_keys=False)
+    if args.here:
+        params_path.write_text(text)
+        return subprocess.call(["dvc", "exp", "run", "-n", name], env=env)
+    try:  # the queued experiment snapshots the workspace, params.yaml included
+        params_path.write_text(text)
+        code = subprocess.call(["dvc", "exp", "run", "--queue", "-n", name], env=env)
+    finally:
+        params_path.write_text(original)
+    if code or args.queue_only:
+        return code
+    code = subprocess.call(["dvc", "queue", "start", "-j", str(args.jobs)], env=env)
+    while not code:
+        status = subprocess.run(
+            ["dvc", "queue", "status"], env=env, capture_output=True, text=True
+        ).stdout
+        if not any(word in status for word in ("Queued", "Running")):
+            break
+        time.sleep(10)
+    print(f"done. Results: dvc exp show; report: dvc exp apply {name} && open reports/report.md")
+    return code
+
+
+# How `ugan queue` cuts a grid into experiments: run entry → the experiment it belongs to.
+QUEUE_SPLITS: dict[str, Callable[[str, dict], str]] = {
+    "seed": lambda key, run: f"s{run['seed']}",  # ordinary and unbalanced side by side
+    "run": lambda key, run: key,  # the most parallel
+}
+
+
+def _queue_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("profile", help="a profile in profiles/, e.g. paper-mnist")
+    parser.add_argument("--jobs", "-j", type=int, default=2, help="parallel queue workers")
+    parser.add_argument(
+        "--split",
+        choices=sorted(QUEUE_SPLITS),
+        default="seed",
+        help="one experiment per seed (default) or per run",
+    )
+    parser.add_argument(
+        "--no-wait", action="store_true", help="queue and start the workers, then return"
+    )
+    parser.add_argument(
+        "--targets",
+        nargs="+",
+        default=[],
+        help="stages each experiment reproduces, e.g. train_gan (default: the whole pipeline)",
+    )
+
+
+def _queue_states(names: list[str], env: dict) -> dict[str, str]:
+    """{experiment name: Queued | Running | Success | Failed} from `dvc queue status`."""
+    status = subprocess.run(
+        ["dvc", "queue", "status"], env=env, capture_output=True, text=True
+    ).stdout
+    states = {}
+    for line in status.splitlines():
+        words = line.split()
+        for name in names:
+            if name in words:
+                states[name] = words[-1]
+    return states
+
+
+@command(
+    "queue",
+    "run a profile's grid as queued DVC experiments on parallel workers (dvc queue start -j)",
+    _queue_arguments,
+)
+def queue(args: argparse.Namespace) -> int:
+    """Each experiment is the grid's runs of one seed (or one run); shared stages come from
+    DVC's cache. Stages in the workers' temporary workspaces log to this project's MLflow
+    store: `tracking_uri()` reads the project root from DVC_ROOT, and each experiment is its
+    own pipeline (DVC_EXP_NAME)."""
+    import time
+    from pathlib import Path
+
+    import yaml
+
+    from ugan.config.profiles import apply_profile, load_profile
+
+    params_path = Path(args.params)
+    original = params_path.read_text()
+    merged, _ = apply_profile(yaml.safe_load(original), load_profile(args.profile))
+    experiments: dict[str, dict] = {}
+    for key, entry in merged["runs"].items():
+        experiments.setdefault(QUEUE_SPLITS[args.split](key, entry), {})[key] = entry
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    env = {k: v for k, v in os.environ.items() if k != PIPELINE_ENV}
+    names = []
+    try:  # each queued experiment snapshots the workspace, params.yaml included
+        for label, runs in experiments.items():
+            params_path.write_text(yaml.safe_dump({**merged, "runs": runs}, sort_keys=False))
+            name = f"{args.profile}-{label}-{stamp}"
+            command = ["dvc", "exp", "run", "--queue", "-n", name, *args.targets]
+            code = subprocess.call(command, env=env)
+            if code:
+                return code
+            names.append(name)
+    finally:
+        params_path.write_text(original)
+    print(f"queued {len(names)} experiments; tracking at {tracking_uri()}")
+    code = subprocess.call(["dvc", "queue", "start", "-j", str(args.jobs)], env=env)
+    if code or args.no_wait:
+        return code
+    while True:
+        states = _queue_states(names, env)
+        if not any(states.get(n, "Queued") in ("Queued", "Running") for n in names):
+            break
+        time.sleep(5)
+    for name in names:
+        print(f"{name}: {states.get(name, 'unknown')}")
+    return 0 if all(states.get(n) == "Success" for n in names) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ugan", description=__doc__)
+    parser.add_argument(
+        "--params", default="params.yaml", help="params file (default: params.yaml)"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (help_text, _fn, arguments) in COMMANDS.items():
+        arguments(sub.add_parser(name, help=help_text))
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command][1](args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,1 +1,0 @@
-"""Figures of generated samples, written atomically as PNG."""

@@ -1,0 +1,1 @@
+"""The report: inputs, the paper's claims, markdown, figures, assembly."""

@@ -1,0 +1,424 @@
+"""The only module that talks to MLflow.
+
+Each stage execution is one MLflow run. Runs carry the stage, the run key, the git commit and a
+`ugan.pipeline_id` tag shared by all stages of one pipeline execution, so a user can filter one
+`dvc repro` in the UI. The stage runs of one pipeline execution hang under one parent run
+(`mlflow.parentRunId`): an orchestrator (`ugan run`, the Prefect flow) creates it up front and
+passes its id in `UGAN_PARENT_RUN_ID`; under a plain `dvc repro` the first stage creates it and the
+others find it by pipeline id. Metrics are buffered and sent in batches (one HTTP/SQL round trip per
+few hundred values instead of one per value).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import signal
+import sqlite3
+import subprocess
+import tempfile
+import time
+import urllib.request
+import uuid
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.entities import Metric, Param, RunStatus
+from mlflow.tracking import MlflowClient
+
+from ugan.core.paths import SPOOL_ROOT
+from ugan.tracking.spool import Spool, replay
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+# Fail over to the local spool within seconds, not after MLflow's default minutes of retries.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+
+PIPELINE_ENV = "UGAN_PIPELINE_ID"
+PARENT_ENV = "UGAN_PARENT_RUN_ID"
+PIPELINE_STAGE = "pipeline"  # the `ugan.stage` tag of a parent run
+FLUSH_EVERY = 500
+MAX_PARAM_LENGTH = 6000
+
+
+def tracking_uri(root: str | Path | None = None) -> str:
+    """`MLFLOW_TRACKING_URI` if set, else a sqlite store `mlflow.db` at the project root.
+
+    The path is made absolute so stages run from another folder still log to the same store.
+    The project root is `root`, else `DVC_ROOT` (which DVC sets to the *project's* root for
+    stages of queued experiments, whose workspaces are temporary copies under .dvc/tmp/exps),
+    else the working directory."""
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    base = Path(root or os.environ.get("DVC_ROOT") or Path.cwd())
+    return f"sqlite:///{base.resolve() / 'mlflow.db'}"
+
+
+def _process_start(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _dvc_ancestor() -> str | None:
+    """`dvc-<pid>-<start>` of the nearest `dvc` process above us (the `dvc repro` that runs us)."""
+    pid = os.getppid()
+    for _ in range(8):
+        if pid <= 1:
+            return None
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            status = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return None
+        if any(Path(part.decode(errors="ignore")).name == "dvc" for part in cmdline[:2]):
+            return f"dvc-{pid}-{_process_start(pid)}"
+        pid = int(status.rsplit(")", 1)[1].split()[1])
+    return None
+
+
+def pipeline_id() -> str:
+    """One id per pipeline execution: `UGAN_PIPELINE_ID` if the caller set it (make run, the
+    Prefect flow), else the DVC experiment being run (`DVC_EXP_NAME`: one per queued experiment,
+    even when one queue worker runs several), else the `dvc repro` process we run under, else a
+    fresh id."""
+    experiment = os.environ.get("DVC_EXP_NAME")
+    return (
+        os.environ.get(PIPELINE_ENV)
+        or (f"exp-{experiment}" if experiment else None)
+        or _dvc_ancestor()
+        or f"adhoc-{uuid.uuid4().hex[:12]}"
+    )
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """{'gan': {'optim': {'lr': 2e-4}}} → {'gan.optim.lr': '0.0002'}: the keys of params.yaml."""
+    flat: dict[str, str] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat |= flatten(value, f"{name}.")
+        else:
+            flat[name] = str(value)[:MAX_PARAM_LENGTH]
+    return flat
+
+
+def _has_schema(path: Path) -> bool:
+    if not path.is_file():
+        return False
+    with sqlite3.connect(path, timeout=30) as connection:
+        found = connection.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='alembic_version'"
+        ).fetchone()
+    return found is not None
+
+
+def prepare_store(uri: str) -> None:
+    """Make the store fit for concurrent stage processes: sqlite in WAL mode (readers never
+    block the writer) with a busy timeout; an HTTP server must answer /health within 5 s."""
+    if uri.startswith("sqlite:///"):
+        path = Path(uri.removeprefix("sqlite:///"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if _has_schema(path):
+            return
+        # A new store: MLflow's schema migration is not safe to run from several processes at
+        # once, so the first stage to get the lock creates it and the others wait.
+        with open(path.with_name(path.name + ".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not _has_schema(path):
+                with sqlite3.connect(path, timeout=30) as connection:
+                    connection.execute("PRAGMA journal_mode=WAL")
+                MlflowClient(uri).search_experiments(max_results=1)  # runs the migrations
+    elif uri.startswith(("http://", "https://")):
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5):
+            pass
+
+
+def experiment_id(client: MlflowClient, name: str) -> str:
+    """The id of experiment `name`, created if missing (a concurrent creator wins the race)."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    try:
+        return client.create_experiment(name)
+    except mlflow.exceptions.MlflowException:
+        return client.get_experiment_by_name(name).experiment_id
+
+
+def _parent_lock(uri: str, pipeline: str) -> Path:
+    digest = hashlib.sha1(f"{uri}|{pipeline}".encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"ugan-parent-{digest}.lock"
+
+
+def find_or_create_pipeline_run(client: MlflowClient, experiment: str, pipeline: str) -> str:
+    """The parent run of pipeline execution `pipeline` (tags `ugan.pipeline_id` = pipeline,
+    `ugan.stage` = pipeline, run name `pipeline <id>`), created if it does not exist yet. A file
+    lock keeps two processes of one pipeline from both creating it."""
+    with open(_parent_lock(client.tracking_uri, pipeline), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        found = client.search_runs(
+            [experiment],
+            filter_string=(
+                f"tags.`ugan.pipeline_id` = '{pipeline}' and tags.`ugan.stage` = '{PIPELINE_STAGE}'"
+            ),
+            max_results=1,
+        )
+        if found:
+            return found[0].info.run_id
+        name = f"pipeline {pipeline}"
+        tags = {"ugan.stage": PIPELINE_STAGE, "ugan.pipeline_id": pipeline, "mlflow.runName": name}
+        commit = git_commit()
+        if commit:
+            tags["mlflow.source.git.commit"] = commit
+        return client.create_run(experiment, tags=tags, run_name=name).info.run_id
+
+
+def open_pipeline_run(pipeline: str, experiment: str, uri: str | None = None) -> str | None:
+    """For an orchestrator: find or create the parent run up front, to pass its id to the stage
+    processes in `UGAN_PARENT_RUN_ID`. None, with a warning, when the store is unreachable (the
+    stages then find or create the parent themselves, or spool)."""
+    uri = uri or tracking_uri()
+    try:
+        prepare_store(uri)
+        client = MlflowClient(uri)
+        return find_or_create_pipeline_run(client, experiment_id(client, experiment), pipeline)
+    except Exception as error:
+        warnings.warn(
+            f"MLflow store {uri} unreachable ({type(error).__name__}: {error}); "
+            "no parent run created up front",
+            stacklevel=2,
+        )
+        return None
+
+
+def close_pipeline_run(run_id: str, status: str, uri: str | None = None) -> None:
+    """Mark the parent run ended with `status` (FINISHED / FAILED / KILLED)."""
+    MlflowClient(uri or tracking_uri()).set_terminated(run_id, status)
+
+
+class StageRun:
+    """One MLflow run for one stage execution. Use as a context manager:
+
+    with StageRun("train_gan", params, run_key="dcgan") as run:
+        run.log_metrics({"d_loss": 0.7}, step=10)
+
+    If the store cannot be reached (at the start or at any point later), the run goes offline:
+    everything is written to a local spool with a warning, work goes on, and the spool is
+    replayed at the end of the stage or by `ugan sync`.
+    """
+
+    def __init__(
+        self,
+        stage: str,
+        params: Mapping[str, Any],
+        *,
+        run_key: str | None = None,
+        experiment: str = "ugan",
+        log_models: bool = True,
+        spool_root: Path = SPOOL_ROOT,
+    ):
+        self.stage = stage
+        self.run_key = run_key
+        self.params = params
+        self.experiment = experiment
+        self.log_models = log_models
+        self.spool_root = spool_root
+        self.client: MlflowClient | None = None
+        self.run_id: str | None = None
+        self.spool: Spool | None = None
+        self._buffer: list[Metric] = []
+        self._previous_sigterm: Any = None
+        # The parent run this stage created or found itself (no orchestrator passed one): the
+        # stage then also ends it, so its end time is that of the pipeline's latest stage.
+        self._own_parent: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.stage}@{self.run_key}" if self.run_key else self.stage
+
+    @property
+    def offline(self) -> bool:
+        return self.spool is not None
+
+    def _tags(self) -> dict[str, str]:
+        tags = {
+            "ugan.stage": self.stage,
+            "ugan.pipeline_id": pipeline_id(),
+            "mlflow.runName": self.name,
+        }
+        if self.run_key:
+            tags["ugan.run_key"] = self.run_key
+        if os.environ.get(PARENT_ENV):
+            tags["mlflow.parentRunId"] = os.environ[PARENT_ENV]
+        commit = git_commit()
+        if commit:
+            tags["mlflow.source.git.commit"] = commit
+        return tags
+
+    def _start_live(self, uri: str, tags: dict[str, str], params: dict[str, str]) -> None:
+        prepare_store(uri)
+        mlflow.set_tracking_uri(uri)
+        self.client = MlflowClient(uri)
+        experiment = experiment_id(self.client, self.experiment)
+        if "mlflow.parentRunId" not in tags:
+            self._own_parent = find_or_create_pipeline_run(
+                self.client, experiment, tags["ugan.pipeline_id"]
+            )
+            tags = {**tags, "mlflow.parentRunId": self._own_parent}
+        run = self.client.create_run(experiment, tags=tags, run_name=self.name)
+        self.run_id = run.info.run_id
+        batch = [Param(k, v) for k, v in params.items()]
+        for start in range(0, len(batch), 100):
+            self.client.log_batch(self.run_id, params=batch[start : start + 100])
+
+    def _go_offline(self, error: BaseException, **start: Any) -> None:
+        self.spool = Spool(self.name, self.spool_root)
+        self.spool.write("start", run_id=self.run_id, experiment=self.experiment, **start)
+        warnings.warn(
+            f"MLflow store {tracking_uri()} unreachable ({type(error).__name__}: {error}); "
+            f"training goes on, tracking data kept in {self.spool.dir}",
+            stacklevel=3,
+        )
+
+    def _guarded(self, live, offline) -> None:
+        """Run `live()` against the store; on failure switch to the spool and run `offline()`."""
+        if not self.offline:
+            try:
+                live()
+                return
+            except Exception as error:  # the store went away mid-run
+                self._go_offline(error)
+        offline()
+
+    def __enter__(self) -> StageRun:
+        tags, params = self._tags(), flatten(self.params)
+        try:
+            self._start_live(tracking_uri(), tags, params)
+        except Exception as error:
+            self.run_id = None
+            self._go_offline(error, tags=tags, params=params)
+        # SIGTERM (dvc/CI cancelling us) unwinds like Ctrl-C, so the run is marked KILLED.
+        self._previous_sigterm = signal.signal(signal.SIGTERM, signal.default_int_handler)
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        signal.signal(signal.SIGTERM, self._previous_sigterm or signal.SIG_DFL)
+        if exc_type is None:
+            status = RunStatus.to_string(RunStatus.FINISHED)
+        elif issubclass(exc_type, KeyboardInterrupt):
+            status = RunStatus.to_string(RunStatus.KILLED)
+        else:
+            status = RunStatus.to_string(RunStatus.FAILED)
+        self.flush()
+        self._guarded(
+            lambda: self.client.set_terminated(self.run_id, status),
+            lambda: self.spool.write("end", status=status),
+        )
+        if self._own_parent and not self.offline:
+            try:
+                self.client.set_terminated(self._own_parent, status)
+            except Exception as error:
+                warnings.warn(f"parent run not updated ({type(error).__name__})", stacklevel=2)
+        if self.offline:
+            self._replay_spool()
+
+    def _replay_spool(self) -> None:
+        self.spool.close()
+        try:
+            uri = tracking_uri()
+            prepare_store(uri)
+            self.run_id = replay(self.spool.dir, MlflowClient(uri))
+        except Exception as error:
+            warnings.warn(
+                f"MLflow store still unreachable ({type(error).__name__}); tracking data stays "
+                f"in {self.spool.dir}: run `ugan sync` when the store is back",
+                stacklevel=3,
+            )
+
+    def mark_interrupted(self, run_id: str | None) -> None:
+        """A run left RUNNING by a killed process is marked KILLED when its work is resumed."""
+        if not run_id or run_id == self.run_id or self.offline:
+            return
+        try:
+            previous = self.client.get_run(run_id)
+        except Exception:  # deleted or from another store: nothing to mend
+            return
+        if previous.info.status == "RUNNING":
+            self.client.set_terminated(run_id, "KILLED")
+        self.set_tags({"ugan.resumes_run": run_id})
+
+    # -- metrics --------------------------------------------------------------------------
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        timestamp = int(time.time() * 1000)
+        for key, value in metrics.items():
+            self._buffer.append(Metric(key, float(value), timestamp, step or 0))
+        if len(self._buffer) >= FLUSH_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        while self._buffer:
+            batch, self._buffer = self._buffer[:1000], self._buffer[1000:]
+            self._guarded(
+                lambda batch=batch: self.client.log_batch(self.run_id, metrics=batch),
+                lambda batch=batch: self.spool.write(
+                    "metrics", metrics=[[m.key, m.value, m.timestamp, m.step] for m in batch]
+                ),
+            )
+
+    # -- artifacts ------------------------------------------------------------------------
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        tags = {key: str(value) for key, value in tags.items()}
+        self._guarded(
+            lambda: [self.client.set_tag(self.run_id, k, v) for k, v in tags.items()],
+            lambda: self.spool.write("tags", tags=tags),
+        )
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        self._guarded(
+            lambda: self.client.log_artifact(self.run_id, str(path), artifact_path),
+            lambda: self.spool.add_artifact(path, artifact_path),
+        )
+
+    def log_artifacts(self, folder: str | Path, artifact_path: str | None = None) -> None:
+        self._guarded(
+            lambda: self.client.log_artifacts(self.run_id, str(folder), artifact_path),
+            lambda: self.spool.add_artifact(folder, artifact_path),
+        )
+
+    def log_torch_model(self, model, name: str, input_example) -> None:
+        """Log an nn.Module as an MLflow pytorch model under artifact path `name`.
+
+        Requirements are given explicitly: inferring them costs 6-15 s per call."""
+        if not self.log_models:
+            return
+        import mlflow.pytorch
+        import torch
+
+        with tempfile.TemporaryDirectory() as tmp:
+            target = Path(tmp) / name
+            mlflow.pytorch.save_model(
+                model.cpu().eval(),
+                target,
+                input_example=input_example,
+                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+                serialization_format="pt2",
+            )
+            self.log_artifacts(target, name)

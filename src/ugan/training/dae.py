@@ -1,0 +1,130 @@
+"""RFGAN's denoising autoencoder pre-trained in its own stage (`pretrain_dae`), through the
+shared training loop; the model is `ugan.models.dae`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ugan.config.schema import DAEParams
+from ugan.core.io import save_checkpoint
+from ugan.core.paths import RESUME_ROOT
+from ugan.core.runtime import seed_everything
+from ugan.data.batches import InfiniteBatches
+from ugan.data.images import save_grid
+from ugan.data.prepared import PreparedData, model_input
+from ugan.models.dae import DenoisingAE, denoising_loss
+from ugan.nets import ArchConfig
+from ugan.tracking.stage_run import StageRun
+from ugan.training.loop import run_pretraining
+from ugan.training.resume import ResumeStore
+
+_FREE = {"steps", "log_every", "sample_every"}  # may change across a resume
+
+
+def pretrain_dae(
+    params: DAEParams,
+    arch: ArchConfig,
+    data: PreparedData,
+    out_path: Path,
+    samples_dir: Path,
+    tracker: StageRun,
+    *,
+    init_std: float = 0.02,
+    device: torch.device | str = "cpu",
+    fingerprint: dict | None = None,
+    resume_root: Path = RESUME_ROOT,
+    render: Callable[[torch.Tensor, Path], Path] | None = None,
+    store_name: str = "pretrain_dae",
+) -> dict:
+    """Train the DAE of `arch` (conv or MLP family) on `data.train`; `render` draws the
+    held-out (clean, noisy, reconstructed) samples."""
+    seed_everything(params.seed)
+    dae = DenoisingAE(arch, init_std).to(device)
+    optim = torch.optim.Adam(
+        dae.parameters(), lr=params.optim.lr, betas=(params.optim.beta1, params.optim.beta2)
+    )
+    images, labels = data.train
+    batches = InfiniteBatches(images, labels, params.batch_size, seed=params.seed, device=device)
+    conditional = arch.num_classes > 0
+    store = ResumeStore(
+        store_name,
+        {
+            "arch": arch.to_dict(),
+            "init_std": init_std,
+            **params.model_dump(exclude=_FREE),
+            **(fingerprint or {}),
+        },
+        resume_root,
+    )
+
+    def losses(x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"loss": denoising_loss(dae, x, y if conditional else None, params.noise_std)}
+
+    run_pretraining(
+        "pretrain_dae",
+        dae,
+        optim,
+        batches,
+        store,
+        tracker,
+        steps=params.steps,
+        log_every=params.log_every,
+        save_every=params.sample_every,
+        samples_dir=samples_dir,
+        losses=losses,
+        prefix="dae",
+    )
+
+    metrics = heldout_metrics(dae, data, params.noise_std, samples_dir, tracker, device, render)
+    save_checkpoint(
+        out_path,
+        {
+            "encoder": dae.encoder.state_dict(),
+            "code": dae.code.state_dict(),
+            "decoder": dae.decoder.state_dict(),
+            "arch": arch.to_dict(),
+            "noise_std": params.noise_std,
+            "metrics": metrics,
+        },
+    )
+    store.clear()  # finished: the next execution starts fresh
+    return metrics
+
+
+@torch.no_grad()
+def heldout_metrics(
+    dae: DenoisingAE,
+    data: PreparedData,
+    noise_std: float,
+    samples_dir: Path,
+    tracker: StageRun,
+    device: torch.device | str,
+    render: Callable[[torch.Tensor, Path], Path] | None = None,
+) -> dict:
+    """Clean and denoising reconstruction errors on held-out images, and a grid of
+    (clean, noisy, reconstructed) rows."""
+    images, labels = data.heldout
+    x = model_input(images[:256]).to(device)
+    y = torch.as_tensor(labels[:256]).to(device) if dae.cfg.num_classes else None
+    generator = torch.Generator().manual_seed(0)
+    noisy = x + noise_std * torch.randn(x.shape, generator=generator).to(device)
+    was_training = dae.training
+    dae.eval()
+    try:
+        clean_recon, noisy_recon = dae(x, y), dae(noisy, y)
+    finally:
+        dae.train(was_training)
+    render = render or (lambda images, path: save_grid(images, path, nrow=8))  # 3 rows
+    grid = render(
+        torch.cat([x[:8], noisy[:8].clamp(-1, 1), noisy_recon[:8]]),
+        samples_dir / "reconstructions.png",
+    )
+    tracker.log_artifact(grid, "samples")
+    return {
+        "heldout_mse": F.mse_loss(clean_recon, x).item(),
+        "heldout_denoising_mse": F.mse_loss(noisy_recon, x).item(),
+    }

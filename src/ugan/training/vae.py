@@ -1,0 +1,121 @@
+"""VAE pre-training (Algorithm 1, first loop): the decoder becomes the generator's init."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from ugan.config.schema import VAEParams
+from ugan.core.io import save_checkpoint
+from ugan.core.paths import RESUME_ROOT
+from ugan.core.runtime import seed_everything
+from ugan.data.batches import InfiniteBatches
+from ugan.data.images import save_grid
+from ugan.data.prepared import PreparedData, model_input
+from ugan.models.vae import VAE, vae_loss
+from ugan.nets import ArchConfig
+from ugan.nets.generator_file import noise, sample
+from ugan.tracking.stage_run import StageRun
+from ugan.training.loop import run_pretraining
+from ugan.training.resume import ResumeStore
+
+# Params that may change across a resume (extending a run, other logging cadence).
+_FREE = {"steps", "log_every", "sample_every"}
+
+
+def pretrain_vae(
+    params: VAEParams,
+    arch: ArchConfig,
+    data: PreparedData,
+    out_path: Path,
+    samples_dir: Path,
+    tracker: StageRun,
+    *,
+    init_std: float = 0.02,
+    device: torch.device | str = "cpu",
+    fingerprint: dict | None = None,
+    resume_root: Path = RESUME_ROOT,
+    render: Callable[[torch.Tensor, Path], Path] = save_grid,
+    store_name: str = "pretrain_vae",
+    num_samples: int = 64,
+) -> dict:
+    """Train the VAE of `arch` (conv or MLP family) on `data.train`; `render` draws samples
+    (an image grid, or a scatter plot for 2-D points)."""
+    seed_everything(params.seed)
+    vae = VAE(arch, init_std).to(device)
+    optim = torch.optim.Adam(
+        vae.parameters(), lr=params.optim.lr, betas=(params.optim.beta1, params.optim.beta2)
+    )
+    images, labels = data.train
+    batches = InfiniteBatches(images, labels, params.batch_size, seed=params.seed, device=device)
+    z_fixed = noise(num_samples, arch.latent_dim, seed=params.seed + 1, device=device)
+    heldout = torch.as_tensor(data.heldout[0][:num_samples])
+    heldout_labels = torch.as_tensor(data.heldout[1][:num_samples])
+
+    store = ResumeStore(
+        store_name,
+        {
+            "arch": arch.to_dict(),
+            "init_std": init_std,
+            **params.model_dump(exclude=_FREE),
+            **(fingerprint or {}),
+        },
+        resume_root,
+    )
+
+    def losses(x: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        logits, mu, logvar = vae(x, labels if arch.num_classes else None)
+        loss = vae_loss(x, logits, mu, logvar)
+        return {"loss": loss.total, "recon": loss.recon, "kl": loss.kl}
+
+    def save_samples(step: int) -> None:
+        path = render(sample(vae.decoder, z_fixed), samples_dir / f"step_{step:06d}.png")
+        tracker.log_artifact(path, "samples")
+
+    run_pretraining(
+        "pretrain_vae",
+        vae,
+        optim,
+        batches,
+        store,
+        tracker,
+        steps=params.steps,
+        log_every=params.log_every,
+        save_every=params.sample_every,
+        samples_dir=samples_dir,
+        losses=losses,
+        prefix="vae",
+        shown="{:.1f}",
+        on_save=save_samples,
+    )
+
+    # Held-out reconstructions: the honest check that the VAE learned the data.
+    with torch.no_grad():
+        vae.eval()
+        x = model_input(heldout).to(device)
+        y = heldout_labels.to(device) if arch.num_classes else None
+        logits, mu, logvar = vae(x, y)
+        final = vae_loss(x, logits, mu, logvar)
+        recon_grid = render(  # the decoder ends in tanh (the VAE loss relies on it)
+            torch.cat([x[:32], torch.tanh(logits[:32])]), samples_dir / "reconstructions.png"
+        )
+    tracker.log_artifact(recon_grid, "samples")
+    metrics = {
+        "heldout_loss": final.total.item(),
+        "heldout_recon": final.recon.item(),
+        "heldout_kl": final.kl.item(),
+        "steps": params.steps,
+    }
+    save_checkpoint(
+        out_path,
+        {
+            "encoder": vae.encoder.state_dict(),
+            "decoder": vae.decoder.state_dict(),
+            "arch": arch.to_dict(),
+            "metrics": metrics,
+        },
+    )
+    store.clear()  # finished: the next execution starts fresh
+    return metrics

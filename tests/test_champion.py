@@ -1,0 +1,163 @@
+"""The champion logic against a real MLflow store and model registry (sqlite, per test).
+
+The training runs here are MLflow runs made by hand with the artifacts train_gan logs (a
+losses.csv and a `generator` folder); test_flows.py checks the same logic on the real pipeline
+and loads the real champion."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from ugan.tracking import champion as champ
+from ugan.tracking.champion import Candidate, RegistryError
+
+
+@pytest.fixture(scope="module")
+def empty_store(tmp_path_factory) -> Path:
+    """An sqlite store with MLflow's schema: created once (the migrations take seconds),
+    copied for each test."""
+    path = tmp_path_factory.mktemp("store") / "mlflow.db"
+    mlflow.MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def client(empty_store, tmp_path, monkeypatch) -> mlflow.MlflowClient:
+    shutil.copy(empty_store, tmp_path / "mlflow.db")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    client = mlflow.MlflowClient(uri)
+    client.create_experiment("ugan", artifact_location=str(tmp_path / "artifacts"))
+    return client
+
+
+def _experiment(client: mlflow.MlflowClient) -> str:
+    return client.get_experiment_by_name("ugan").experiment_id
+
+
+def _train_run(client, tmp_path: Path, key: str, losses: str, *, generator=True) -> str:
+    """A finished train_gan@<key> run with the artifacts train_gan logs."""
+    run = client.create_run(
+        _experiment(client),
+        tags={"ugan.stage": "train_gan", "ugan.run_key": key},
+        run_name=f"train_gan@{key}",
+    )
+    folder = tmp_path / run.info.run_id
+    (folder / "generator").mkdir(parents=True)
+    (folder / "losses.csv").write_text(losses)
+    (folder / "generator" / "MLmodel").write_text("flavors: {}\n")
+    client.log_artifact(run.info.run_id, str(folder / "losses.csv"))
+    if generator:
+        client.log_artifacts(run.info.run_id, str(folder / "generator"), "generator")
+    client.set_terminated(run.info.run_id)
+    return run.info.run_id
+
+
+def _metrics(project: Path, key: str, final_fid: float, best_fid: float) -> None:
+    out = project / "evaluation" / key
+    out.mkdir(parents=True)
+    final = {"step": 12, "fid": final_fid}
+    (out / "metrics.json").write_text(json.dumps({"final": final, "best_fid": best_fid}))
+
+
+def test_the_candidate_is_the_run_whose_final_generator_scores_best(tmp_path):
+    _metrics(tmp_path, "a", final_fid=30.0, best_fid=10.0)  # best checkpoint is not the model
+    _metrics(tmp_path, "b", final_fid=20.0, best_fid=25.0)
+    assert champ.pick_candidate(tmp_path, ["a", "b"]) == Candidate("b", 20.0, 12)
+    assert champ.pick_candidate(tmp_path, ["a"]).run_key == "a"
+
+
+def test_missing_or_broken_scores_name_the_file(tmp_path):
+    with pytest.raises(RegistryError, match=r"evaluation/a/metrics\.json: no final FID"):
+        champ.pick_candidate(tmp_path, ["a"])
+    _metrics(tmp_path, "a", final_fid=math.nan, best_fid=1.0)
+    with pytest.raises(RegistryError, match="final FID is nan"):
+        champ.pick_candidate(tmp_path, ["a"])
+    with pytest.raises(RegistryError, match="`runs:` is empty"):
+        champ.pick_candidate(tmp_path, [])
+
+
+def test_the_train_run_is_the_one_that_produced_the_workspace_outputs(client, tmp_path):
+    older = _train_run(client, tmp_path, "a", "step,d_loss\n1,0.5\n")
+    _train_run(client, tmp_path, "a", "step,d_loss\n1,0.7\n")  # newer, other outputs
+    _train_run(client, tmp_path, "a", "step,d_loss\n1,0.5\n", generator=False)  # no model
+    _train_run(client, tmp_path, "b", "step,d_loss\n1,0.5\n")  # another run key
+    workspace = tmp_path / "losses.csv"
+    workspace.write_text("step,d_loss\n1,0.5\n")  # as DVC restored it from its run cache
+    assert champ.find_train_run(client, "ugan", "a", workspace) == older
+
+    workspace.write_text("step,d_loss\n1,0.9\n")
+    with pytest.raises(RegistryError, match=r"train_gan@a runs .*tracking\.log_models"):
+        champ.find_train_run(client, "ugan", "a", workspace)
+    with pytest.raises(RegistryError, match="no MLflow experiment 'other'"):
+        champ.find_train_run(client, "other", "a", workspace)
+
+
+def test_the_alias_moves_only_to_a_better_generator(client, tmp_path):
+    def candidate(fid: float) -> Candidate:
+        return Candidate("a", fid, 12, _train_run(client, tmp_path, "a", f"fid {fid}\n"))
+
+    def champion() -> str:
+        return str(client.get_model_version_by_alias("m", champ.CHAMPION).version)
+
+    first = candidate(50.0)
+    decision = champ.decide(client, "m", first)
+    assert (decision.action, champion(), decision.champion_fid) == ("first", "1", None)
+    assert "first champion of m" in decision.summary()
+
+    again = champ.decide(client, "m", first)
+    assert again.action == "unchanged" and champion() == "1"
+    assert len(client.search_model_versions("name = 'm'")) == 1, "one version per train run"
+
+    better = champ.decide(client, "m", candidate(40.0))
+    assert (better.action, better.champion_version, better.champion_fid) == ("promoted", "1", 50.0)
+    assert champion() == "2" == better.champion_after
+
+    worse = champ.decide(client, "m", candidate(45.0))
+    assert (worse.action, worse.candidate_version, worse.champion_after) == ("kept", "3", "2")
+    assert champion() == "2"
+    assert "does not beat champion v2 (FID 40.000)" in worse.summary()
+
+    tie = champ.decide(client, "m", candidate(40.0))
+    assert tie.action == "kept" and champion() == "2"
+    version = client.get_model_version("m", "3")
+    assert version.tags[champ.FID_TAG] == "45.0" and version.tags["ugan.run_key"] == "a"
+    assert version.source.endswith(f"{version.run_id}/generator")
+
+
+def test_a_champion_without_a_recorded_score_is_an_error(client, tmp_path):
+    run_id = _train_run(client, tmp_path, "a", "x\n")
+    client.create_registered_model("m")
+    client.create_model_version("m", f"runs:/{run_id}/generator", run_id)
+    client.set_registered_model_alias("m", champ.CHAMPION, "1")
+    with pytest.raises(RegistryError, match=r"champion of 'm' \(version 1\) has no 'ugan\.fid'"):
+        champ.decide(client, "m", Candidate("a", 1.0, 12, run_id))
+
+
+def test_the_decision_and_both_scores_go_on_the_parent_run(client, tmp_path):
+    parent = client.create_run(_experiment(client), run_name="pipeline p").info.run_id
+    candidate = Candidate("b", 20.5, 12, _train_run(client, tmp_path, "b", "y\n"))
+    champ.record(client, parent, champ.Decision("m", "kept", candidate, "4", "2", 18.0))
+    run = client.get_run(parent)
+    assert run.data.metrics == {"candidate_fid": 20.5, "champion_fid": 18.0}
+    tags = run.data.tags
+    assert tags["ugan.champion.decision"] == "kept" and tags["ugan.champion.version"] == "2"
+    assert tags["ugan.candidate.run_key"] == "b" and tags["ugan.candidate.version"] == "4"
+
+
+def test_crown_checks_the_workspace_candidate_against_the_champion(client, tmp_path):
+    for key, fid in (("a", 30.0), ("b", 25.0)):
+        _metrics(tmp_path, key, final_fid=fid, best_fid=fid)
+        (tmp_path / "runs" / key).mkdir(parents=True)
+        (tmp_path / "runs" / key / "losses.csv").write_text(f"losses of {key}\n")
+        _train_run(client, tmp_path / "mlflow", key, f"losses of {key}\n")
+    decision = champ.crown(client, "m", tmp_path, ["a", "b"], "ugan")
+    assert decision.action == "first" and decision.candidate.run_key == "b"
+    train = client.get_run(decision.candidate.train_run_id)
+    assert train.info.run_name == "train_gan@b"
