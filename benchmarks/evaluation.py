@@ -86,8 +86,8 @@ def main() -> None:
         FEATURE_LOGITS,
         FidelityEvaluator,
     )
-    from ugan.nets import ArchConfig, Generator, init_weights
     from ugan.nets.classifier import Classifier
+    from ugan.nets.dcgan import ArchConfig, Generator, init_weights
     from ugan.nets.generator_file import noise, sample
 
     device = resolve_device(args.device)

@@ -28,10 +28,11 @@ def one(image_size: int, batch: int, steps: int, device_name: str, perf: str) ->
     """Time `steps` training steps of one configuration in this process."""
     import numpy as np
 
-    from ugan.config.schema import PerfParams, parse_params
+    from ugan.config.load import parse_params
+    from ugan.config.schema import PerfParams
     from ugan.core.runtime import resolve_device
     from ugan.data.batches import InfiniteBatches
-    from ugan.nets import ArchConfig
+    from ugan.nets.dcgan import ArchConfig
     from ugan.training.accel import Accel
     from ugan.training.gan import build_method
 

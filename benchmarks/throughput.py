@@ -79,7 +79,7 @@ def steady_rates(marks: list[tuple[int, float, float]], batch: int, warmup: int)
 
 
 def reference_loop(arch, images: np.ndarray, cfg, device, out: Path) -> list[tuple[int, float]]:
-    from ugan.nets import Discriminator, Generator, init_weights
+    from ugan.nets.dcgan import Discriminator, Generator, init_weights
 
     torch.manual_seed(cfg.seed)
     data = torch.from_numpy(images).float().div(127.5).sub(1.0)  # ToTensor + Normalize(0.5, 0.5)
@@ -182,7 +182,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from ugan.config.schema import PerfParams, load_params, parse_params
+    from ugan.config.load import load_params, parse_params
+    from ugan.config.schema import PerfParams
     from ugan.core.runtime import resolve_device
 
     device = resolve_device(args.device)

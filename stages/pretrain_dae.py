@@ -1,13 +1,15 @@
 """DVC stage `pretrain_dae`: RFGAN's denoising autoencoder (encoder = discriminator trunk,
-decoder = generator) → models/dae.pt, whose frozen encoder every RFGAN run reads."""
+decoder = generator) → models/dae.pt, whose frozen encoder every RFGAN run reads. When no run of
+`runs:` uses rfgan it trains nothing and writes a marker that says so."""
 
 from pathlib import Path
 
 from ugan.core.digests import file_digest
-from ugan.core.io import atomic_write_json
-from ugan.core.paths import DAE_PATH
+from ugan.core.io import atomic_write_json, save_checkpoint
+from ugan.core.paths import DAE_PATH, PREPARED
 from ugan.core.runtime import resolve_device
 from ugan.data.prepared import load_prepared
+from ugan.models.dae import unneeded_marker
 from ugan.pipeline.stage import entry_point, params
 from ugan.tracking.stage_run import StageRun
 from ugan.training.dae import pretrain_dae
@@ -16,23 +18,23 @@ from ugan.training.dae import pretrain_dae
 @entry_point
 def main() -> None:
     p = params()
+    users = [key for key in p.runs if p.run(key).gan.method == "rfgan"]
     device = resolve_device(p.device)
-    data_path = "data/prepared/dataset.npz"
-    data = load_prepared(data_path)
-    arch = p.model.arch(p.data.image_size, data.shape[0], data.num_classes)
     tracked = {"dae": p.dae.model_dump(), "model": p.model.model_dump(), "device": str(device)}
     with StageRun("pretrain_dae", tracked, experiment=p.tracking.experiment) as run:
+        if not users:
+            run.set_tags({"ugan.skipped": "no run uses rfgan"})
+            save_checkpoint(DAE_PATH, unneeded_marker())
+            atomic_write_json("metrics/dae.json", {"steps": 0})
+            print("pretrain_dae: no run uses rfgan, nothing to train")
+            return
+        data = load_prepared(PREPARED)
+        arch = p.model.arch(p.data.image_size, data.shape[0], data.num_classes)
         metrics = pretrain_dae(
-            p.dae,
-            arch,
-            data,
-            DAE_PATH,
-            Path("runs/dae/samples"),
-            run,
-            init_std=p.model.init_std,
-            device=device,
-            fingerprint={"data": file_digest(data_path)},
-        )
+            p.dae, arch, data, DAE_PATH, Path("runs/dae/samples"), run,
+            init_std=p.model.init_std, device=device,
+            fingerprint={"data": file_digest(PREPARED)},
+        )  # fmt: skip
         run.log_metrics(metrics)
         atomic_write_json("metrics/dae.json", {**metrics, "steps": p.dae.steps})
 

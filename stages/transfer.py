@@ -3,7 +3,7 @@
 from ugan.core.errors import TransferError
 from ugan.core.io import atomic_write_json, load_checkpoint, save_checkpoint
 from ugan.models.transfer import max_output_difference, transfer_decoder
-from ugan.nets import ArchConfig, Generator
+from ugan.nets.dcgan import ArchConfig, Generator
 from ugan.nets.generator_file import generator_payload
 from ugan.pipeline.stage import entry_point, params
 from ugan.tracking.stage_run import StageRun

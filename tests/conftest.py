@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ugan.data.prepared import HELDOUT, TRAIN, PreparedData
-from ugan.nets import ArchConfig
+from ugan.nets.dcgan import ArchConfig
 
 
 @pytest.fixture

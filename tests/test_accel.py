@@ -10,13 +10,14 @@ import dataclasses
 import pytest
 import torch
 
-from ugan.config.schema import PerfParams, parse_params
+from ugan.config.load import parse_params
+from ugan.config.schema import PerfParams
 from ugan.core.errors import ConfigError, NonFiniteLossError
 from ugan.core.paths import RunLayout
 from ugan.core.runtime import resolve_device
 from ugan.data.batches import InfiniteBatches
-from ugan.methods import GANMethod
-from ugan.nets import Generator, init_weights
+from ugan.methods.gan import GANMethod
+from ugan.nets.dcgan import Generator, init_weights
 from ugan.nets.generator_file import generator_payload, load_generator
 from ugan.tracking.stage_run import StageRun
 from ugan.training.accel import Accel, LossBuffer

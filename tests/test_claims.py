@@ -2,7 +2,8 @@ import math
 
 import pytest
 
-from ugan.reporting.claims import claims_table, mean_ci, verdict
+from ugan.evaluation.intervals import mean_ci, verdict
+from ugan.reporting.claims import claims_table
 
 
 def test_mean_ci_by_hand():

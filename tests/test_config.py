@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ugan.config.schema import load_params, parse_params
+from ugan.config.load import load_params, parse_params
 from ugan.core.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]

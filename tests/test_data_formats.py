@@ -20,7 +20,8 @@ import torch
 import yaml
 from PIL import Image
 
-from ugan.config.schema import DataParams, ModelParams, SourceName, parse_params
+from ugan.config.load import parse_params
+from ugan.config.schema import DataParams, ModelParams, SourceName
 from ugan.core.errors import ConfigError
 from ugan.data.formats import (
     IDX_IMAGES_MAGIC,
@@ -33,7 +34,7 @@ from ugan.data.formats import (
 )
 from ugan.data.prepared import load_prepared
 from ugan.data.sources import DEFAULT_SOURCE_DIR, SOURCES, prepare
-from ugan.nets import Discriminator, Generator
+from ugan.nets.dcgan import Discriminator, Generator
 
 ROOT = Path(__file__).resolve().parents[1]
 rng = np.random.default_rng(0)

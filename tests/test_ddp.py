@@ -22,7 +22,7 @@ import pytest
 import torch
 import yaml
 
-from ugan.config.schema import load_params
+from ugan.config.load import load_params
 from ugan.core.io import save_checkpoint
 from ugan.core.paths import RunLayout
 from ugan.data.prepared import HELDOUT, TRAIN, PreparedData, save_prepared

@@ -39,13 +39,13 @@ from ugan.pipeline.flows import (
     run_stage,
 )
 from ugan.tracking import champion as champ
-from ugan.tracking.stage_run import (
+from ugan.tracking.pipeline_run import (
     PARENT_ENV,
     PIPELINE_ENV,
-    StageRun,
     close_pipeline_run,
     open_pipeline_run,
 )
+from ugan.tracking.stage_run import StageRun
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -14,7 +14,8 @@ import torch
 from torch import nn
 from torch_fidelity import feature_extractor_inceptionv3 as tf_inception
 
-from ugan.config.schema import EvalParams, ResolvedRun, parse_params
+from ugan.config.load import parse_params
+from ugan.config.schema import EvalParams, ResolvedRun
 from ugan.core.errors import ConfigError
 from ugan.core.io import save_checkpoint
 from ugan.core.paths import RunLayout
@@ -26,7 +27,7 @@ from ugan.evaluation.fidelity import (
     FidelityInputError,
     FidelityWeightsError,
 )
-from ugan.nets import ArchConfig, Generator
+from ugan.nets.dcgan import ArchConfig, Generator
 from ugan.nets.generator_file import generator_payload
 from ugan.tracking.stage_run import StageRun
 

@@ -10,22 +10,25 @@ import re
 import shutil
 import sys
 from pathlib import Path
+from typing import get_args
 
 import pytest
 import torch
 import torch.nn.functional as F
 import yaml
 
-from ugan.config.schema import DAEParams, parse_params
+from ugan.config.load import parse_params
+from ugan.config.schema import DAEParams
 from ugan.core.errors import ResumeMismatchError
 from ugan.core.io import load_checkpoint, save_checkpoint
 from ugan.core.paths import DAE_PATH, RunLayout
 from ugan.data.batches import InfiniteBatches
-from ugan.methods import METHODS, combinations, combinations_markdown, get_method
 from ugan.methods.began import BEGANMethod
+from ugan.methods.catalog import combinations, combinations_markdown
 from ugan.methods.gaan import gaan_d_loss
+from ugan.methods.table import METHODS, get_method
 from ugan.models.dae import DenoisingAE, load_frozen_encoder
-from ugan.nets import Generator, init_weights
+from ugan.nets.dcgan import Generator, init_weights
 from ugan.nets.generator_file import GENERATORS, generator_payload, load_generator
 from ugan.tracking.stage_run import StageRun
 from ugan.training.dae import pretrain_dae
@@ -547,3 +550,10 @@ def test_dvc_pipeline_trains_method_runs_with_the_dae_stage(tmp_path):
     metrics = json.loads((path / "evaluation/began/metrics.json").read_text())
     assert metrics["method"] == "began" and math.isfinite(metrics["final"]["fid"])
     assert json.loads((path / "metrics/dae.json").read_text())["heldout_denoising_mse"] > 0
+
+
+def test_the_catalog_and_the_method_table_name_the_same_methods():
+    from ugan.config.schema import MethodName
+    from ugan.methods.catalog import CATALOG
+
+    assert set(CATALOG) == set(METHODS) == set(get_args(MethodName))

@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from ugan.config.schema import BenchmarkName, ModeBenchmarkParams, ModelParams, parse_params
+from ugan.config.load import parse_params
+from ugan.config.schema import BenchmarkName, ModeBenchmarkParams, ModelParams
 from ugan.core.errors import ConfigError
 from ugan.core.io import save_checkpoint
 from ugan.data.batches import InfiniteBatches
 from ugan.data.prepared import HELDOUT, TRAIN, PreparedData, save_prepared
-from ugan.methods import get_method
+from ugan.methods.table import get_method
 from ugan.modebench.benchmarks import BENCHMARKS, Inputs, get_benchmark
 from ugan.modebench.runner import Context, run_benchmark
 from ugan.modebench.tables import markdown

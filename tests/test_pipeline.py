@@ -221,7 +221,27 @@ def test_dvc_reruns_only_what_changed(project):
     }
 
 
-def test_bad_params_stop_before_any_work_and_leave_dvc_lock_unchanged(project):
+def _changed(proj: Project) -> set[str]:
+    """The stages `dvc status` reports as changed themselves (not through an upstream)."""
+    return set(json.loads(_sh(["dvc", "status", "--json"], proj.path, proj.env) or "{}"))
+
+
+def test_a_code_edit_changes_only_the_stages_that_run_it(project):
+    proj, _ = project
+    proj.repro()
+    assert _changed(proj) == set()
+    trainers = {"train_gan@dcgan", "train_gan@dcgan-unbalanced", "modes"}  # modes trains GANs
+    edits = {
+        "src/ugan/reporting/claims.py": {"report"},
+        "src/ugan/training/gan.py": trainers,
+        "src/ugan/models/vae.py": {"pretrain_vae", "modes"},  # modes pretrains its own VAEs
+    }
+    for module, expected in edits.items():
+        with open(proj.path / module, "a") as handle:
+            handle.write("# an edit\n")
+        assert _changed(proj) == expected, module
+        ran = _ran(proj.repro())
+        assert expected <= ran and not ran & {"prepare", "train_classifier", "init_random"}, ran
     proj, _ = project
     lock_before = (proj.path / "dvc.lock").read_text()
     proj.set_params({"gan": {"loss": "vanilla", "steps": 14}})

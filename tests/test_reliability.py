@@ -14,11 +14,11 @@ import mlflow
 import pytest
 import torch
 
-from ugan.config.schema import parse_params
+from ugan.config.load import parse_params
 from ugan.core.errors import NonFiniteLossError, ResumeMismatchError, RunLockedError
 from ugan.core.paths import RunLayout
-from ugan.methods import GANMethod
-from ugan.nets import Generator, init_weights
+from ugan.methods.gan import GANMethod
+from ugan.nets.dcgan import Generator, init_weights
 from ugan.nets.generator_file import generator_payload, load_generator
 from ugan.tracking.spool import pending
 from ugan.tracking.stage_run import StageRun

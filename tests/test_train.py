@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from ugan.config.schema import parse_params
+from ugan.config.load import parse_params
 from ugan.core.paths import RunLayout
-from ugan.nets import Generator, init_weights
+from ugan.nets.dcgan import Generator, init_weights
 from ugan.nets.generator_file import generator_payload, load_generator
 from ugan.tracking.stage_run import StageRun
 from ugan.training.gan import build_method, train_gan
@@ -84,7 +84,7 @@ def test_method_names_in_config_match_the_registry():
     from typing import get_args
 
     from ugan.config.schema import MethodName
-    from ugan.methods import METHODS
+    from ugan.methods.table import METHODS
 
     assert set(get_args(MethodName)) == set(METHODS)
 
@@ -92,7 +92,7 @@ def test_method_names_in_config_match_the_registry():
 def test_conditional_training_runs_and_uses_labels(tiny_data, tmp_path):
     import dataclasses
 
-    from ugan.nets import ArchConfig
+    from ugan.nets.dcgan import ArchConfig
 
     arch = dataclasses.replace(ArchConfig(latent_dim=8, base_channels=4), num_classes=10)
     params = parse_params(

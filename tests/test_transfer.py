@@ -6,7 +6,7 @@ import torch
 from ugan.core.errors import TransferError
 from ugan.models.transfer import max_output_difference, transfer_decoder
 from ugan.models.vae import VAE
-from ugan.nets import Generator
+from ugan.nets.dcgan import Generator
 
 
 def test_transfer_makes_generator_equal_decoder(tiny_arch):

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ugan.config.schema import parse_params
+from ugan.config.load import parse_params
 from ugan.data.prepared import HELDOUT, TRAIN, PreparedData
-from ugan.nets import ArchConfig, Generator, init_weights
+from ugan.nets.dcgan import ArchConfig, Generator, init_weights
 from ugan.nets.generator_file import generator_payload
 from ugan.tracking.stage_run import StageRun
 from ugan.training.gan import train_gan

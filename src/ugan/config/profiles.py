@@ -13,7 +13,8 @@ from typing import Any
 import yaml
 from pydantic import Field, model_validator
 
-from ugan.config.schema import Params, Strict, parse_params
+from ugan.config.load import parse_params
+from ugan.config.schema import Params, Strict
 from ugan.core.errors import ConfigError
 
 PROFILES_DIR = Path("profiles")

@@ -1,31 +1,30 @@
 """Typed params: one pydantic model per `params.yaml` section, validated before any work.
 
 Every model forbids unknown keys, so a typo stops the stage with the key's name instead of being
-silently ignored. `load_params` turns pydantic's errors into one `ConfigError` whose message
-names each offending key (dotted path) and what is allowed there.
+silently ignored (`ugan.config.load` turns pydantic's errors into one `ConfigError` that names
+each key). The defaults here equal the values written out in `params.yaml`
+(tests/test_config_defaults.py), so leaving a key out of the file changes nothing.
 """
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
-from typing import Annotated, Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from ugan.config.checks import check_method
 from ugan.core.errors import ConfigError
 from ugan.data.sources import SOURCES
 from ugan.losses import LossName
-from ugan.nets import ArchConfig
+from ugan.nets.dcgan import ArchConfig
 
 PositiveInt = Annotated[int, Field(gt=0)]
 Probability = Annotated[float, Field(ge=0.0, lt=1.0)]
@@ -122,12 +121,12 @@ class ClassifierParams(Strict):
 
 
 class VAEParams(Strict):
-    steps: PositiveInt = 1000
+    steps: PositiveInt = 1200
     batch_size: PositiveInt = 64
     optim: OptimParams = OptimParams()
     seed: int = 0
     log_every: PositiveInt = 10
-    sample_every: PositiveInt = 250
+    sample_every: PositiveInt = 300
 
 
 class BEGANParams(Strict):
@@ -187,8 +186,8 @@ class GANParams(Strict):
     clip_value: Annotated[float, Field(gt=0.0)] = 0.01
     gp_weight: Annotated[float, Field(ge=0.0)] = 10.0  # λ of wgan-gp / dragan penalties
     seed: int = 0
-    checkpoint_every: PositiveInt = 200
-    log_every: PositiveInt = 10
+    checkpoint_every: PositiveInt = 150
+    log_every: PositiveInt = 5
     num_sample_images: PositiveInt = 64
     nonfinite_retries: Annotated[int, Field(ge=0)] = 0  # roll back to the last state and retry
     began: BEGANParams = BEGANParams()
@@ -239,6 +238,21 @@ class ResolvedRun(Strict):
     init: Literal["random", "vae"]
     gan: GANParams
 
+    def check(self, key: str, conditional: bool) -> None:
+        """The cross-checks of run `key` (`ugan.config.checks`)."""
+        gan = self.gan
+        check_method(key, gan.method, self.init, gan.loss, gan.n_critic, conditional=conditional)
+
+
+INCEPTION_WEIGHTS_HELP = (
+    "eval.feature_extractor: inception needs torch-fidelity's InceptionV3 weights on this "
+    "machine (they are never downloaded at run time): fetch pt_inception-2015-12-05-6726825d.pth "
+    "from https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
+    "pt_inception-2015-12-05-6726825d.pth (the same file torch-fidelity names "
+    "weights-inception-2015-12-05-6726825d.pth under https://github.com/toshas/torch-fidelity/"
+    "releases/download/v0.2.0/), copy it here and set eval.weights_path to its path"
+)
+
 
 class EvalParams(Strict):
     num_samples: PositiveInt = 1000
@@ -253,8 +267,6 @@ class EvalParams(Strict):
     @model_validator(mode="after")
     def _inception_has_weights(self) -> EvalParams:
         if self.feature_extractor == "inception" and not self.weights_path:
-            from ugan.evaluation.fidelity import INCEPTION_WEIGHTS_HELP
-
             raise ValueError(f"eval.weights_path is not set. {INCEPTION_WEIGHTS_HELP}")
         return self
 
@@ -270,7 +282,7 @@ class TrackingParams(Strict):
 
 
 class PerfParams(Strict):
-    """Speed knobs of the training loop (src/ugan/accel.py); the defaults are exact fp32."""
+    """Speed knobs of the training loop (ugan.training.accel); the defaults are exact fp32."""
 
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast of forward passes (no scaler)
     channels_last: bool = False  # NHWC memory format for conv nets and image batches
@@ -318,7 +330,7 @@ class ModeBenchmarkParams(Strict):
         for key, variant in self.variants.items():
             if not RUN_KEY.match(key):
                 raise ValueError(f"variant keys must match {RUN_KEY.pattern}, got {key!r}")
-            _check_method(key, variant.resolve(self.gan_defaults()), conditional=False)
+            variant.resolve(self.gan_defaults()).check(key, conditional=False)
             if self.benchmark != "stacked-mnist" and variant.method == "began":
                 raise ValueError(
                     f"variants.{key}: BEGAN's autoencoder discriminator is convolutional; "
@@ -378,90 +390,10 @@ class Params(Strict):
             resolved = run.resolve(self.gan)
             if resolved.gan.checkpoint_every > resolved.gan.steps:
                 raise ValueError(f"runs.{key}: checkpoint_every must be ≤ steps")
-            _check_method(key, resolved, self.model.conditional)
+            resolved.check(key, self.model.conditional)
         return self
 
     def run(self, key: str) -> ResolvedRun:
         if key not in self.runs:
             raise ConfigError(f"unknown run {key!r}; runs in params are {sorted(self.runs)}")
         return self.runs[key].resolve(self.gan)
-
-
-def _check_method(key: str, run: ResolvedRun, conditional: bool) -> None:
-    """The run's (method, init, loss, n_critic) must exist (ugan.methods.combinations)."""
-    from ugan.methods import check_combination  # the methods import nets and losses only
-
-    try:
-        check_combination(run.gan.method, run.init, run.gan.loss, run.gan.n_critic)
-    except ValueError as exc:
-        raise ValueError(f"runs.{key}: {exc}") from None
-    if conditional and run.gan.method == "began":
-        raise ValueError(
-            f"runs.{key}: method 'began' is unconditional; set model.conditional: false"
-        )
-
-
-def _describe(error: dict[str, Any]) -> str:
-    where = ".".join(str(part) for part in error["loc"]) or "<top level>"
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        return f"{where}: unknown key"
-    if kind == "literal_error":
-        expected = error.get("ctx", {}).get("expected", "")
-        return f"{where}: got {error.get('input')!r}, allowed values are {expected}"
-    if kind == "value_error" and not error["loc"]:  # a cross-section check names its own keys
-        return str(error.get("ctx", {}).get("error", error["msg"]))
-    return f"{where}: {error['msg']} (got {error.get('input')!r})"
-
-
-def _section_model(annotation: Any) -> type[BaseModel] | None:
-    """The pydantic model inside an annotation: `X`, `X | None` or `dict[str, X]`."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in get_args(annotation):
-        found = _section_model(arg)
-        if found is not None:
-            return found
-    return None
-
-
-def _allowed_keys(loc: tuple) -> list[str]:
-    """The keys the section at `loc` accepts, so an 'unknown key' error lists the valid ones."""
-    model: type[BaseModel] | None = Params
-    parts = list(loc[:-1])
-    while parts and model is not None:
-        field = model.model_fields.get(str(parts.pop(0)))
-        if field is None:
-            return []
-        model = _section_model(field.annotation)
-        if field.annotation is not None and get_origin(field.annotation) is dict and parts:
-            parts.pop(0)  # skip the user's own key, e.g. the run name under `runs`
-    return sorted(model.model_fields) if model is not None else []
-
-
-def parse_params(raw: dict[str, Any] | None) -> Params:
-    try:
-        return Params.model_validate(raw or {})
-    except ValidationError as exc:
-        lines = []
-        for error in exc.errors():
-            line = _describe(error)
-            if error["type"] == "extra_forbidden":
-                allowed = _allowed_keys(tuple(error["loc"]))
-                if allowed:
-                    line += f"; allowed keys are {allowed}"
-            lines.append(line)
-        raise ConfigError("invalid params:\n  " + "\n  ".join(lines)) from None
-
-
-def load_params(path: str | Path = "params.yaml") -> Params:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"params file {path} not found")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
-    if raw is not None and not isinstance(raw, dict):
-        raise ConfigError(f"{path} must hold a mapping of sections, got {type(raw).__name__}")
-    return parse_params(raw)

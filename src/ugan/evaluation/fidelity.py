@@ -43,6 +43,7 @@ from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
 from torch_fidelity.utils import create_feature_extractor
 
+from ugan.config.schema import INCEPTION_WEIGHTS_HELP
 from ugan.core.errors import CheckpointError, InputError, InputMissingError
 from ugan.core.io import load_checkpoint, save_checkpoint
 from ugan.data.prepared import to_float
@@ -164,14 +165,6 @@ _register_extractor()
 # -- the feature extractors an evaluator can drive ---------------------------------------------
 
 INCEPTION_NAME = "inception-v3-compat"  # torch-fidelity's TF-1.x-compatible InceptionV3
-INCEPTION_WEIGHTS_HELP = (
-    "eval.feature_extractor: inception needs torch-fidelity's InceptionV3 weights on this "
-    "machine (they are never downloaded at run time): fetch pt_inception-2015-12-05-6726825d.pth "
-    "from https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
-    "pt_inception-2015-12-05-6726825d.pth (the same file torch-fidelity names "
-    "weights-inception-2015-12-05-6726825d.pth under https://github.com/toshas/torch-fidelity/"
-    "releases/download/v0.2.0/), copy it here and set eval.weights_path to its path"
-)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The step interface every method implements, and the registry that picks one by name."""
+"""The step interface every method implements."""
 
 from __future__ import annotations
 
@@ -28,22 +28,3 @@ class Method(Protocol):
     def state_dict(self) -> dict: ...
 
     def load_state_dict(self, state: dict) -> None: ...
-
-
-METHODS: dict[str, type] = {}
-
-
-def register(name: str):
-    def decorate(cls: type) -> type:
-        METHODS[name] = cls
-        cls.method_name = name
-        return cls
-
-    return decorate
-
-
-def get_method(name: str) -> type:
-    try:
-        return METHODS[name]
-    except KeyError:
-        raise ValueError(f"unknown method {name!r}; valid methods are {sorted(METHODS)}") from None

@@ -34,7 +34,6 @@ from collections.abc import Callable
 import torch
 
 from ugan.core.runtime import seed_everything
-from ugan.methods.base import register
 from ugan.nets.began import BEGANDiscriminator, BEGANGenerator
 from ugan.nets.dcgan import ArchConfig
 
@@ -44,12 +43,8 @@ def autoencoder_loss(discriminator: torch.nn.Module, v: torch.Tensor) -> torch.T
     return (v - discriminator(v)).abs().mean()
 
 
-@register("began")
 class BEGANMethod:
     prior = "uniform"
-    inits = ("random",)  # the BEGAN decoder has no VAE-decoder twin
-    own_objective = True  # the run's `loss` is not used
-    uses_n_critic = False  # one simultaneous D / G update per step
 
     @classmethod
     def build(

@@ -34,8 +34,6 @@ from torch import nn
 
 from ugan.core.runtime import seed_everything
 from ugan.losses import ns_g_loss, wgan_gp_penalty
-from ugan.methods.base import register
-from ugan.nets.dcgan import LatentEncoder  # noqa: F401  (E of the conv family; re-exported)
 from ugan.nets.family import family_of
 
 
@@ -74,12 +72,8 @@ def without_dropout(module: nn.Module) -> Iterator[None]:
             layer.train()
 
 
-@register("gaan")
 class GAANMethod:
     prior = "uniform"
-    inits = ("random", "vae")
-    losses = ("ns",)  # eq. 4 is the cross-entropy objective
-    uses_n_critic = False  # Algorithm 1: one AE, one D and one G update per step
 
     @classmethod
     def build(cls, arch, run, generator_init: dict, init_std: float, **resources) -> GAANMethod:

@@ -13,11 +13,9 @@ from torch import nn
 
 from ugan.core.runtime import seed_everything
 from ugan.losses import GANLoss, get_loss
-from ugan.methods.base import register
 from ugan.nets.family import family_of
 
 
-@register("gan")
 class GANMethod:
     prior = "normal"
     g_updates = 1  # generator updates per step

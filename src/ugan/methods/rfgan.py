@@ -28,7 +28,6 @@ from torch import nn
 
 from ugan.core.errors import ResumeMismatchError
 from ugan.core.paths import DAE_PATH
-from ugan.methods.base import register
 from ugan.methods.gan import GANMethod
 from ugan.models.dae import load_frozen_encoder
 from ugan.nets.family import family_of
@@ -60,10 +59,8 @@ class RFDiscriminator(nn.Module):
         return self.head(self.features(x, y)).squeeze(1)
 
 
-@register("rfgan")
 class RFGANMethod(GANMethod):
     prior = "normal"
-    inits = ("random", "vae")
 
     @classmethod
     def discriminator_maker(cls, arch, run, resources: dict) -> Callable[[float], nn.Module]:

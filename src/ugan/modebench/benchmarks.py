@@ -38,8 +38,8 @@ from ugan.evaluation.modes import (
     toy_mode_metrics,
 )
 from ugan.modebench.scatter import save_scatter
-from ugan.nets import ArchConfig
 from ugan.nets.classifier import load_classifier
+from ugan.nets.dcgan import ArchConfig
 from ugan.nets.mlp import MLPConfig
 
 DATA_SEED = 0  # the benchmark's data is fixed; the seeds of a benchmark vary the training

@@ -27,12 +27,12 @@ from ugan.core.digests import file_digest
 from ugan.core.errors import TransferError
 from ugan.core.io import atomic_write_json, load_checkpoint, save_checkpoint
 from ugan.core.paths import RunLayout
-from ugan.methods import get_method
+from ugan.evaluation.intervals import mean_ci
+from ugan.methods.catalog import CATALOG
 from ugan.modebench.benchmarks import BenchData, Benchmark, Inputs, get_benchmark
 from ugan.models.transfer import max_output_difference, transfer_decoder
 from ugan.nets.family import family_of
 from ugan.nets.generator_file import generator_payload, load_generator, noise, sample
-from ugan.reporting.claims import mean_ci
 from ugan.tracking.stage_run import StageRun
 from ugan.training.dae import pretrain_dae
 from ugan.training.gan import train_gan
@@ -246,7 +246,7 @@ def _aggregate(ctx: Context, results: list[dict], reference: dict) -> dict:
                 "values": [c["scores"][metric] for c in cells],
             }
         figure = bench.paper.get((first["method"], first["loss"]))
-        own = getattr(get_method(first["method"]), "own_objective", False)
+        own = CATALOG[first["method"]].own_objective
         variants[variant] = {
             "method": first["method"],
             "loss": "own" if own else first["loss"],  # BEGAN ignores the run's loss

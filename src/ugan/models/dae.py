@@ -49,9 +49,20 @@ def denoising_loss(
     return F.mse_loss(dae(x + noise_std * torch.randn_like(x), y), x)
 
 
+UNNEEDED = "no run used rfgan when pretrain_dae ran, so it trained no DAE"
+
+
+def unneeded_marker() -> dict:
+    """What the pretrain_dae stage writes instead of a DAE when no run needs one: DVC needs its
+    output, and a DAE that nothing reads is ~1.5 minutes of CPU for nothing."""
+    return {"unneeded": UNNEEDED}
+
+
 def load_frozen_encoder(path: str | Path, arch) -> nn.Module:
     """The DAE's encoder from `path`, parameters frozen and in eval mode (fixed features)."""
     payload = load_checkpoint(path)
+    if "unneeded" in payload:
+        raise InputError(f"{path}: {payload['unneeded']}: rerun the pretrain_dae stage")
     if payload.get("arch") != arch.to_dict():
         raise InputError(
             f"{path}: the DAE was trained for architecture {payload.get('arch')}, the run needs "

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ugan.core.errors import TransferError
-from ugan.nets import Generator
+from ugan.nets.dcgan import Generator
 
 
 def check_compatible(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> None:

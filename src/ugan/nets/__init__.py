@@ -1,21 +1,3 @@
-"""Network modules. Generator == VAE decoder (same class); Encoder mirrors the Discriminator."""
-
-from ugan.nets.began import BEGANGenerator  # registers "began" in nets.registry.GENERATORS
-from ugan.nets.dcgan import (
-    ArchConfig,
-    Discriminator,
-    Encoder,
-    Generator,
-    init_weights,
-    num_scales,
-)
-
-__all__ = [
-    "ArchConfig",
-    "BEGANGenerator",
-    "Discriminator",
-    "Encoder",
-    "Generator",
-    "init_weights",
-    "num_scales",
-]
+"""Network modules (nn.Module only): the paper's conv nets (`dcgan`: Generator == VAE decoder,
+Encoder mirrors the Discriminator), BEGAN's, the MLPs of GAAN Table 1, the evaluation classifier,
+the net families, and the generator file format."""

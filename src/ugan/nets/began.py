@@ -25,7 +25,6 @@ import torch
 from torch import nn
 
 from ugan.nets.dcgan import ArchConfig
-from ugan.nets.generator_file import register_generator
 
 SMALLEST_MAP = {28: 7, 32: 8, 64: 8}
 REPEAT = 2  # 3×3 conv + ELU layers per scale ("typically 2")
@@ -105,7 +104,6 @@ class BEGANDecoder(nn.Module):
         return self.body(self.project(h).view(h.shape[0], *self.start_shape))
 
 
-@register_generator("began")
 class BEGANGenerator(nn.Module):
     """G: z (N, latent) ~ U[-1, 1] → image (N, C, H, W); the decoder's architecture."""
 

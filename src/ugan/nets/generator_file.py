@@ -1,4 +1,4 @@
-"""Generator files: weights plus what rebuilds the net (its class name in a registry, its
+"""Generator files: weights plus what rebuilds the net (its class name in `GENERATORS`, its
 config, its latent prior), so evaluation can load any method's generator the same way."""
 
 from __future__ import annotations
@@ -9,21 +9,20 @@ import torch
 from torch import nn
 
 from ugan.core.io import load_checkpoint
+from ugan.nets.began import BEGANGenerator
 from ugan.nets.dcgan import ArchConfig, Generator
 from ugan.nets.mlp import MLPConfig, MLPGenerator
 
-GENERATORS: dict[str, type[nn.Module]] = {"dcgan": Generator, "mlp": MLPGenerator}
+# The generator classes by the name a generator file records.
+GENERATORS: dict[str, type[nn.Module]] = {
+    "dcgan": Generator,
+    "mlp": MLPGenerator,
+    "began": BEGANGenerator,
+}
 # The config class a generator class is rebuilt from (ArchConfig unless listed).
 CONFIGS: dict[type[nn.Module], type] = {MLPGenerator: MLPConfig}
 PRIORS = ("normal", "uniform")
 
-
-def register_generator(name: str):
-    def decorate(cls: type[nn.Module]) -> type[nn.Module]:
-        GENERATORS[name] = cls
-        return cls
-
-    return decorate
 
 
 def generator_payload(generator: nn.Module, prior: str = "normal", **extra) -> dict:

@@ -10,15 +10,15 @@ import sys
 import uuid
 from collections.abc import Callable
 
-from ugan.config.schema import load_params
+from ugan.config.load import load_params
 from ugan.core.errors import ConfigError
-from ugan.tracking.stage_run import (
+from ugan.tracking.pipeline_run import (
     PARENT_ENV,
     PIPELINE_ENV,
     close_pipeline_run,
     open_pipeline_run,
-    tracking_uri,
 )
+from ugan.tracking.store import tracking_uri
 
 COMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace], int], Callable]] = {}
 
@@ -160,7 +160,7 @@ def sync(args: argparse.Namespace) -> int:
     from mlflow.tracking import MlflowClient
 
     from ugan.tracking.spool import pending, replay
-    from ugan.tracking.stage_run import prepare_store
+    from ugan.tracking.store import prepare_store
 
     uri = tracking_uri()
     prepare_store(uri)

@@ -31,15 +31,15 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run, task_run
 
-from ugan.config.schema import load_params
+from ugan.config.load import load_params
 from ugan.tracking import champion
-from ugan.tracking.stage_run import (
+from ugan.tracking.pipeline_run import (
     PARENT_ENV,
     PIPELINE_ENV,
     close_pipeline_run,
     open_pipeline_run,
-    tracking_uri,
 )
+from ugan.tracking.store import tracking_uri
 
 FLOW_NAME = "ugan-pipeline"
 DEFAULT_DEPLOYMENT = "nightly"

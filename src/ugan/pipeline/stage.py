@@ -8,7 +8,8 @@ import functools
 import sys
 from collections.abc import Callable
 
-from ugan.config.schema import Params, load_params
+from ugan.config.load import load_params
+from ugan.config.schema import Params
 from ugan.core.errors import UserError
 from ugan.core.paths import PARAMS_FILE
 

@@ -34,7 +34,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator
 from ugan.core.errors import InputError, InputMissingError
 from ugan.core.io import atomic_path, atomic_write_json, atomic_write_text
 from ugan.core.markdown import md_table
-from ugan.methods import combinations_markdown
+from ugan.methods.catalog import combinations_markdown
 from ugan.reporting.claims import claims_cells, claims_table
 
 ORDINARY_INIT = "random"

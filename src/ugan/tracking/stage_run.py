@@ -1,26 +1,19 @@
-"""The only module that talks to MLflow.
+"""The MLflow run of one stage execution: `StageRun`.
 
-Each stage execution is one MLflow run. Runs carry the stage, the run key, the git commit and a
-`ugan.pipeline_id` tag shared by all stages of one pipeline execution, so a user can filter one
-`dvc repro` in the UI. The stage runs of one pipeline execution hang under one parent run
-(`mlflow.parentRunId`): an orchestrator (`ugan run`, the Prefect flow) creates it up front and
-passes its id in `UGAN_PARENT_RUN_ID`; under a plain `dvc repro` the first stage creates it and the
-others find it by pipeline id. Metrics are buffered and sent in batches (one HTTP/SQL round trip per
-few hundred values instead of one per value).
+Each stage execution is one MLflow run. Runs carry the stage, the run key, the git commit and the
+pipeline id (`tracking.pipeline_run`), hang under the pipeline's parent run, and log their params
+with the keys of params.yaml. Metrics are buffered and sent in batches (one HTTP/SQL round trip
+per few hundred values instead of one per value). When the store cannot be reached the run goes
+on into a local spool (`tracking.spool`) that is replayed at the end of the stage or by
+`ugan sync`.
 """
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import os
 import signal
-import sqlite3
-import subprocess
 import tempfile
 import time
-import urllib.request
-import uuid
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,80 +24,17 @@ from mlflow.entities import Metric, Param, RunStatus
 from mlflow.tracking import MlflowClient
 
 from ugan.core.paths import SPOOL_ROOT
+from ugan.tracking.pipeline_run import (
+    PARENT_ENV,
+    find_or_create_pipeline_run,
+    git_commit,
+    pipeline_id,
+)
 from ugan.tracking.spool import Spool, replay
+from ugan.tracking.store import experiment_id, prepare_store, tracking_uri
 
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-# Fail over to the local spool within seconds, not after MLflow's default minutes of retries.
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
-
-PIPELINE_ENV = "UGAN_PIPELINE_ID"
-PARENT_ENV = "UGAN_PARENT_RUN_ID"
-PIPELINE_STAGE = "pipeline"  # the `ugan.stage` tag of a parent run
 FLUSH_EVERY = 500
 MAX_PARAM_LENGTH = 6000
-
-
-def tracking_uri(root: str | Path | None = None) -> str:
-    """`MLFLOW_TRACKING_URI` if set, else a sqlite store `mlflow.db` at the project root.
-
-    The path is made absolute so stages run from another folder still log to the same store.
-    The project root is `root`, else `DVC_ROOT` (which DVC sets to the *project's* root for
-    stages of queued experiments, whose workspaces are temporary copies under .dvc/tmp/exps),
-    else the working directory."""
-    env = os.environ.get("MLFLOW_TRACKING_URI")
-    if env:
-        return env
-    base = Path(root or os.environ.get("DVC_ROOT") or Path.cwd())
-    return f"sqlite:///{base.resolve() / 'mlflow.db'}"
-
-
-def _process_start(pid: int) -> str | None:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
-def _dvc_ancestor() -> str | None:
-    """`dvc-<pid>-<start>` of the nearest `dvc` process above us (the `dvc repro` that runs us)."""
-    pid = os.getppid()
-    for _ in range(8):
-        if pid <= 1:
-            return None
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            status = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            return None
-        if any(Path(part.decode(errors="ignore")).name == "dvc" for part in cmdline[:2]):
-            return f"dvc-{pid}-{_process_start(pid)}"
-        pid = int(status.rsplit(")", 1)[1].split()[1])
-    return None
-
-
-def pipeline_id() -> str:
-    """One id per pipeline execution: `UGAN_PIPELINE_ID` if the caller set it (make run, the
-    Prefect flow), else the DVC experiment being run (`DVC_EXP_NAME`: one per queued experiment,
-    even when one queue worker runs several), else the `dvc repro` process we run under, else a
-    fresh id."""
-    experiment = os.environ.get("DVC_EXP_NAME")
-    return (
-        os.environ.get(PIPELINE_ENV)
-        or (f"exp-{experiment}" if experiment else None)
-        or _dvc_ancestor()
-        or f"adhoc-{uuid.uuid4().hex[:12]}"
-    )
-
-
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
 
 
 def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -117,99 +47,6 @@ def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
         else:
             flat[name] = str(value)[:MAX_PARAM_LENGTH]
     return flat
-
-
-def _has_schema(path: Path) -> bool:
-    if not path.is_file():
-        return False
-    with sqlite3.connect(path, timeout=30) as connection:
-        found = connection.execute(
-            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='alembic_version'"
-        ).fetchone()
-    return found is not None
-
-
-def prepare_store(uri: str) -> None:
-    """Make the store fit for concurrent stage processes: sqlite in WAL mode (readers never
-    block the writer) with a busy timeout; an HTTP server must answer /health within 5 s."""
-    if uri.startswith("sqlite:///"):
-        path = Path(uri.removeprefix("sqlite:///"))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if _has_schema(path):
-            return
-        # A new store: MLflow's schema migration is not safe to run from several processes at
-        # once, so the first stage to get the lock creates it and the others wait.
-        with open(path.with_name(path.name + ".lock"), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if not _has_schema(path):
-                with sqlite3.connect(path, timeout=30) as connection:
-                    connection.execute("PRAGMA journal_mode=WAL")
-                MlflowClient(uri).search_experiments(max_results=1)  # runs the migrations
-    elif uri.startswith(("http://", "https://")):
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5):
-            pass
-
-
-def experiment_id(client: MlflowClient, name: str) -> str:
-    """The id of experiment `name`, created if missing (a concurrent creator wins the race)."""
-    experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    try:
-        return client.create_experiment(name)
-    except mlflow.exceptions.MlflowException:
-        return client.get_experiment_by_name(name).experiment_id
-
-
-def _parent_lock(uri: str, pipeline: str) -> Path:
-    digest = hashlib.sha1(f"{uri}|{pipeline}".encode()).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / f"ugan-parent-{digest}.lock"
-
-
-def find_or_create_pipeline_run(client: MlflowClient, experiment: str, pipeline: str) -> str:
-    """The parent run of pipeline execution `pipeline` (tags `ugan.pipeline_id` = pipeline,
-    `ugan.stage` = pipeline, run name `pipeline <id>`), created if it does not exist yet. A file
-    lock keeps two processes of one pipeline from both creating it."""
-    with open(_parent_lock(client.tracking_uri, pipeline), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        found = client.search_runs(
-            [experiment],
-            filter_string=(
-                f"tags.`ugan.pipeline_id` = '{pipeline}' and tags.`ugan.stage` = '{PIPELINE_STAGE}'"
-            ),
-            max_results=1,
-        )
-        if found:
-            return found[0].info.run_id
-        name = f"pipeline {pipeline}"
-        tags = {"ugan.stage": PIPELINE_STAGE, "ugan.pipeline_id": pipeline, "mlflow.runName": name}
-        commit = git_commit()
-        if commit:
-            tags["mlflow.source.git.commit"] = commit
-        return client.create_run(experiment, tags=tags, run_name=name).info.run_id
-
-
-def open_pipeline_run(pipeline: str, experiment: str, uri: str | None = None) -> str | None:
-    """For an orchestrator: find or create the parent run up front, to pass its id to the stage
-    processes in `UGAN_PARENT_RUN_ID`. None, with a warning, when the store is unreachable (the
-    stages then find or create the parent themselves, or spool)."""
-    uri = uri or tracking_uri()
-    try:
-        prepare_store(uri)
-        client = MlflowClient(uri)
-        return find_or_create_pipeline_run(client, experiment_id(client, experiment), pipeline)
-    except Exception as error:
-        warnings.warn(
-            f"MLflow store {uri} unreachable ({type(error).__name__}: {error}); "
-            "no parent run created up front",
-            stacklevel=2,
-        )
-        return None
-
-
-def close_pipeline_run(run_id: str, status: str, uri: str | None = None) -> None:
-    """Mark the parent run ended with `status` (FINISHED / FAILED / KILLED)."""
-    MlflowClient(uri or tracking_uri()).set_terminated(run_id, status)
 
 
 class StageRun:

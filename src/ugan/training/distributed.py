@@ -377,7 +377,7 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
 
 
 def main(*argv: str) -> None:
-    from ugan.config.schema import load_params
+    from ugan.config.load import load_params
     from ugan.core.digests import file_digest
     from ugan.core.io import atomic_write_json, load_checkpoint
     from ugan.core.paths import RESUME_ROOT, RunLayout

@@ -22,8 +22,8 @@ from ugan.core.runtime import progress
 from ugan.data.batches import InfiniteBatches
 from ugan.data.images import save_grid
 from ugan.data.prepared import PreparedData
-from ugan.methods import get_method
-from ugan.nets import ArchConfig
+from ugan.methods.table import get_method
+from ugan.nets.dcgan import ArchConfig
 from ugan.nets.dcgan import one_hot
 from ugan.nets.generator_file import generator_payload, noise, sample
 from ugan.tracking.stage_run import StageRun

@@ -15,7 +15,7 @@ from ugan.data.batches import InfiniteBatches
 from ugan.data.images import save_grid
 from ugan.data.prepared import PreparedData, model_input
 from ugan.models.vae import VAE, vae_loss
-from ugan.nets import ArchConfig
+from ugan.nets.dcgan import ArchConfig
 from ugan.nets.generator_file import noise, sample
 from ugan.tracking.stage_run import StageRun
 from ugan.training.loop import run_pretraining

@@ -1,0 +1,158 @@
+"""The ugan import graph, read from the source (every `import`, function-level ones included),
+for the layering test and the test that dvc.yaml's `deps:` cover each stage's import closure.
+
+`python tests/importgraph.py` prints, per DVC stage, the smallest deps list that covers its
+closure (a folder where the stage imports every module in it, else the files): paste it into
+dvc.yaml when a stage's imports change.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import sys
+from functools import cache
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src"
+PACKAGE = SRC / "ugan"
+
+# Low → high. A module may import its own layer and those to its left, never to its right.
+LAYERS = [
+    "core",
+    "tracking",
+    "data",
+    "nets",
+    "losses",
+    "models",
+    "methods",
+    "config",
+    "training",
+    "evaluation",
+    "modebench",
+    "reporting",
+    "pipeline",
+]
+
+
+def module_file(name: str) -> Path | None:
+    """ugan.a.b → src/ugan/a/b.py or src/ugan/a/b/__init__.py (None if neither exists)."""
+    base = SRC.joinpath(*name.split("."))
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(SRC).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def all_modules() -> list[str]:
+    return sorted(module_name(p) for p in PACKAGE.rglob("*.py"))
+
+
+def _with_parents(name: str) -> list[str]:
+    """Importing ugan.a.b runs ugan/__init__, ugan/a/__init__ and ugan/a/b."""
+    parts = name.split(".")
+    return [".".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+@cache
+def imports_of_file(path: Path) -> frozenset[str]:
+    """The ugan modules a file imports anywhere in it (parents included)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+            names += [f"{node.module}.{alias.name}" for alias in node.names]
+        for name in names:
+            if name == "ugan" or name.startswith("ugan."):
+                found.update(m for m in _with_parents(name) if module_file(m))
+    return frozenset(found)
+
+
+def imports_of(module: str) -> frozenset[str]:
+    path = module_file(module)
+    return imports_of_file(path) - {module} if path else frozenset()
+
+
+def closure_of_file(path: Path) -> set[str]:
+    """Every ugan module that running `path` may execute."""
+    seen: set[str] = set()
+    todo = list(imports_of_file(path))
+    while todo:
+        module = todo.pop()
+        if module not in seen:
+            seen.add(module)
+            todo.extend(imports_of(module))
+    return seen
+
+
+def layer_of(module: str) -> str:
+    """ugan.training.gan → training; ugan.losses → losses; ugan → '' (the root package)."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def stage_scripts(dvc_yaml: Path = ROOT / "dvc.yaml") -> dict[str, tuple[Path, list[str]]]:
+    """DVC stage name → (its script, its deps as written)."""
+    stages = yaml.safe_load(dvc_yaml.read_text())["stages"]
+    found = {}
+    for name, stage in stages.items():
+        body = stage.get("do", stage)
+        script = re.search(r"python\s+(stages/\S+\.py)", body["cmd"])
+        if script:
+            found[name] = (ROOT / script.group(1), [str(d) for d in body.get("deps", [])])
+    return found
+
+
+def closure_files(script: Path) -> set[Path]:
+    return {module_file(m) for m in closure_of_file(script)}
+
+
+def covered(path: Path, deps: list[str]) -> bool:
+    rel = path.relative_to(ROOT).as_posix()
+    return any(rel == d.rstrip("/") or rel.startswith(d.rstrip("/") + "/") for d in deps)
+
+
+def minimal_deps(files: set[Path]) -> list[str]:
+    """Folders whose every .py file is in `files` (largest first), then the remaining files."""
+    deps: list[str] = []
+    remaining = set(files)
+
+    def visit(folder: Path) -> None:
+        nonlocal remaining
+        inside = set(folder.rglob("*.py"))
+        if inside and inside <= remaining:
+            deps.append(folder.relative_to(ROOT).as_posix())
+            remaining -= inside
+            return
+        for child in sorted(p for p in folder.iterdir() if p.is_dir()):
+            visit(child)
+
+    for child in sorted(p for p in PACKAGE.iterdir() if p.is_dir()):
+        visit(child)
+    deps += sorted(p.relative_to(ROOT).as_posix() for p in remaining)
+    return deps
+
+
+def main() -> None:
+    for name, (script, _) in stage_scripts().items():
+        print(f"{name}:")
+        print(f"  - {script.relative_to(ROOT).as_posix()}")
+        for dep in minimal_deps(closure_files(script)):
+            print(f"  - {dep}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

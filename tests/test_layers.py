@@ -1,0 +1,76 @@
+"""The package's shape, read from the source: layers that import only downwards (function-level
+imports included), no import cycle, no module over 400 lines, package __init__ files that import
+nothing (so importing one module never drags in its siblings, and DVC deps stay precise)."""
+
+from __future__ import annotations
+
+import ast
+
+import pytest
+from importgraph import LAYERS, PACKAGE, all_modules, imports_of, layer_of, module_file
+
+MAX_LINES = 400
+MAX_TOP_LEVEL_MODULES = 8
+
+
+def _rank(module: str) -> int:
+    layer = layer_of(module)
+    return -1 if layer == "" else LAYERS.index(layer)
+
+
+def test_every_package_and_top_level_module_is_a_known_layer():
+    tops = {p.stem if p.is_file() else p.name for p in PACKAGE.iterdir()}
+    tops -= {"__init__", "__pycache__"}
+    assert tops <= set(LAYERS), f"not in importgraph.LAYERS: {sorted(tops - set(LAYERS))}"
+
+
+@pytest.mark.parametrize("module", all_modules())
+def test_a_module_imports_only_its_own_layer_and_those_below(module):
+    upward = sorted(m for m in imports_of(module) if _rank(m) > _rank(module))
+    assert not upward, f"{module} ({layer_of(module)}) imports higher layers: {upward}"
+
+
+def test_tracking_depends_on_core_only():
+    for module in (m for m in all_modules() if layer_of(m) == "tracking"):
+        others = {layer_of(m) for m in imports_of(module)} - {"", "core", "tracking"}
+        assert not others, f"{module} imports {others}"
+
+
+def test_there_is_no_import_cycle():
+    graph = {m: set(imports_of(m)) for m in all_modules()}
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+    path: list[str] = []
+
+    def visit(module: str) -> None:
+        state[module] = 1
+        path.append(module)
+        for target in sorted(graph.get(module, ())):
+            if state.get(target) == 1:
+                cycle = path[path.index(target) :] + [target]
+                pytest.fail("import cycle: " + " → ".join(cycle))
+            if target not in state:
+                visit(target)
+        path.pop()
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module)
+
+
+@pytest.mark.parametrize("module", all_modules())
+def test_no_module_is_over_400_lines(module):
+    lines = len(module_file(module).read_text().splitlines())
+    assert lines <= MAX_LINES, f"{module} has {lines} lines (split it by job)"
+
+
+def test_few_modules_sit_directly_in_the_package():
+    top = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert len(top) <= MAX_TOP_LEVEL_MODULES, top
+
+
+@pytest.mark.parametrize("package", [m for m in all_modules() if module_file(m).stem == "__init__"])
+def test_package_init_files_import_nothing_from_ugan(package):
+    tree = ast.parse(module_file(package).read_text())
+    imports = [n for n in ast.walk(tree) if isinstance(n, ast.Import | ast.ImportFrom)]
+    assert not imports, f"{package}/__init__.py imports: import the module you need directly"
