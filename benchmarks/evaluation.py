@@ -35,7 +35,7 @@ class Images(Dataset):
 
 
 def direct(generated, real, classifier: Path, args, device) -> dict[str, float]:
-    from ugan.evaluation.fidelity import EXTRACTOR_NAME, FEATURE_EMBEDDING, FEATURE_LOGITS
+    from ugan.evaluation.features import EXTRACTOR_NAME, FEATURE_EMBEDDING, FEATURE_LOGITS
 
     raw = torch_fidelity.calculate_metrics(
         input1=Images(generated),
@@ -80,12 +80,8 @@ def main() -> None:
     from ugan.core.io import save_checkpoint
     from ugan.core.runtime import resolve_device
     from ugan.data.prepared import to_uint8
-    from ugan.evaluation.fidelity import (
-        EXTRACTOR_NAME,
-        FEATURE_EMBEDDING,
-        FEATURE_LOGITS,
-        FidelityEvaluator,
-    )
+    from ugan.evaluation.features import EXTRACTOR_NAME, FEATURE_EMBEDDING, FEATURE_LOGITS
+    from ugan.evaluation.fidelity import FidelityEvaluator
     from ugan.nets.classifier import Classifier
     from ugan.nets.dcgan import ArchConfig, Generator, init_weights
     from ugan.nets.generator_file import noise, sample

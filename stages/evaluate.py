@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from ugan.core.paths import PREPARED
 from ugan.core.runtime import resolve_device
 from ugan.data.prepared import load_prepared
 from ugan.evaluation.evaluate import evaluate_run
@@ -14,12 +15,13 @@ def main(run_key: str) -> None:
     p = params()
     run = p.run(run_key)
     device = resolve_device(p.device)
-    data = load_prepared("data/prepared/dataset.npz")
+    data = load_prepared(PREPARED)
     tracked = {"eval": p.eval.model_dump(), "device": str(device)}
     with StageRun(
         "evaluate", tracked, run_key=run_key, experiment=p.tracking.experiment
     ) as tracker:
-        tracker.set_tags({"ugan.init": run.init, "ugan.loss": run.gan.loss, "ugan.method": "gan"})
+        tags = {"ugan.init": run.init, "ugan.loss": run.gan.loss, "ugan.method": run.gan.method}
+        tracker.set_tags(tags)
         evaluate_run(
             run_key,
             run,

@@ -4,8 +4,7 @@ decoder = generator) → models/dae.pt, whose frozen encoder every RFGAN run rea
 
 from pathlib import Path
 
-from ugan.core.digests import file_digest
-from ugan.core.io import atomic_write_json, save_checkpoint
+from ugan.core.io import atomic_write_json, file_digest, save_checkpoint
 from ugan.core.paths import DAE_PATH, PREPARED
 from ugan.core.runtime import resolve_device
 from ugan.data.prepared import load_prepared
@@ -20,7 +19,12 @@ def main() -> None:
     p = params()
     users = [key for key in p.runs if p.run(key).gan.method == "rfgan"]
     device = resolve_device(p.device)
-    tracked = {"dae": p.dae.model_dump(), "model": p.model.model_dump(), "device": str(device)}
+    tracked = {
+        "dae": p.dae.model_dump(),
+        "model": p.model.model_dump(),
+        "perf": p.perf.model_dump(),
+    }
+    tracked["device"] = str(device)
     with StageRun("pretrain_dae", tracked, experiment=p.tracking.experiment) as run:
         if not users:
             run.set_tags({"ugan.skipped": "no run uses rfgan"})
@@ -32,7 +36,7 @@ def main() -> None:
         arch = p.model.arch(p.data.image_size, data.shape[0], data.num_classes)
         metrics = pretrain_dae(
             p.dae, arch, data, DAE_PATH, Path("runs/dae/samples"), run,
-            init_std=p.model.init_std, device=device,
+            init_std=p.model.init_std, device=device, perf=p.perf,
             fingerprint={"data": file_digest(PREPARED)},
         )  # fmt: skip
         run.log_metrics(metrics)

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from ugan.core.digests import file_digest
-from ugan.core.io import atomic_write_json
+from ugan.core.io import atomic_write_json, file_digest
+from ugan.core.paths import PREPARED
 from ugan.core.runtime import resolve_device
 from ugan.data.prepared import load_prepared
 from ugan.pipeline.stage import entry_point, params
@@ -15,22 +15,21 @@ from ugan.training.vae import pretrain_vae
 def main() -> None:
     p = params()
     device = resolve_device(p.device)
-    data_path = "data/prepared/dataset.npz"
-    data = load_prepared(data_path)
+    data = load_prepared(PREPARED)
     arch = p.model.arch(p.data.image_size, data.shape[0], data.num_classes)
-    tracked = {"vae": p.vae.model_dump(), "model": p.model.model_dump(), "device": str(device)}
-    with StageRun("pretrain_vae", tracked, experiment=p.tracking.experiment) as run:
+    tracked = {
+        "vae": p.vae.model_dump(),
+        "model": p.model.model_dump(),
+        "perf": p.perf.model_dump(),
+    }
+    with StageRun(
+        "pretrain_vae", tracked | {"device": str(device)}, experiment=p.tracking.experiment
+    ) as run:
         metrics = pretrain_vae(
-            p.vae,
-            arch,
-            data,
-            Path("models/vae.pt"),
-            Path("runs/vae/samples"),
-            run,
-            init_std=p.model.init_std,
-            device=device,
-            fingerprint={"data": file_digest(data_path)},
-        )
+            p.vae, arch, data, Path("models/vae.pt"), Path("runs/vae/samples"), run,
+            init_std=p.model.init_std, device=device, perf=p.perf,
+            fingerprint={"data": file_digest(PREPARED)},
+        )  # fmt: skip
         run.log_metrics({k: v for k, v in metrics.items() if k != "steps"})
         atomic_write_json("metrics/vae.json", metrics)
 

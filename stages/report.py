@@ -4,7 +4,8 @@ import json
 from pathlib import Path
 
 from ugan.pipeline.stage import entry_point, params
-from ugan.reporting.report import build_report, load_run
+from ugan.reporting.assemble import build_report
+from ugan.reporting.inputs import load_run
 from ugan.tracking.stage_run import StageRun
 
 OUT = Path("reports")

@@ -117,7 +117,10 @@ def stage_scripts(dvc_yaml: Path = ROOT / "dvc.yaml") -> dict[str, tuple[Path, l
 
 
 def closure_files(script: Path) -> set[Path]:
-    return {module_file(m) for m in closure_of_file(script)}
+    """The files `script` may execute. Package `__init__.py` files are left out: they hold a
+    docstring and nothing else (tests/test_layers.py checks it), so editing one changes no
+    behaviour, and listing each in every stage would only make dvc.yaml harder to read."""
+    return {f for m in closure_of_file(script) if (f := module_file(m)).name != "__init__.py"}
 
 
 def covered(path: Path, deps: list[str]) -> bool:
@@ -132,7 +135,7 @@ def minimal_deps(files: set[Path]) -> list[str]:
 
     def visit(folder: Path) -> None:
         nonlocal remaining
-        inside = set(folder.rglob("*.py"))
+        inside = {p for p in folder.rglob("*.py") if p.name != "__init__.py"}
         if inside and inside <= remaining:
             deps.append(folder.relative_to(ROOT).as_posix())
             remaining -= inside

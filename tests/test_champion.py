@@ -14,8 +14,8 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from ugan.tracking import champion as champ
-from ugan.tracking.champion import Candidate, RegistryError
+from ugan.pipeline import champion as champ
+from ugan.pipeline.champion import Candidate, RegistryError
 
 
 @pytest.fixture(scope="module")

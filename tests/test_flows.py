@@ -28,6 +28,7 @@ import pytest
 import yaml
 from test_pipeline import TINY, _merge
 
+from ugan.pipeline import champion as champ
 from ugan.pipeline.flows import (
     FLOW_NAME,
     StageError,
@@ -38,7 +39,6 @@ from ugan.pipeline.flows import (
     outcome,
     run_stage,
 )
-from ugan.tracking import champion as champ
 from ugan.tracking.pipeline_run import (
     PARENT_ENV,
     PIPELINE_ENV,

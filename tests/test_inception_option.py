@@ -21,12 +21,12 @@ from ugan.core.io import save_checkpoint
 from ugan.core.paths import RunLayout
 from ugan.data.prepared import HELDOUT, TRAIN, PreparedData
 from ugan.evaluation.evaluate import evaluate_run
-from ugan.evaluation.fidelity import (
+from ugan.evaluation.features import (
     INCEPTION_NAME,
-    FidelityEvaluator,
     FidelityInputError,
     FidelityWeightsError,
 )
+from ugan.evaluation.fidelity import FidelityEvaluator
 from ugan.nets.dcgan import ArchConfig, Generator
 from ugan.nets.generator_file import generator_payload
 from ugan.tracking.stage_run import StageRun

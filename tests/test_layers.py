@@ -70,7 +70,10 @@ def test_few_modules_sit_directly_in_the_package():
 
 
 @pytest.mark.parametrize("package", [m for m in all_modules() if module_file(m).stem == "__init__"])
-def test_package_init_files_import_nothing_from_ugan(package):
-    tree = ast.parse(module_file(package).read_text())
-    imports = [n for n in ast.walk(tree) if isinstance(n, ast.Import | ast.ImportFrom)]
-    assert not imports, f"{package}/__init__.py imports: import the module you need directly"
+def test_package_init_files_hold_a_docstring_only(package):
+    """Nothing to run: importing one module never drags in its siblings, and the DVC deps may
+    leave __init__ files out (tests/importgraph.py)."""
+    body = ast.parse(module_file(package).read_text()).body
+    code = [n for n in body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))]
+    code = [n for n in code if not (isinstance(n, ast.Assign) and package == "ugan")]  # __version__
+    assert not code, f"{package}/__init__.py runs code: import the module you need directly"

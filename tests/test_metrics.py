@@ -14,15 +14,17 @@ from torch import nn
 
 from ugan.core.io import save_checkpoint
 from ugan.data.prepared import to_float
-from ugan.evaluation import fidelity
-from ugan.evaluation.fidelity import (
+from ugan.evaluation import features
+from ugan.evaluation.features import (
     EXTRACTOR_NAME,
+    ClassifierFeatureExtractor,
+    FidelityInputError,
+)
+from ugan.evaluation.fidelity import (
     METRIC_KEYS,
     MIN_SAMPLES,
-    ClassifierFeatureExtractor,
     FidelityCacheError,
     FidelityEvaluator,
-    FidelityInputError,
     floor_metrics,
     validate_images,
 )
@@ -330,7 +332,7 @@ def test_floor_metrics_scores_train_against_heldout(clf_path, reference):
 def test_module_registers_extractor_once():
     from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
-    fidelity._register_extractor()  # idempotent: no "already registered" error
+    features._register_extractor()  # idempotent: no "already registered" error
     assert FEATURE_EXTRACTORS_REGISTRY[EXTRACTOR_NAME] is ClassifierFeatureExtractor
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
+import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -154,6 +155,18 @@ def test_full_pipeline_runs_every_stage_and_writes_the_report(project):
     assert "## Mode-coverage benchmarks" in report and "| gan-unbalanced" in report
     # DVC's plots render from the declared files.
     _sh(["dvc", "plots", "show", "--json"], p, proj.env)
+
+
+def test_pretrain_dae_trains_nothing_when_no_run_uses_rfgan(project):
+    proj, output = project
+    assert "pretrain_dae: no run uses rfgan, nothing to train" in output
+    assert "unneeded" in torch.load(proj.path / "models/dae.pt", weights_only=True)
+    assert json.loads((proj.path / "metrics/dae.json").read_text()) == {"steps": 0}
+    assert not list((proj.path / "runs/dae/samples").glob("*.png"))
+    client = mlflow.MlflowClient(proj.env["MLFLOW_TRACKING_URI"])
+    experiment = client.get_experiment_by_name("ugan")
+    (dae,) = client.search_runs([experiment.experiment_id], "attributes.run_name = 'pretrain_dae'")
+    assert dae.data.tags["ugan.skipped"] == "no run uses rfgan" and not dae.data.metrics
 
 
 def test_every_stage_is_one_mlflow_run_grouped_by_pipeline(project):

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ugan.reporting.report import RunInfo, build_report, load_run, pair_runs
+from ugan.reporting.assemble import build_report
+from ugan.reporting.comparisons import pair_runs
+from ugan.reporting.inputs import RunInfo, load_run
 
 STEPS = [200, 400, 600, 800, 1000, 1200, 1400, 1600]
 # Ordinary: slow start. Unbalanced: low FID from the first checkpoint.

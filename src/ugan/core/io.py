@@ -1,4 +1,4 @@
-"""Atomic writes and safe loads.
+"""Atomic writes, safe loads, and file digests.
 
 Every file the pipeline produces goes through `atomic_write`: the bytes land in a temporary
 file in the destination folder and are renamed into place only once complete, so a crash or a
@@ -9,6 +9,7 @@ full disk never leaves a half-written file under the final name. Loads use
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import os
@@ -78,3 +79,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if not isinstance(payload, dict):
         raise CheckpointError(f"checkpoint {path} holds {type(payload).__name__}, expected a dict")
     return payload
+
+
+def file_digest(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

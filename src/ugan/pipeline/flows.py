@@ -4,7 +4,7 @@ Prefect does not know the DAG: the stages and their order come from DVC (the pla
 itself follows), and each task runs one stage with `dvc repro --single-item`, so caching stays
 DVC's. Prefect adds retries for transient faults, the schedule, and a UI to watch runs. After the
 stages, the best generator of this execution is compared with the registry's champion
-(`ugan.tracking.champion`); the decision and both scores go on the pipeline's parent MLflow run
+(`ugan.pipeline.champion`); the decision and both scores go on the pipeline's parent MLflow run
 and into
 the flow's result.
 
@@ -32,7 +32,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run, task_run
 
 from ugan.config.load import load_params
-from ugan.tracking import champion
+from ugan.pipeline import champion
 from ugan.tracking.pipeline_run import (
     PARENT_ENV,
     PIPELINE_ENV,

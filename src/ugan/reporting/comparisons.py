@@ -26,7 +26,7 @@ UNBALANCED_INIT = "vae"
 
 
 def role(init: str) -> str:
-    """"ordinary" / "unbalanced" for the two inits that are paired; other inits as they are."""
+    """ "ordinary" / "unbalanced" for the two inits that are paired; other inits as they are."""
     return {ORDINARY_INIT: "ordinary", UNBALANCED_INIT: "unbalanced"}.get(init, init)
 
 
@@ -95,7 +95,9 @@ def best_fid(run: LoadedRun) -> tuple[float, int | None]:
     """(best FID, the checkpoint step of the lowest FID in fidelity.csv); metrics.json's
     "best_fid" wins over the CSV minimum when recorded."""
     finite_fid = np.isfinite(run.fid)
-    step = int(run.fid_steps[finite_fid][np.argmin(run.fid[finite_fid])]) if finite_fid.any() else None
+    step = (
+        int(run.fid_steps[finite_fid][np.argmin(run.fid[finite_fid])]) if finite_fid.any() else None
+    )
     recorded = run.metrics.get("best_fid")
     if finite(recorded):
         return float(recorded), step

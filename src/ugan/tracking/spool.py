@@ -18,6 +18,7 @@ from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
 from ugan.core.paths import SPOOL_ROOT
+from ugan.tracking.store import experiment_id
 
 
 class Spool:
@@ -64,14 +65,10 @@ def replay(spool_dir: Path, client: MlflowClient) -> str:
         if op == "start":
             run_id = event.get("run_id")
             if run_id is None:
-                experiment = client.get_experiment_by_name(event["experiment"])
-                experiment_id = (
-                    experiment.experiment_id
-                    if experiment is not None
-                    else client.create_experiment(event["experiment"])
-                )
                 run_id = client.create_run(
-                    experiment_id, tags=event["tags"], run_name=event["tags"]["mlflow.runName"]
+                    experiment_id(client, event["experiment"]),
+                    tags=event["tags"],
+                    run_name=event["tags"]["mlflow.runName"],
                 ).info.run_id
                 params = [Param(k, v) for k, v in event["params"].items()]
                 for start in range(0, len(params), 100):

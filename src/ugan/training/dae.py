@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ugan.config.schema import DAEParams
+from ugan.config.schema import DAEParams, PerfParams
 from ugan.core.io import save_checkpoint
 from ugan.core.paths import RESUME_ROOT
 from ugan.core.runtime import seed_everything
@@ -19,7 +19,8 @@ from ugan.data.prepared import PreparedData, model_input
 from ugan.models.dae import DenoisingAE, denoising_loss
 from ugan.nets.dcgan import ArchConfig
 from ugan.tracking.stage_run import StageRun
-from ugan.training.loop import run_pretraining
+from ugan.training.accel import Accel
+from ugan.training.loop import OptimizerTask, Schedule, run_loop
 from ugan.training.resume import ResumeStore
 
 _FREE = {"steps", "log_every", "sample_every"}  # may change across a resume
@@ -39,6 +40,7 @@ def pretrain_dae(
     resume_root: Path = RESUME_ROOT,
     render: Callable[[torch.Tensor, Path], Path] | None = None,
     store_name: str = "pretrain_dae",
+    perf: PerfParams | None = None,
 ) -> dict:
     """Train the DAE of `arch` (conv or MLP family) on `data.train`; `render` draws the
     held-out (clean, noisy, reconstructed) samples."""
@@ -64,20 +66,11 @@ def pretrain_dae(
     def losses(x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"loss": denoising_loss(dae, x, y if conditional else None, params.noise_std)}
 
-    run_pretraining(
-        "pretrain_dae",
-        dae,
-        optim,
-        batches,
-        store,
-        tracker,
-        steps=params.steps,
-        log_every=params.log_every,
-        save_every=params.sample_every,
-        samples_dir=samples_dir,
-        losses=losses,
-        prefix="dae",
-    )
+    task = OptimizerTask("pretrain_dae", dae, optim, losses, prefix="dae", samples_dir=samples_dir)
+    schedule = Schedule(params.steps, params.log_every, params.sample_every)
+    accel = Accel.from_params(perf, device)  # the speed policy of every training stage
+    task = accel.prepare(task, batches)  # fused Adam, channels_last, compile
+    run_loop(task, batches, store, tracker, schedule, accel=accel)
 
     metrics = heldout_metrics(dae, data, params.noise_std, samples_dir, tracker, device, render)
     save_checkpoint(

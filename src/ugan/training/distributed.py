@@ -2,9 +2,9 @@
 
     torchrun --standalone --nproc_per_node=2 -m ugan.training.distributed dcgan  # = train_gan@dcgan
 
-Every process runs the ordinary training loop (`ugan.training.gan.train_gan`) on its shard of each
-global batch; `data_parallel(group)` is the hook that makes the processes one model, with the
-semantics of DistributedDataParallel:
+Every process runs what the stage runs (`ugan.training.gan_run.run_train_gan`, the one training
+loop) on its shard of each global batch; `data_parallel(group)` is the hook that makes the
+processes one model, with the semantics of DistributedDataParallel:
 
 - start: rank 0's parameters and buffers are broadcast to every rank;
 - data: each global batch of `gan.batch_size` (the single-process batch) is split into
@@ -20,10 +20,10 @@ Why not the `nn.parallel.DistributedDataParallel` wrapper itself: methods call t
 directly (and checkpoints need the bare net classes), run the discriminator twice before one
 backward, and gradient penalties differentiate twice, which the wrapper does not support.
 
-BatchNorm: every BatchNorm becomes a synchronised one (torch's SyncBatchNorm on CUDA, this
-module's GlooSyncBatchNorm on the CPU, where torch has none), so statistics are those of the
-global batch, as in one process: a data-parallel run matches a single-process run up to float
-rounding.
+BatchNorm: every BatchNorm becomes a synchronised one (torch's SyncBatchNorm on CUDA,
+`ugan.training.syncbn.GlooSyncBatchNorm` on the CPU, where torch has none), so statistics are
+those of the global batch, as in one process: a data-parallel run matches a single-process run
+up to float rounding.
 Dropout: the ranks share one RNG stream (that is what keeps the noise in step), so the shards of
 one batch get the same dropout masks.
 
@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import functools
 import hashlib
 import json
 import os
@@ -51,8 +52,15 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ugan.config.load import load_params
+from ugan.config.schema import Params
 from ugan.core.errors import UserError
+from ugan.core.io import atomic_write_json
+from ugan.core.paths import PARAMS_FILE, RESUME_ROOT, RunLayout
+from ugan.core.runtime import resolve_device
 from ugan.training.accel import modules_of, optimizers_of
+from ugan.training.gan_run import run_train_gan, stage_run
+from ugan.training.syncbn import SYNC_BATCHNORM, revert_sync_batchnorm, to_sync_batchnorm
 
 BACKENDS = {"cpu": "gloo", "cuda": "nccl"}  # device type → process-group backend
 TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
@@ -82,8 +90,6 @@ class Group:
 def process_group(device: str = "auto", timeout_s: float = 600) -> Iterator[Group]:
     """Join the process group torchrun set up (env:// rendezvous): gloo on the CPU, nccl on
     CUDA with one GPU per local rank. `device` is params' `device` (auto | cpu | cuda)."""
-    from ugan.core.runtime import resolve_device
-
     missing = [name for name in TORCHRUN_ENV if name not in os.environ]
     if missing:
         raise NotLaunchedError(
@@ -241,125 +247,14 @@ class _PlainModelRun:
         self.tracker.log_torch_model(revert_sync_batchnorm(model), name, input_example)
 
 
-class _SyncBatchNormFunction(torch.autograd.Function):
-    """Batch norm over the union of every rank's batch, in plain tensor ops (so it runs under
-    gloo on the CPU): forward all-reduces each channel's sum, sum of squares and count, backward
-    the sums of dy and dy·x̂ — the maths of torch.nn.SyncBatchNorm. The weight and bias
-    gradients stay local: the optimizer hook averages them with the other gradients."""
-
-    @staticmethod
-    def forward(ctx, x, weight, bias, running_mean, running_var, eps: float, momentum: float):
-        dims = [0, *range(2, x.dim())]
-        shape = [1, x.shape[1]] + [1] * (x.dim() - 2)
-        channels = x.shape[1]
-        xd = x.double()
-        count = torch.tensor([x.numel() / channels], dtype=torch.float64, device=x.device)
-        stats = torch.cat([xd.sum(dims), xd.square().sum(dims), count])
-        dist.all_reduce(stats)
-        total = stats[-1]
-        mean = stats[:channels] / total
-        var = (stats[channels : 2 * channels] / total - mean.square()).clamp_min(0)
-        invstd = (var + eps).rsqrt()
-        if running_mean is not None:
-            running_mean.mul_(1 - momentum).add_(mean.to(running_mean.dtype), alpha=momentum)
-            unbiased = (var * total / (total - 1)).to(running_var.dtype)
-            running_var.mul_(1 - momentum).add_(unbiased, alpha=momentum)
-        xhat = ((xd - mean.view(shape)) * invstd.view(shape)).to(x.dtype)
-        ctx.save_for_backward(xhat, weight, invstd.to(x.dtype))
-        ctx.total = float(total)
-        out = xhat
-        if weight is not None:
-            out = out * weight.view(shape) + bias.view(shape)
-        return out
-
-    @staticmethod
-    def backward(ctx, dy):
-        xhat, weight, invstd = ctx.saved_tensors
-        dims = [0, *range(2, dy.dim())]
-        shape = [1, dy.shape[1]] + [1] * (dy.dim() - 2)
-        sum_dy, sum_dy_xhat = dy.sum(dims), (dy * xhat).sum(dims)
-        grad_weight = sum_dy_xhat.clone() if weight is not None else None
-        grad_bias = sum_dy.clone() if weight is not None else None
-        reduced = torch.cat([sum_dy, sum_dy_xhat])
-        dist.all_reduce(reduced)
-        mean_dy, mean_dy_xhat = (reduced / ctx.total).chunk(2)
-        scale = invstd if weight is None else invstd * weight
-        dx = (dy - mean_dy.view(shape) - xhat * mean_dy_xhat.view(shape)) * scale.view(shape)
-        return dx.to(xhat.dtype), grad_weight, grad_bias, None, None, None, None
-
-
-class GlooSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
-    """SyncBatchNorm for any device (torch's own runs on CUDA only). Outside training, or with
-    one rank, it is plain batch norm."""
-
-    def _check_input_dim(self, input: torch.Tensor) -> None:
-        if input.dim() < 2:
-            raise ValueError(f"expected at least 2D input (got {input.dim()}D input)")
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
-            return super().forward(x)
-        if self.track_running_stats:
-            self.num_batches_tracked.add_(1)
-        return _SyncBatchNormFunction.apply(
-            x,
-            self.weight,
-            self.bias,
-            self.running_mean if self.track_running_stats else None,
-            self.running_var if self.track_running_stats else None,
-            self.eps,
-            self.momentum if self.momentum is not None else 0.1,
-        )
-
-
-SYNC_BATCHNORM = {"cuda": nn.SyncBatchNorm, "cpu": GlooSyncBatchNorm}  # device type → class
-
-
-def _swap_batchnorm(module: nn.Module, make: Callable[[nn.Module], nn.Module | None]) -> None:
-    for name, child in module.named_children():
-        replacement = make(child)
-        if replacement is None:
-            _swap_batchnorm(child, make)
-            continue
-        # The same Parameter and buffer objects: optimizers keep updating them.
-        for key, param in child.named_parameters(recurse=False):
-            setattr(replacement, key, param)
-        for key, buffer in child.named_buffers(recurse=False):
-            setattr(replacement, key, buffer)
-        replacement.train(child.training)
-        setattr(module, name, replacement)
-
-
-def to_sync_batchnorm(module: nn.Module, sync_class: type = nn.SyncBatchNorm) -> nn.Module:
-    """BatchNorm1d / 2d layers → `sync_class` (same parameter objects), in place; each
-    remembers its class for `revert_sync_batchnorm`."""
-
-    def make(child: nn.Module) -> nn.Module | None:
-        if not isinstance(child, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            return None
-        sync = sync_class(
-            child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats
-        )
-        sync.plain_class = type(child)
-        return sync
-
-    _swap_batchnorm(module, make)
-    return module
-
-
-def revert_sync_batchnorm(module: nn.Module) -> nn.Module:
-    """SyncBatchNorm layers back to the BatchNorm class they came from (same state), in place."""
-
-    def make(child: nn.Module) -> nn.Module | None:
-        if not isinstance(child, tuple(SYNC_BATCHNORM.values())):
-            return None
-        plain = getattr(child, "plain_class", nn.BatchNorm2d)
-        return plain(
-            child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats
-        )
-
-    _swap_batchnorm(module, make)
-    return module
+@contextlib.contextmanager
+def _rank_tracker(p: Params, run_key: str, group: Group, tracked: dict) -> Iterator:
+    """Rank 0: the run's MLflow stage run; other ranks: a NullRun."""
+    if not group.is_main:
+        yield NullRun()
+        return
+    with stage_run(p, run_key, tracked) as tracker:
+        yield _PlainModelRun(tracker)
 
 
 # -- the entry point -----------------------------------------------------------------------
@@ -371,50 +266,21 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
         description="train one run of params.yaml data-parallel over the torchrun processes",
     )
     parser.add_argument("run_key", help="a key of `runs:` in params.yaml")
-    parser.add_argument("--params", default="params.yaml", help="params file")
+    parser.add_argument("--params", default=str(PARAMS_FILE), help="params file")
     parser.add_argument("--out", default=None, help="run folder (default: runs/RUN_KEY)")
     return parser.parse_args(argv)
 
 
 def main(*argv: str) -> None:
-    from ugan.config.load import load_params
-    from ugan.core.digests import file_digest
-    from ugan.core.io import atomic_write_json, load_checkpoint
-    from ugan.core.paths import RESUME_ROOT, RunLayout
-    from ugan.data.prepared import load_prepared
-    from ugan.tracking.stage_run import StageRun
-    from ugan.training.gan import train_gan
-
+    """What each torchrun process runs: the stage's run (`run_train_gan`) on this rank's device
+    and shard; rank 0 adds every rank's parameter digest to the summary."""
     args = _arguments(list(argv))
     p = load_params(args.params)
-    run = p.run(args.run_key)
-    init_path, data_path = f"models/init/{run.init}.pt", "data/prepared/dataset.npz"
-    init, data = load_checkpoint(init_path), load_prepared(data_path)
-    arch = p.model.arch(p.data.image_size, data.shape[0], data.num_classes)
     with process_group(p.device) as group, tempfile.TemporaryDirectory() as scratch:
         out_dir = Path(args.out or Path("runs") / args.run_key)
         if not group.is_main:
             out_dir = Path(scratch) / "run"
         parallel = {"world_size": group.world, "backend": group.backend}
-        tracked = {
-            "run": p.runs[args.run_key].model_dump(exclude_none=True),
-            "gan": run.gan.model_dump(),
-            "model": p.model.model_dump(),
-            "perf": p.perf.model_dump(),
-            "device": str(group.device),
-            "data_parallel": parallel,
-        }
-        tracker_cm = (
-            StageRun(
-                "train_gan",
-                tracked,
-                run_key=args.run_key,
-                experiment=p.tracking.experiment,
-                log_models=p.tracking.log_models,
-            )
-            if group.is_main
-            else contextlib.nullcontext(NullRun())
-        )
         holder: dict = {}
         hook = data_parallel(group)
 
@@ -422,27 +288,18 @@ def main(*argv: str) -> None:
             holder["method"] = hook(method, batches)
             return holder["method"]
 
-        with tracker_cm as tracker:
-            tracker.set_tags({"ugan.init": run.init, "ugan.world_size": group.world})
-            train_gan(
-                args.run_key,
-                run,
-                arch,
-                data,
-                init,
-                out_dir,
-                _PlainModelRun(tracker) if group.is_main else tracker,
-                init_std=p.model.init_std,
-                device=group.device,
-                fingerprint={
-                    "data": file_digest(data_path),
-                    "init_file": file_digest(init_path),
-                    "world_size": group.world,
-                },
-                resume_root=RESUME_ROOT / f"ddp{group.world}" / f"rank{group.rank}",
-                perf=p.perf,
-                wrap=wrap,
-            )
+        run_train_gan(
+            p,
+            args.run_key,
+            device=group.device,
+            out_dir=out_dir,
+            resume_root=RESUME_ROOT / f"ddp{group.world}" / f"rank{group.rank}",
+            wrap=wrap,
+            tracked={"data_parallel": parallel},
+            tags={"ugan.world_size": group.world},
+            fingerprint={"world_size": group.world},
+            open_tracker=functools.partial(_rank_tracker, p, args.run_key, group),
+        )
         digest = parameter_digest(modules_of(holder["method"].method))
         digests: list = [None] * group.world
         dist.all_gather_object(digests, digest)
@@ -456,10 +313,17 @@ def main(*argv: str) -> None:
 
 
 def run() -> None:
-    from ugan.pipeline.stage import entry_point
-
-    entry_point(main)()
+    """`python -m ugan.training.distributed`: like a stage's entry point, a user error is one
+    line `error: …` and exit 2, Ctrl-C / SIGTERM exit 130, anything else keeps its traceback."""
+    try:
+        main(*sys.argv[1:])
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":
-    sys.exit(run())
+    run()

@@ -1,34 +1,31 @@
-"""The training loop shared by every method: steps, checkpoint and sample cadence, per-step
-losses to CSV and MLflow, resume, clean stops, and a guard against non-finite losses.
+"""A GAN run: its method (from `ugan.methods.table`), trained by the one loop
+(`ugan.training.loop`); per-step losses to losses.csv, generator checkpoints and sample grids at
+the checkpoint cadence, a summary and the generator as an MLflow model at the end.
 What one step does (D / G updates, n_critic, penalties) belongs to the method."""
 
 from __future__ import annotations
 
 import csv
 import io
-import math
-import sys
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from ugan.config.schema import PerfParams, ResolvedRun
-from ugan.core.errors import InputError, NonFiniteLossError
+from ugan.core.errors import InputError
 from ugan.core.io import atomic_write_json, atomic_write_text, save_checkpoint
 from ugan.core.paths import RESUME_ROOT, RunLayout
-from ugan.core.runtime import progress
 from ugan.data.batches import InfiniteBatches
 from ugan.data.images import save_grid
 from ugan.data.prepared import PreparedData
 from ugan.methods.table import get_method
-from ugan.nets.dcgan import ArchConfig
-from ugan.nets.dcgan import one_hot
+from ugan.nets.dcgan import ArchConfig, one_hot
 from ugan.nets.generator_file import generator_payload, noise, sample
 from ugan.tracking.stage_run import StageRun
-from ugan.training.accel import Accel, LossBuffer
-from ugan.training.resume import ResumeStore, StopRequest, capture_rng, restore_rng
+from ugan.training.accel import Accel
+from ugan.training.loop import Schedule, Task, run_loop
+from ugan.training.resume import ResumeStore
 
 
 def _write_losses(path: Path, rows: list[dict]) -> None:
@@ -67,27 +64,57 @@ def resume_fingerprint(run_key: str, run: ResolvedRun, arch: ArchConfig, extra: 
     return {"run": run_key, "init": run.init, "arch": arch.to_dict(), **gan, **extra}
 
 
-def _snapshot(method, batches: InfiniteBatches, rows: list[dict], run_id) -> dict:
-    columns = list(rows[0]) if rows else []
-    return {
-        "method": method.state_dict(),
-        "batches": batches.state_dict(),
-        "rng": capture_rng(),
-        "loss_columns": columns,
-        "losses": torch.tensor([[float(r[c]) for c in columns] for r in rows], dtype=torch.float64),
-        "mlflow_run_id": run_id or "",
-    }
+class GANTask(Task):
+    """A method in the loop. Its part of the resume state is the method's state and the loss
+    rows so far (losses.csv is rewritten from them at each checkpoint)."""
 
+    def __init__(self, run_key, method, layout: RunLayout, tracker, render, z_fixed) -> None:
+        self.name = f"train_gan@{run_key}"
+        self.method, self.layout, self.tracker = method, layout, tracker
+        self.render, self.z_fixed = render, z_fixed
+        self.rows: list[dict] = []
 
-def _restore(method, batches: InfiniteBatches, state: dict) -> list[dict]:
-    method.load_state_dict(state["method"])
-    batches.load_state_dict(state["batches"])
-    restore_rng(state["rng"])
-    columns = state["loss_columns"]
-    return [
-        {"step": int(row[0]), **{c: f"{v:.6g}" for c, v in zip(columns[1:], row[1:], strict=True)}}
-        for row in state["losses"].tolist()
-    ]
+    def train_step(self, next_batch):
+        return self.method.train_step(next_batch)
+
+    def state_dict(self) -> dict:
+        columns = list(self.rows[0]) if self.rows else []
+        losses = [[float(r[c]) for c in columns] for r in self.rows]
+        return {
+            "method": self.method.state_dict(),
+            "loss_columns": columns,
+            "losses": torch.tensor(losses, dtype=torch.float64),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.method.load_state_dict(state["method"])
+        columns = state["loss_columns"]
+        self.rows = [
+            {
+                "step": int(row[0]),
+                **{c: f"{v:.6g}" for c, v in zip(columns[1:], row[1:], strict=True)},
+            }
+            for row in state["losses"].tolist()
+        ]
+
+    def on_start(self, step: int) -> None:
+        self.layout.discard_after(step)
+
+    def on_record(self, step: int, losses: dict[str, float]) -> None:
+        self.rows.append({"step": step, **{k: f"{v:.6g}" for k, v in losses.items()}})
+
+    def postfix(self, averages: dict[str, float], losses: dict[str, float]) -> dict[str, str]:
+        return {k: f"{losses[k]:.3f}" for k in ("d_loss", "g_loss") if k in losses}
+
+    def on_save(self, step: int) -> None:
+        generator = self.method.generator
+        save_checkpoint(
+            self.layout.checkpoint_path(step),
+            generator_payload(generator, self.method.prior, step=step),
+        )
+        grid = self.render(sample(generator, self.z_fixed), self.layout.sample_path(step))
+        self.tracker.log_artifact(grid, "samples")
+        _write_losses(self.layout.losses_csv, self.rows)
 
 
 def train_gan(
@@ -132,99 +159,21 @@ def train_gan(
         resume_root,
     )
 
-    def save_generator(step: int) -> None:
-        payload = generator_payload(method.generator, method.prior, step=step)
-        save_checkpoint(layout.checkpoint_path(step), payload)
+    task = GANTask(run_key, method, layout, tracker, render, z_fixed)
+    schedule = Schedule(
+        cfg.steps, cfg.log_every, cfg.checkpoint_every, cfg.nonfinite_retries, cfg.seed
+    )
+    run_loop(task, batches, store, tracker, schedule, label=run_key, accel=accel)
 
-    with store, StopRequest() as stop, accel.backends():
-        state = store.latest()
-        rows: list[dict] = _restore(method, batches, state) if state else []
-        step = state["step"] if state else 0
-        layout.discard_after(step)
-        if state:
-            tracker.mark_interrupted(state.get("mlflow_run_id"))
-            tracker.set_tags({"ugan.resumed_from_step": step})
-            print(f"resuming {run_key} from step {step}", file=sys.stderr)
-        retries_left = cfg.nonfinite_retries
-        window: dict[str, list[float]] = {}
-        # Losses stay on the device until a log / checkpoint step when accel.defer_sync (CUDA):
-        # the non-finite guard then fires there at the latest, always before a checkpoint.
-        pending = LossBuffer()
-
-        def record(flushed: list[tuple[int, dict[str, float]]]) -> tuple[int, dict] | None:
-            """Append flushed steps to the rows and log them; stop at the first non-finite
-            one and return (its step, its bad values)."""
-            nonlocal window
-            for at, values in flushed:
-                bad = {k: v for k, v in values.items() if not math.isfinite(v)}
-                if bad:
-                    return at, bad
-                rows.append({"step": at, **{k: f"{v:.6g}" for k, v in values.items()}})
-                for key, value in values.items():
-                    window.setdefault(key, []).append(value)
-                if at % cfg.log_every == 0 or at == cfg.steps:
-                    tracker.log_metrics({k: sum(v) / len(v) for k, v in window.items()}, step=at)
-                    window = {}
-                    shown = {k: f"{values[k]:.3f}" for k in ("d_loss", "g_loss") if k in values}
-                    bar.set_postfix(shown, refresh=False)
-            return None
-
-        with progress(cfg.steps, f"train_gan@{run_key}") as bar:
-            bar.update(step)
-            while step < cfg.steps:
-                try:
-                    stop.check()
-                except KeyboardInterrupt:
-                    if record(pending.flush()) is None:  # never save a state past a NaN
-                        store.save(step, _snapshot(method, batches, rows, tracker.run_id))
-                        print(f"stopped at step {step}; state saved for resume", file=sys.stderr)
-                    raise
-                with accel.autocast():
-                    losses = method.train_step(batches.next)
-                step += 1
-                pending.add(step, losses)
-                bar.update(1)
-                checkpoint = step % cfg.checkpoint_every == 0 or step == cfg.steps
-                if accel.defer_sync and not (checkpoint or step % cfg.log_every == 0):
-                    continue
-                nonfinite = record(pending.flush())
-                if nonfinite is not None:
-                    bad_step, bad = nonfinite
-                    message = f"run {run_key}: non-finite loss at step {bad_step}: {bad}"
-                    previous = store.latest() if retries_left > 0 else None
-                    if previous is None:
-                        raise NonFiniteLossError(message)
-                    retries_left -= 1
-                    attempt = cfg.nonfinite_retries - retries_left
-                    rows = _restore(method, batches, previous)
-                    step = previous["step"]
-                    # Same state, other noise: a deterministic replay would hit the same NaN.
-                    torch.manual_seed(cfg.seed + 7919 * attempt)
-                    warnings.warn(
-                        f"{message}; rolled back to step {step}, {retries_left} retries left",
-                        stacklevel=1,
-                    )
-                    tracker.log_metrics({"nonfinite_rollbacks": attempt}, step=step)
-                    bar.reset(cfg.steps)
-                    bar.update(step)
-                    continue
-                if checkpoint:
-                    save_generator(step)
-                    grid = render(sample(method.generator, z_fixed), layout.sample_path(step))
-                    tracker.log_artifact(grid, "samples")
-                    _write_losses(layout.losses_csv, rows)
-                    store.save(step, _snapshot(method, batches, rows, tracker.run_id))
-
-    d = [float(r["d_loss"]) for r in rows]
-    g = [float(r["g_loss"]) for r in rows]
+    last = task.rows[-1]
     summary = {
         "run": run_key,
         "method": cfg.method,
         "init": run.init,
         "loss": cfg.loss,
         "steps": cfg.steps,
-        "d_loss_final": d[-1],
-        "g_loss_final": g[-1],
+        "d_loss_final": float(last["d_loss"]),
+        "g_loss_final": float(last["g_loss"]),
         "checkpoints": layout.checkpoint_steps(),
     }
     atomic_write_json(layout.summary, summary)

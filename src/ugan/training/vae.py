@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from ugan.config.schema import VAEParams
+from ugan.config.schema import PerfParams, VAEParams
 from ugan.core.io import save_checkpoint
 from ugan.core.paths import RESUME_ROOT
 from ugan.core.runtime import seed_everything
@@ -18,7 +18,8 @@ from ugan.models.vae import VAE, vae_loss
 from ugan.nets.dcgan import ArchConfig
 from ugan.nets.generator_file import noise, sample
 from ugan.tracking.stage_run import StageRun
-from ugan.training.loop import run_pretraining
+from ugan.training.accel import Accel
+from ugan.training.loop import OptimizerTask, Schedule, run_loop
 from ugan.training.resume import ResumeStore
 
 # Params that may change across a resume (extending a run, other logging cadence).
@@ -39,6 +40,7 @@ def pretrain_vae(
     resume_root: Path = RESUME_ROOT,
     render: Callable[[torch.Tensor, Path], Path] = save_grid,
     store_name: str = "pretrain_vae",
+    perf: PerfParams | None = None,
     num_samples: int = 64,
 ) -> dict:
     """Train the VAE of `arch` (conv or MLP family) on `data.train`; `render` draws samples
@@ -74,22 +76,20 @@ def pretrain_vae(
         path = render(sample(vae.decoder, z_fixed), samples_dir / f"step_{step:06d}.png")
         tracker.log_artifact(path, "samples")
 
-    run_pretraining(
+    task = OptimizerTask(
         "pretrain_vae",
         vae,
         optim,
-        batches,
-        store,
-        tracker,
-        steps=params.steps,
-        log_every=params.log_every,
-        save_every=params.sample_every,
-        samples_dir=samples_dir,
-        losses=losses,
+        losses,
         prefix="vae",
+        samples_dir=samples_dir,
         shown="{:.1f}",
         on_save=save_samples,
     )
+    schedule = Schedule(params.steps, params.log_every, params.sample_every)
+    accel = Accel.from_params(perf, device)  # the speed policy of every training stage
+    task = accel.prepare(task, batches)  # fused Adam, channels_last, compile
+    run_loop(task, batches, store, tracker, schedule, accel=accel)
 
     # Held-out reconstructions: the honest check that the VAE learned the data.
     with torch.no_grad():

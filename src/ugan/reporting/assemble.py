@@ -1,0 +1,127 @@
+"""The report's entry point: `build_report` reads every run, compares the pairs, and writes into
+one folder ``report.md``, ``fid.png``, ``is.png``, ``losses.png``, ``samples.png`` and
+``summary.json``, every file atomically.
+
+Runs are ordered pair by pair (ordinary, then unbalanced), then the runs without a pair; every
+table, legend and summary entry follows that order. summary.json is JSON-safe: numpy values
+become Python ones, NaN and inf become null, paths become strings.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ugan.core.io import atomic_write_json, atomic_write_text
+from ugan.reporting.claims import claims_table
+from ugan.reporting.comparisons import (
+    best_fid,
+    compare_pair,
+    final_numbers,
+    floor_numbers,
+    pair_runs,
+    role,
+    verdict_line,
+)
+from ugan.reporting.figures import FIGURES, draw_figures
+from ugan.reporting.inputs import LoadedRun, RunInfo, read_run
+from ugan.reporting.markdown import render_report
+
+
+def build_report(
+    runs: list[RunInfo],
+    out_dir: Path,
+    *,
+    early_checkpoints: int = 3,
+    smoothing: int = 25,
+    sample_columns: int = 5,
+    modes: dict | None = None,
+) -> dict:
+    """Write report.md, fid.png, is.png, losses.png, samples.png and summary.json into
+    `out_dir` and return the summary dict (the content of summary.json).
+
+    summary = {"runs": {key: per-run numbers}, "pairs": [per-pair comparison],
+               "unpaired": [keys], "files": {...}, "early_checkpoints": .., "smoothing": ..}
+    """
+    if not runs:
+        raise ValueError("build_report needs at least one run")
+    keys = [r.key for r in runs]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"duplicate run keys: {keys}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    pairs = pair_runs(runs)
+    paired_keys = [k for o, u in pairs for k in (o.key, u.key)]
+    unpaired = [k for k in keys if k not in paired_keys]
+    order = paired_keys + unpaired
+    loaded = {r.key: read_run(r) for r in runs}
+    ordered = [loaded[k] for k in order]
+    comparisons = [compare_pair(loaded[o.key], loaded[u.key], early_checkpoints) for o, u in pairs]
+    for cmp in comparisons:
+        cmp["verdict"] = verdict_line(cmp)
+
+    draw_figures(ordered, out_dir, smoothing, sample_columns)
+
+    claims = claims_table(comparisons)
+    summary = _json_safe(
+        {
+            "runs": {run.key: _run_summary(run) for run in ordered},
+            "pairs": comparisons,
+            "claims": claims,
+            "unpaired": unpaired,
+            "early_checkpoints": early_checkpoints,
+            "smoothing": smoothing,
+            "files": {"report": "report.md", "summary": "summary.json", **FIGURES},
+        }
+    )
+    markdown = render_report(
+        ordered, comparisons, claims, unpaired, early_checkpoints, smoothing, modes
+    )
+    atomic_write_text(out_dir / "report.md", markdown)
+    atomic_write_json(out_dir / "summary.json", summary)
+    return summary
+
+
+def _run_summary(run: LoadedRun) -> dict[str, Any]:
+    """summary.json's entry of one run."""
+    best, best_step = best_fid(run)
+    return {
+        "init": run.info.init,
+        "loss": run.info.loss,
+        "method": run.info.method,
+        "role": role(run.info.init),
+        "steps": run.fid_steps,
+        "fid": run.fid,
+        "isc_mean": run.isc_mean,
+        "kid_mean": run.kid_mean,
+        "final": final_numbers(run),
+        "best_fid": best,
+        "best_fid_step": best_step,
+        "losses": run.loss_stats,
+        "floor": floor_numbers(run),
+        "last_step": int(run.loss_steps[-1]) if len(run.loss_steps) else None,
+        "sample_steps": list(run.samples),
+    }
+
+
+def _json_safe(obj: Any) -> Any:
+    """JSON-safe copy: numpy scalars to Python, NaN / inf to None, Paths to str."""
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return [_json_safe(v) for v in obj.tolist()]
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj

@@ -1,0 +1,99 @@
+"""One run of params.yaml's `runs:` end to end, as the DVC stage `train_gan@<run>` runs it
+(stages/train_gan.py) and as every torchrun process runs it (`ugan.training.distributed`):
+params → the prepared data, the generator init, the tracked params, tags and resume fingerprint →
+`ugan.training.gan.train_gan` under an MLflow stage run. What differs for data-parallel
+training (device, output and resume folders, the wrap hook, the tracker of each rank, extra
+params / tags / fingerprint) comes in as arguments."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+import torch
+
+from ugan.config.schema import Params
+from ugan.core.io import file_digest, load_checkpoint
+from ugan.core.paths import PREPARED, RESUME_ROOT
+from ugan.core.runtime import resolve_device
+from ugan.data.prepared import load_prepared
+from ugan.tracking.stage_run import StageRun
+from ugan.training.gan import train_gan
+
+
+def init_path(init: str) -> Path:
+    """The generator init file a run starts from (`init_random`, `transfer` write them)."""
+    return Path("models/init") / f"{init}.pt"
+
+
+def stage_run(p: Params, run_key: str, tracked: dict) -> StageRun:
+    """The MLflow stage run of `train_gan@<run_key>`."""
+    return StageRun(
+        "train_gan",
+        tracked,
+        run_key=run_key,
+        experiment=p.tracking.experiment,
+        log_models=p.tracking.log_models,
+    )
+
+
+def run_train_gan(
+    p: Params,
+    run_key: str,
+    *,
+    device: torch.device | None = None,
+    out_dir: Path | None = None,
+    resume_root: Path = RESUME_ROOT,
+    wrap: Callable | None = None,
+    tracked: dict | None = None,
+    tags: dict | None = None,
+    fingerprint: dict | None = None,
+    open_tracker: Callable[[dict], AbstractContextManager] | None = None,
+) -> dict:
+    """Train run `run_key` of `p` into `out_dir` (default runs/<run_key>) on `device` (default:
+    params' `device`), with params' speed policy (`perf`). `tracked`, `tags` and `fingerprint`
+    add to the MLflow params, the run's tags and the resume fingerprint; `open_tracker(params)`
+    replaces the stage run (another rank's tracker, say). Returns train_gan's summary."""
+    run = p.run(run_key)
+    device = device or resolve_device(p.device)
+    init_file = init_path(run.init)
+    init, data = load_checkpoint(init_file), load_prepared(PREPARED)
+    arch = p.model.arch(p.data.image_size, data.shape[0], data.num_classes)
+    params = {
+        "run": p.runs[run_key].model_dump(exclude_none=True),
+        "gan": run.gan.model_dump(),
+        "model": p.model.model_dump(),
+        "perf": p.perf.model_dump(),
+        "device": str(device),
+        **(tracked or {}),
+    }
+    opened = open_tracker(params) if open_tracker else stage_run(p, run_key, params)
+    with opened as tracker:
+        tracker.set_tags(
+            {
+                "ugan.init": run.init,
+                "ugan.loss": run.gan.loss,
+                "ugan.method": run.gan.method,
+                **(tags or {}),
+            }
+        )
+        return train_gan(
+            run_key,
+            run,
+            arch,
+            data,
+            init,
+            out_dir or Path("runs") / run_key,
+            tracker,
+            init_std=p.model.init_std,
+            device=device,
+            fingerprint={
+                "data": file_digest(PREPARED),
+                "init_file": file_digest(init_file),
+                **(fingerprint or {}),
+            },
+            resume_root=resume_root,
+            perf=p.perf,
+            wrap=wrap,
+        )
