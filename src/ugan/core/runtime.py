@@ -3,14 +3,16 @@ and stay readable in CI logs (a line every 15 s instead of a carriage-return sto
 
 from __future__ import annotations
 
+import functools
 import random
 import sys
+from collections.abc import Callable
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ugan.core.errors import DeviceError
+from ugan.core.errors import DeviceError, UserError
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -45,3 +47,22 @@ def progress(total: int, desc: str, unit: str = "step"):
         ascii=not interactive,
         leave=True,
     )
+
+
+def entry_point(main: Callable[..., object]) -> Callable[[], None]:
+    """Wrap a command's main (a DVC stage, the torchrun trainer): `main(*sys.argv[1:])`; a
+    `UserError` prints `error: …` and exits 2, Ctrl-C / SIGTERM exit 130, anything else keeps
+    its traceback (a bug, or a fault the user cannot fix by editing params)."""
+
+    @functools.wraps(main)
+    def run() -> None:
+        try:
+            main(*sys.argv[1:])
+        except UserError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            sys.exit(130)
+
+    return run

@@ -42,7 +42,6 @@ import functools
 import hashlib
 import json
 import os
-import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -57,7 +56,7 @@ from ugan.config.schema import Params
 from ugan.core.errors import UserError
 from ugan.core.io import atomic_write_json
 from ugan.core.paths import PARAMS_FILE, RESUME_ROOT, RunLayout
-from ugan.core.runtime import resolve_device
+from ugan.core.runtime import entry_point, resolve_device
 from ugan.training.accel import modules_of, optimizers_of
 from ugan.training.gan_run import run_train_gan, stage_run
 from ugan.training.syncbn import SYNC_BATCHNORM, revert_sync_batchnorm, to_sync_batchnorm
@@ -312,17 +311,7 @@ def main(*argv: str) -> None:
             raise RuntimeError(f"data-parallel ranks ended with different parameters: {digests}")
 
 
-def run() -> None:
-    """`python -m ugan.training.distributed`: like a stage's entry point, a user error is one
-    line `error: …` and exit 2, Ctrl-C / SIGTERM exit 130, anything else keeps its traceback."""
-    try:
-        main(*sys.argv[1:])
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+run = entry_point(main)  # `python -m ugan.training.distributed`: errors as a stage's
 
 
 if __name__ == "__main__":
