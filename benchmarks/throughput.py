@@ -31,7 +31,7 @@ from common import ROOT, arguments, machine, mnist, report, table
 from torch import nn
 from torchvision.utils import save_image
 
-# ugan loop presets: `perf:` settings (see src/ugan/accel.py)
+# ugan loop presets: `perf:` settings (see src/ugan/training/accel.py)
 PRESETS: dict[str, dict] = {
     "exact": {"fused_optim": False, "loss_sync": "step"},  # no speed policy at all
     "default": {},  # fused Adam; losses synced at the log cadence on CUDA

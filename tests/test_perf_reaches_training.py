@@ -81,3 +81,24 @@ def test_perf_reaches_the_pretraining_stages(project, tiny_arch, which):
     bf16 = train(PerfParams(**BF16), "c")
     assert _same(default, again)
     assert not _same(default, bf16), f"perf.precision must change how pretrain_{which} trains"
+
+
+def test_train_gan_tags_the_run_with_its_own_method(project, tmp_path):
+    import mlflow
+
+    p = parse_params(
+        {
+            "model": {"latent_dim": 8, "base_channels": 4},
+            "gan": {"steps": 2, "checkpoint_every": 2, "batch_size": 16, "num_sample_images": 4},
+            "runs": {"a": {"init": "random", "method": "gaan"}},
+            "tracking": {"log_models": False},
+            "device": "cpu",
+        }
+    )
+    arch = p.model.arch(28, 1, 10)
+    recipe = {"arch": arch.to_dict(), "net": "dcgan", "prior": "normal", "source": "random"}
+    save_checkpoint(init_path("random"), {**recipe, "init_std": 0.02})
+    run_train_gan(p, "a", resume_root=Path("resume"))
+    runs = mlflow.search_runs(experiment_names=["ugan"], output_format="list")
+    (run,) = [r for r in runs if r.data.tags["ugan.stage"] == "train_gan"]
+    assert run.data.tags["ugan.method"] == "gaan" and run.data.params["perf.precision"] == "fp32"
