@@ -4,40 +4,32 @@ decoder = generator) → models/dae.pt, whose frozen encoder every RFGAN run rea
 
 from pathlib import Path
 
-from ugan.core.io import atomic_write_json, file_digest, save_checkpoint
+from ugan.core.io import atomic_write_json, file_digest
 from ugan.core.paths import DAE_PATH, PREPARED
 from ugan.core.runtime import resolve_device
 from ugan.data.prepared import load_prepared
-from ugan.models.dae import unneeded_marker
 from ugan.pipeline.stage import entry_point, params
 from ugan.tracking.stage_run import StageRun
-from ugan.training.dae import pretrain_dae
+from ugan.training.dae import pretrain_dae, skip_pretraining
+
+SAMPLES = Path("runs/dae/samples")
 
 
 @entry_point
 def main() -> None:
     p = params()
-    users = [key for key in p.runs if p.run(key).gan.method == "rfgan"]
     device = resolve_device(p.device)
-    tracked = {
-        "dae": p.dae.model_dump(),
-        "model": p.model.model_dump(),
-        "perf": p.perf.model_dump(),
-    }
-    tracked["device"] = str(device)
+    tracked = {"dae": p.dae.model_dump(), "model": p.model.model_dump(), "device": str(device)}
+    tracked["perf"] = p.perf.model_dump()
     with StageRun("pretrain_dae", tracked, experiment=p.tracking.experiment) as run:
-        if not users:
-            run.set_tags({"ugan.skipped": "no run uses rfgan"})
-            save_checkpoint(DAE_PATH, unneeded_marker())
-            atomic_write_json("metrics/dae.json", {"steps": 0})
-            print("pretrain_dae: no run uses rfgan, nothing to train")
+        if not any(p.run(key).gan.method == "rfgan" for key in p.runs):
+            atomic_write_json("metrics/dae.json", skip_pretraining(DAE_PATH, SAMPLES, run))
             return
         data = load_prepared(PREPARED)
         arch = p.model.arch(p.data.image_size, data.shape[0], data.num_classes)
         metrics = pretrain_dae(
-            p.dae, arch, data, DAE_PATH, Path("runs/dae/samples"), run,
-            init_std=p.model.init_std, device=device, perf=p.perf,
-            fingerprint={"data": file_digest(PREPARED)},
+            p.dae, arch, data, DAE_PATH, SAMPLES, run, init_std=p.model.init_std, device=device,
+            perf=p.perf, fingerprint={"data": file_digest(PREPARED)},
         )  # fmt: skip
         run.log_metrics(metrics)
         atomic_write_json("metrics/dae.json", {**metrics, "steps": p.dae.steps})

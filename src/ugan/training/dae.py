@@ -16,7 +16,7 @@ from ugan.core.runtime import seed_everything
 from ugan.data.batches import InfiniteBatches
 from ugan.data.images import save_grid
 from ugan.data.prepared import PreparedData, model_input
-from ugan.models.dae import DenoisingAE, denoising_loss
+from ugan.models.dae import DenoisingAE, denoising_loss, unneeded_marker
 from ugan.nets.dcgan import ArchConfig
 from ugan.tracking.stage_run import StageRun
 from ugan.training.accel import Accel
@@ -121,3 +121,16 @@ def heldout_metrics(
         "heldout_mse": F.mse_loss(clean_recon, x).item(),
         "heldout_denoising_mse": F.mse_loss(noisy_recon, x).item(),
     }
+
+
+def skip_pretraining(out_path: Path, samples_dir: Path, tracker: StageRun) -> dict:
+    """What the stage does when no run uses rfgan: no training, a marker in `out_path` that
+    `ugan.models.dae.load_frozen_encoder` refuses with a clear message, no stale sample grids
+    (DVC persists the folder), and `steps: 0` as its metrics."""
+    tracker.set_tags({"ugan.skipped": "no run uses rfgan"})
+    samples_dir.mkdir(parents=True, exist_ok=True)
+    for stale in samples_dir.glob("*.png"):
+        stale.unlink()
+    save_checkpoint(out_path, unneeded_marker())
+    print("pretrain_dae: no run uses rfgan, nothing to train")
+    return {"steps": 0}
