@@ -2,8 +2,9 @@
 for the layering test and the test that dvc.yaml's `deps:` cover each stage's import closure.
 
 `python tests/importgraph.py` prints, per DVC stage, the smallest deps list that covers its
-closure (a folder where the stage imports every module in it, else the files): paste it into
-dvc.yaml when a stage's imports change.
+closure (a folder where the stage imports every module in it, else the files);
+`python tests/importgraph.py --write` puts those lists into dvc.yaml in place of each stage's
+code deps (`stages/…`, `src/…`), keeping its data deps and comments.
 """
 
 from __future__ import annotations
@@ -149,11 +150,39 @@ def minimal_deps(files: set[Path]) -> list[str]:
     return deps
 
 
+def code_deps(script: Path) -> list[str]:
+    return [script.relative_to(ROOT).as_posix(), *minimal_deps(closure_files(script))]
+
+
+def write_deps(dvc_yaml: Path = ROOT / "dvc.yaml") -> None:
+    """Replace each stage's code deps in dvc.yaml by `code_deps` of its script, in place."""
+    scripts = stage_scripts(dvc_yaml)
+    lines, out, stage, i = dvc_yaml.read_text().split("\n"), [], None, 0
+    while i < len(lines):
+        line = lines[i]
+        if match := re.match(r"^  (\w+):", line):
+            stage = match.group(1)
+        out.append(line)
+        i += 1
+        if not (re.match(r"^\s+deps:\s*$", line) and stage in scripts):
+            continue
+        indent = re.match(r"^(\s*)", lines[i]).group(1)
+        kept = []
+        while i < len(lines) and lines[i].startswith((indent + "- ", indent + "#")):
+            if not lines[i].strip().startswith(("- stages/", "- src/")):
+                kept.append(lines[i])
+            i += 1
+        out += [f"{indent}- {dep}" for dep in code_deps(scripts[stage][0])] + kept
+    dvc_yaml.write_text("\n".join(out))
+
+
 def main() -> None:
+    if "--write" in sys.argv[1:]:
+        write_deps()
+        return
     for name, (script, _) in stage_scripts().items():
         print(f"{name}:")
-        print(f"  - {script.relative_to(ROOT).as_posix()}")
-        for dep in minimal_deps(closure_files(script)):
+        for dep in code_deps(script):
             print(f"  - {dep}")
 
 

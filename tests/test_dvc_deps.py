@@ -1,7 +1,7 @@
 """dvc.yaml's code deps are exact: every module a stage's script can execute (its import closure,
 computed from the source) is covered by the stage's `deps:`, and nothing outside that closure is
-listed, so a code edit reruns exactly the stages that run it. `python tests/importgraph.py`
-prints the lists to paste when a stage's imports change. The behaviour under real DVC is
+listed, so a code edit reruns exactly the stages that run it. `python tests/importgraph.py
+--write` rewrites the lists when a stage's imports change. The behaviour under real DVC is
 tested in tests/test_pipeline.py::test_a_code_edit_changes_only_the_stages_that_run_it."""
 
 from __future__ import annotations

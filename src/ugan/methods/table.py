@@ -4,12 +4,13 @@ implements the step interface of `ugan.methods.base.Method`; what each accepts i
 
 from __future__ import annotations
 
+from ugan.methods.base import Method
 from ugan.methods.began import BEGANMethod
 from ugan.methods.gaan import GAANMethod
 from ugan.methods.gan import GANMethod
 from ugan.methods.rfgan import RFGANMethod
 
-METHODS: dict[str, type] = {
+METHODS: dict[str, type[Method]] = {
     "gan": GANMethod,
     "began": BEGANMethod,
     "rfgan": RFGANMethod,
@@ -17,7 +18,7 @@ METHODS: dict[str, type] = {
 }
 
 
-def get_method(name: str) -> type:
+def get_method(name: str) -> type[Method]:
     try:
         return METHODS[name]
     except KeyError:
