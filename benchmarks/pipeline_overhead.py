@@ -97,8 +97,16 @@ def sh(cmd: list[str], cwd: Path, env: dict) -> tuple[str, float]:
 
 
 def stage_commands(dvc_output: str) -> list[list[str]]:
-    """[script, *args] of every stage `dvc repro` ran, in its order."""
-    return [line[2:].split()[1:] for line in dvc_output.splitlines() if line.startswith("> ")]
+    """[script, *args] of every stage `dvc repro` ran, in its order; a foreach stage's key (which
+    DVC hands the script in DVC_STAGE) becomes its argument."""
+    commands, stage = [], ""
+    for line in dvc_output.splitlines():
+        if running := re.match(r"Running stage '([^']+)'", line):
+            stage = running.group(1)
+        elif line.startswith("> "):
+            key = stage.partition("@")[2]
+            commands.append(line[2:].split()[1:] + ([key] if key else []))
+    return commands
 
 
 def mlflow_logging(tmp: Path, steps: int) -> dict:

@@ -1,12 +1,12 @@
 """DVC stage `train_gan@<run>`: one run of `runs:` (ordinary or unbalanced) → runs/<run>/."""
 
-from ugan.pipeline.stage import entry_point, params
+from ugan.pipeline.stage import entry_point, params, run_key
 from ugan.training.gan_run import run_train_gan
 
 
 @entry_point
-def main(run_key: str) -> None:
-    run_train_gan(params(), run_key)
+def main(*argv: str) -> None:
+    run_train_gan(params(), run_key(argv, "train_gan"))
 
 
 if __name__ == "__main__":

@@ -270,6 +270,29 @@ def test_a_code_edit_changes_only_the_stages_that_run_it(project):
     proj.set_params({"gan": {"loss": "ns", "steps": 12}})
 
 
+@pytest.mark.parametrize("key", ["x;touch pwned_key", "x y"])
+def test_a_run_key_never_reaches_a_shell(project, key):
+    proj, _ = project
+    params_before = (proj.path / "params.yaml").read_text()
+    lock_before = (proj.path / "dvc.lock").read_text()
+    proj.set_params({"runs": {key: {"init": "vae"}}})
+    for stage in (f"train_gan@{key}", f"evaluate@{key}"):  # no upstream stage to fail first
+        result = subprocess.run(
+            ["dvc", "repro", "--single-item", stage],
+            cwd=proj.path,
+            env=proj.env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        output = result.stdout + result.stderr
+        assert result.returncode != 0 and "Traceback" not in output, output[-2000:]
+        assert "run keys must match" in output and f"'{key}'" in output, output[-2000:]
+        assert not (proj.path / "pwned_key").exists(), "the run key reached a shell"
+    assert (proj.path / "dvc.lock").read_text() == lock_before
+    (proj.path / "params.yaml").write_text(params_before)
+
+
 def test_sigterm_records_nothing_as_done_and_the_rerun_resumes(project):
     proj, _ = project
     lock_before = (proj.path / "dvc.lock").read_text()
