@@ -24,7 +24,6 @@ CONFIGS: dict[type[nn.Module], type] = {MLPGenerator: MLPConfig}
 PRIORS = ("normal", "uniform")
 
 
-
 def generator_payload(generator: nn.Module, prior: str = "normal", **extra) -> dict:
     name = next((k for k, v in GENERATORS.items() if type(generator) is v), None)
     if name is None:

@@ -13,17 +13,12 @@ from ugan.config.schema import DAEParams, PerfParams
 from ugan.core.io import save_checkpoint
 from ugan.core.paths import RESUME_ROOT
 from ugan.core.runtime import seed_everything
-from ugan.data.batches import InfiniteBatches
 from ugan.data.images import save_grid
 from ugan.data.prepared import PreparedData, model_input
 from ugan.models.dae import DenoisingAE, denoising_loss, unneeded_marker
 from ugan.nets.dcgan import ArchConfig
 from ugan.tracking.stage_run import StageRun
-from ugan.training.accel import Accel
-from ugan.training.loop import OptimizerTask, Schedule, run_loop
-from ugan.training.resume import ResumeStore
-
-_FREE = {"steps", "log_every", "sample_every"}  # may change across a resume
+from ugan.training.loop import OptimizerTask, run_pretraining
 
 
 def pretrain_dae(
@@ -49,28 +44,17 @@ def pretrain_dae(
     optim = torch.optim.Adam(
         dae.parameters(), lr=params.optim.lr, betas=(params.optim.beta1, params.optim.beta2)
     )
-    images, labels = data.train
-    batches = InfiniteBatches(images, labels, params.batch_size, seed=params.seed, device=device)
     conditional = arch.num_classes > 0
-    store = ResumeStore(
-        store_name,
-        {
-            "arch": arch.to_dict(),
-            "init_std": init_std,
-            **params.model_dump(exclude=_FREE),
-            **(fingerprint or {}),
-        },
-        resume_root,
-    )
 
     def losses(x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"loss": denoising_loss(dae, x, y if conditional else None, params.noise_std)}
 
     task = OptimizerTask("pretrain_dae", dae, optim, losses, prefix="dae", samples_dir=samples_dir)
-    schedule = Schedule(params.steps, params.log_every, params.sample_every)
-    accel = Accel.from_params(perf, device)  # the speed policy of every training stage
-    task = accel.prepare(task, batches)  # fused Adam, channels_last, compile
-    run_loop(task, batches, store, tracker, schedule, accel=accel)
+    store = run_pretraining(
+        task, params, data.train, tracker, identity={"arch": arch.to_dict(), "init_std": init_std},
+        fingerprint=fingerprint, store_name=store_name, resume_root=resume_root, device=device,
+        perf=perf,
+    )  # fmt: skip
 
     metrics = heldout_metrics(dae, data, params.noise_std, samples_dir, tracker, device, render)
     save_checkpoint(

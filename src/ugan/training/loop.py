@@ -254,3 +254,34 @@ class OptimizerTask(Task):
     def on_save(self, step: int) -> None:
         if self._on_save is not None:
             self._on_save(step)
+
+
+# What may change across a resume of a pretraining: extending it, another logging cadence.
+PRETRAINING_FREE = {"steps", "log_every", "sample_every"}
+
+
+def run_pretraining(
+    task: OptimizerTask,
+    params,  # VAEParams | DAEParams: batch_size, seed, steps and the cadences
+    train: tuple,
+    tracker: StageRun,
+    *,
+    identity: dict,
+    fingerprint: dict | None,
+    store_name: str,
+    resume_root: Path,
+    device: torch.device | str,
+    perf=None,  # PerfParams | None
+) -> ResumeStore:
+    """An autoencoder pretraining (the VAE, RFGAN's DAE) through the loop: seeded batches of
+    `train` (images, labels), a resume state keyed by `identity` (architecture, init), every
+    param but the cadences and `fingerprint` (data, files), the speed policy `perf`. Returns
+    the store: the caller clears it once its final file is written."""
+    batches = InfiniteBatches(*train, params.batch_size, seed=params.seed, device=device)
+    fixed = params.model_dump(exclude=PRETRAINING_FREE)
+    store = ResumeStore(store_name, {**identity, **fixed, **(fingerprint or {})}, resume_root)
+    accel = Accel.from_params(perf, device)
+    task = accel.prepare(task, batches)  # fused Adam, channels_last, compile
+    schedule = Schedule(params.steps, params.log_every, params.sample_every)
+    run_loop(task, batches, store, tracker, schedule, accel=accel)
+    return store

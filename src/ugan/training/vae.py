@@ -11,19 +11,13 @@ from ugan.config.schema import PerfParams, VAEParams
 from ugan.core.io import save_checkpoint
 from ugan.core.paths import RESUME_ROOT
 from ugan.core.runtime import seed_everything
-from ugan.data.batches import InfiniteBatches
 from ugan.data.images import save_grid
 from ugan.data.prepared import PreparedData, model_input
 from ugan.models.vae import VAE, vae_loss
 from ugan.nets.dcgan import ArchConfig
 from ugan.nets.generator_file import noise, sample
 from ugan.tracking.stage_run import StageRun
-from ugan.training.accel import Accel
-from ugan.training.loop import OptimizerTask, Schedule, run_loop
-from ugan.training.resume import ResumeStore
-
-# Params that may change across a resume (extending a run, other logging cadence).
-_FREE = {"steps", "log_every", "sample_every"}
+from ugan.training.loop import OptimizerTask, run_pretraining
 
 
 def pretrain_vae(
@@ -50,22 +44,9 @@ def pretrain_vae(
     optim = torch.optim.Adam(
         vae.parameters(), lr=params.optim.lr, betas=(params.optim.beta1, params.optim.beta2)
     )
-    images, labels = data.train
-    batches = InfiniteBatches(images, labels, params.batch_size, seed=params.seed, device=device)
     z_fixed = noise(num_samples, arch.latent_dim, seed=params.seed + 1, device=device)
     heldout = torch.as_tensor(data.heldout[0][:num_samples])
     heldout_labels = torch.as_tensor(data.heldout[1][:num_samples])
-
-    store = ResumeStore(
-        store_name,
-        {
-            "arch": arch.to_dict(),
-            "init_std": init_std,
-            **params.model_dump(exclude=_FREE),
-            **(fingerprint or {}),
-        },
-        resume_root,
-    )
 
     def losses(x: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         logits, mu, logvar = vae(x, labels if arch.num_classes else None)
@@ -86,10 +67,11 @@ def pretrain_vae(
         shown="{:.1f}",
         on_save=save_samples,
     )
-    schedule = Schedule(params.steps, params.log_every, params.sample_every)
-    accel = Accel.from_params(perf, device)  # the speed policy of every training stage
-    task = accel.prepare(task, batches)  # fused Adam, channels_last, compile
-    run_loop(task, batches, store, tracker, schedule, accel=accel)
+    store = run_pretraining(
+        task, params, data.train, tracker, identity={"arch": arch.to_dict(), "init_std": init_std},
+        fingerprint=fingerprint, store_name=store_name, resume_root=resume_root, device=device,
+        perf=perf,
+    )  # fmt: skip
 
     # Held-out reconstructions: the honest check that the VAE learned the data.
     with torch.no_grad():
