@@ -127,6 +127,17 @@ def test_config_refuses_combinations_that_do_not_exist(run, message):
         )
 
 
+def test_a_class_conditional_model_refuses_an_unconditional_method():
+    from ugan.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="runs.r: method 'began' is unconditional"):
+        parse_params(
+            {"model": {"conditional": True}, "runs": {"r": {"init": "random", "method": "began"}}}
+        )
+    conditional = parse_params({"model": {"conditional": True}, "runs": {"r": {"init": "random"}}})
+    assert conditional.run("r").gan.method == "gan"
+
+
 def test_a_run_overrides_single_method_keys_and_keeps_the_other_defaults():
     params = parse_params(
         {

@@ -12,13 +12,9 @@ from ugan.methods.catalog import check_combination
 def check_method(
     key: str, method: str, init: str, loss: str, n_critic: int, *, conditional: bool
 ) -> None:
-    """Run `key`'s (method, init, loss, n_critic) must exist (`ugan.methods.catalog`), and a
-    class-conditional model rules out BEGAN (its autoencoder discriminator takes no labels)."""
+    """Run `key`'s (method, init, loss, n_critic, conditional) must exist
+    (`ugan.methods.catalog`); the message names the run."""
     try:
-        check_combination(method, init, loss, n_critic)
+        check_combination(method, init, loss, n_critic, conditional=conditional)
     except ValueError as exc:
         raise ValueError(f"runs.{key}: {exc}") from None
-    if conditional and method == "began":
-        raise ValueError(
-            f"runs.{key}: method 'began' is unconditional; set model.conditional: false"
-        )

@@ -63,22 +63,25 @@ def combinations_markdown() -> str:
     return md_table(["method", "inits", "losses"], rows, "lll")
 
 
-def check_combination(method: str, init: str, loss: str, n_critic: int) -> None:
+def check_combination(
+    method: str, init: str, loss: str, n_critic: int, *, conditional: bool = False
+) -> None:
     """Raise ValueError naming what the method does not accept and the valid combinations."""
-    table = combinations()
-    if method not in table:
-        raise ValueError(f"unknown method {method!r}; valid methods are {sorted(table)}")
-    row = table[method]
-    if init not in row["inits"]:
-        valid = "; ".join(f"{m}: {', '.join(r['inits'])}" for m, r in table.items())
+    if method not in CATALOG:
+        raise ValueError(f"unknown method {method!r}; valid methods are {sorted(CATALOG)}")
+    rules = CATALOG[method]
+    if init not in rules.inits:
+        valid = "; ".join(f"{m}: {', '.join(r.inits)}" for m, r in sorted(CATALOG.items()))
         raise ValueError(
             f"method {method!r} cannot start from init {init!r} (its generator has no twin "
             f"of that kind). Valid (method, init) combinations — {valid}"
         )
-    if row["losses"] != "own objective" and loss not in row["losses"]:
-        raise ValueError(f"method {method!r} supports losses {row['losses']}, got {loss!r}")
-    if not row["n_critic"] and n_critic != 1:
+    if not rules.own_objective and loss not in rules.losses:
+        raise ValueError(f"method {method!r} supports losses {list(rules.losses)}, got {loss!r}")
+    if not rules.uses_n_critic and n_critic != 1:
         raise ValueError(
             f"method {method!r} makes one discriminator update per step: n_critic must be 1, "
             f"got {n_critic}"
         )
+    if conditional and not rules.conditional:
+        raise ValueError(f"method {method!r} is unconditional; set model.conditional: false")

@@ -76,6 +76,20 @@ def _save(fig: Figure, path: Path) -> None:
         fig.savefig(tmp, format="png", dpi=DPI)
 
 
+def _finish_metric(fig: Figure, ax, labels: tuple[str, str, str], drawn: bool, path: Path) -> None:
+    """Axes, title and legend of a metric-vs-step figure; `labels` = (y label, title, the note
+    shown when nothing was `drawn`)."""
+    ylabel, title, empty = labels
+    _step_axis(ax)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if not drawn:
+        ax.text(0.5, 0.5, empty, ha="center", va="center", transform=ax.transAxes)
+    else:
+        fig.legend(loc="outside right upper", fontsize=8, frameon=False)
+    _save(fig, path)
+
+
 def _distinct_floor(runs: list[LoadedRun], name: str) -> list[float]:
     values = sorted(
         {round(floor_numbers(r)[name], 9) for r in runs if finite(floor_numbers(r)[name])}
@@ -121,14 +135,8 @@ def plot_fid(runs: list[LoadedRun], styles: dict, path: Path) -> None:
         else:
             ax.axhline(floor, color="0.35", linestyle=":", linewidth=1.2, label=label)
             values.append(floor)
-    _step_axis(ax)
-    ax.set_ylabel("FID (lower is better)")
-    ax.set_title("FID vs training step")
-    if not values:
-        ax.text(0.5, 0.5, "no FID values", ha="center", va="center", transform=ax.transAxes)
-    else:
-        fig.legend(loc="outside right upper", fontsize=8, frameon=False)
-    _save(fig, path)
+    labels = ("FID (lower is better)", "FID vs training step", "no FID values")
+    _finish_metric(fig, ax, labels, bool(values), path)
 
 
 def plot_is(runs: list[LoadedRun], styles: dict, path: Path) -> None:
@@ -164,14 +172,9 @@ def plot_is(runs: list[LoadedRun], styles: dict, path: Path) -> None:
             label=f"real held-out data: {floor:.2f}" if i == 0 else None,
         )
         any_value = True
-    _step_axis(ax)
-    ax.set_ylabel("Inception Score (higher is better)")
-    ax.set_title("Inception Score vs training step (band: ± std over splits)")
-    if not any_value:
-        ax.text(0.5, 0.5, "no IS values", ha="center", va="center", transform=ax.transAxes)
-    else:
-        fig.legend(loc="outside right upper", fontsize=8, frameon=False)
-    _save(fig, path)
+    title = "Inception Score vs training step (band: ± std over splits)"
+    labels = ("Inception Score (higher is better)", title, "no IS values")
+    _finish_metric(fig, ax, labels, any_value, path)
 
 
 def _moving_average(y: np.ndarray, window: int) -> tuple[np.ndarray, int]:

@@ -19,6 +19,7 @@ import contextlib
 import math
 import sys
 import warnings
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +50,7 @@ class Schedule:
     seed: int = 0
 
 
-class Task:
+class Task(ABC):
     """What the loop trains. `train_step` draws its batch through `next_batch` and updates the
     model(s); `state_dict` / `load_state_dict` are the task's part of a resume state (the loop
     adds the batches, the RNGs and the MLflow run id). The hooks default to nothing."""
@@ -57,26 +58,26 @@ class Task:
     name: str  # the progress bar's text, and the subject of the non-finite error
     metric_prefix: str = ""  # losses are logged to MLflow as `<metric_prefix><key>`
 
-    def train_step(self, next_batch: Callable[[], Batch]) -> Losses:
-        raise NotImplementedError
+    @abstractmethod
+    def train_step(self, next_batch: Callable[[], Batch]) -> Losses: ...
 
-    def state_dict(self) -> dict:
-        raise NotImplementedError
+    @abstractmethod
+    def state_dict(self) -> dict: ...
 
-    def load_state_dict(self, state: dict) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def load_state_dict(self, state: dict) -> None: ...
 
-    def on_start(self, step: int) -> None:
+    def on_start(self, step: int) -> None:  # noqa: B027 (an optional hook)
         """Before the first step, fresh (0) or resumed: discard outputs written after `step`."""
 
-    def on_record(self, step: int, losses: dict[str, float]) -> None:
+    def on_record(self, step: int, losses: dict[str, float]) -> None:  # noqa: B027 (an optional hook)
         """Each step's (finite) losses, in step order."""
 
     def postfix(self, averages: dict[str, float], losses: dict[str, float]) -> dict[str, str]:
         """The progress bar's postfix at a log step (window averages, that step's losses)."""
         return {}
 
-    def on_save(self, step: int) -> None:
+    def on_save(self, step: int) -> None:  # noqa: B027 (an optional hook)
         """At a save step, before the resume state is written: checkpoints, sample grids."""
 
 
