@@ -255,19 +255,53 @@ def test_a_code_edit_changes_only_the_stages_that_run_it(project):
         assert _changed(proj) == expected, module
         ran = _ran(proj.repro())
         assert expected <= ran and not ran & {"prepare", "train_classifier", "init_random"}, ran
+
+
+def _outputs(proj: Project) -> dict[str, bytes]:
+    """Every file the pipeline wrote (DVC's outputs, cached or not) and dvc.lock."""
+    roots = ("data/prepared", "models", "metrics", "runs", "evaluation", "reports", "modes")
+    files = [f for root in roots for f in (proj.path / root).rglob("*") if f.is_file()]
+    files.append(proj.path / "dvc.lock")
+    return {str(f.relative_to(proj.path)): f.read_bytes() for f in files}
+
+
+# Each typo makes DVC run (and so first clear the outputs of) different stages: the resumable
+# trainers (`persist` outputs, no run cache) and the report (restored from the run cache).
+TYPOS = {
+    "trainers": {"vae": {"steps": -1}, "gan": {"loss": "vanilla"}},
+    "report": {"report": {"smoothing": 0}},
+}
+
+
+@pytest.mark.parametrize("typo", TYPOS)
+def test_a_typo_stops_before_any_work_and_the_fix_brings_every_output_back(project, typo):
     proj, _ = project
-    lock_before = (proj.path / "dvc.lock").read_text()
-    proj.set_params({"gan": {"loss": "vanilla", "steps": 14}})
+    proj.repro()
+    params_before = (proj.path / "params.yaml").read_text()
+    before = _outputs(proj)
+    proj.set_params(TYPOS[typo])
     result = subprocess.run(
-        ["dvc", "repro"], cwd=proj.path, env=proj.env, capture_output=True, text=True, timeout=300
+        ["dvc", "repro", "--keep-going"],
+        cwd=proj.path,
+        env=proj.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
-    assert result.returncode != 0
-    assert (
-        "gan.loss: got 'vanilla', allowed values are 'ns', 'lsgan', 'wgan', 'wgan-gp', 'dragan' or"
-        in result.stderr + result.stdout
-    )
-    assert (proj.path / "dvc.lock").read_text() == lock_before
-    proj.set_params({"gan": {"loss": "ns", "steps": 12}})
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "Traceback" not in output, output[-3000:]
+    assert "error: invalid params" in output and _ran(output), output[-3000:]
+    for key in TYPOS[typo]:
+        assert f"  {key}." in output, output[-3000:]
+    if typo == "trainers":
+        allowed = "allowed values are 'ns', 'lsgan', 'wgan', 'wgan-gp', 'dragan' or"
+        assert f"gan.loss: got 'vanilla', {allowed}" in output
+        assert _outputs(proj) == before, "a stopped trainer must leave every output as it was"
+
+    (proj.path / "params.yaml").write_text(params_before)
+    fixed = proj.repro()
+    assert _ran(fixed) == set(), fixed[-3000:]  # nothing retrained, nothing re-evaluated
+    assert _outputs(proj) == before
 
 
 @pytest.mark.parametrize("key", ["x;touch pwned_key", "x y"])
