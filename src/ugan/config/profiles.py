@@ -7,6 +7,7 @@ Run keys read `<gan>[-unbalanced]-s<seed>`, e.g. `wgan-unbalanced-s2`.
 from __future__ import annotations
 
 import copy
+import io
 from pathlib import Path
 from typing import Any
 
@@ -85,3 +86,29 @@ def apply_profile(raw_params: dict[str, Any], profile: Profile) -> tuple[dict[st
     merged = _merge(raw_params, profile.params)
     merged["runs"] = expand(profile)
     return merged, parse_params(merged)
+
+
+def _update_in_place(node: Any, new: dict[str, Any]) -> None:
+    """Make the round-trip mapping `node` equal `new`, keeping the comments of every key that
+    stays (ruamel attaches a comment to the key it follows)."""
+    for key in [k for k in node if k not in new]:
+        del node[key]
+    for key, value in new.items():
+        if isinstance(value, dict) and isinstance(node.get(key), dict):
+            _update_in_place(node[key], value)
+        elif node.get(key) != value or key not in node:
+            node[key] = copy.deepcopy(value)
+
+
+def render_params(original_text: str, merged: dict[str, Any]) -> str:
+    """params.yaml text holding `merged`, written over `original_text` so that its comments,
+    key order and layout survive where the values did not change."""
+    from ruamel.yaml import YAML  # DVC's own YAML library: round-trips comments
+
+    yaml_rt = YAML()
+    yaml_rt.preserve_quotes = True
+    document = yaml_rt.load(original_text) or {}
+    _update_in_place(document, merged)
+    out = io.StringIO()
+    yaml_rt.dump(document, out)
+    return out.getvalue()

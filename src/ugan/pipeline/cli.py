@@ -11,7 +11,9 @@ import uuid
 from collections.abc import Callable
 
 from ugan.config.load import load_params
-from ugan.core.errors import ConfigError
+from ugan.core.errors import UserError
+from ugan.core.io import atomic_write_text
+from ugan.pipeline import processes
 from ugan.tracking.pipeline_run import (
     PARENT_ENV,
     PIPELINE_ENV,
@@ -60,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
             env[PIPELINE_ENV], params.tracking.experiment, env["MLFLOW_TRACKING_URI"]
         )
         env |= {PARENT_ENV: parent} if parent else {}
-    code = subprocess.call(["dvc", "repro", *args.targets], env=env)
+    code = processes.call(["dvc", "repro", *args.targets], env=env)
     if parent:
         status = "FINISHED" if code == 0 else "FAILED"
         close_pipeline_run(parent, status, env["MLFLOW_TRACKING_URI"])
@@ -73,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
     lambda p: p.add_argument("--port", type=int, default=5000),
 )
 def ui(args: argparse.Namespace) -> int:
+    processes.require_free_port("127.0.0.1", args.port)
     env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
     cmd = [
         sys.executable,
@@ -89,7 +92,7 @@ def ui(args: argparse.Namespace) -> int:
         tracking_uri(),
     ]
     print(f"MLflow UI on http://127.0.0.1:{args.port}  (store {tracking_uri()})")
-    return subprocess.call(cmd, env=env)
+    return processes.call(cmd, env=env, grace=10.0)
 
 
 def _flow_arguments(parser: argparse.ArgumentParser) -> None:
@@ -192,7 +195,7 @@ def grid(args: argparse.Namespace) -> int:
 
     import yaml
 
-    from ugan.config.profiles import apply_profile, load_profile
+    from ugan.config.profiles import apply_profile, load_profile, render_params
 
     params_path = Path(args.params)
     original = params_path.read_text()
@@ -203,15 +206,15 @@ def grid(args: argparse.Namespace) -> int:
     env = dict(os.environ)
     env.setdefault(PIPELINE_ENV, name)
     env.setdefault("MLFLOW_TRACKING_URI", tracking_uri())  # absolute: queue workers run elsewhere
-    text = yaml.safe_dump(merged, sort_keys=False)
+    text = render_params(original, merged)  # the user's comments stay
     if args.here:
-        params_path.write_text(text)
-        return subprocess.call(["dvc", "exp", "run", "-n", name], env=env)
-    try:  # the queued experiment snapshots the workspace, params.yaml included
-        params_path.write_text(text)
-        code = subprocess.call(["dvc", "exp", "run", "--queue", "-n", name], env=env)
-    finally:
-        params_path.write_text(original)
+        with processes.params_swapped(params_path, text):
+            code = processes.call(["dvc", "exp", "run", "-n", name], env=env)
+        atomic_write_text(params_path, text)  # not interrupted: params.yaml keeps the profile
+        return code
+    # The queued experiment snapshots the workspace, params.yaml included.
+    with processes.params_swapped(params_path, text):
+        code = processes.call(["dvc", "exp", "run", "--queue", "-n", name], env=env)
     if code or args.queue_only:
         return code
     code = subprocess.call(["dvc", "queue", "start", "-j", str(args.jobs)], env=env)
@@ -282,7 +285,7 @@ def queue(args: argparse.Namespace) -> int:
 
     import yaml
 
-    from ugan.config.profiles import apply_profile, load_profile
+    from ugan.config.profiles import apply_profile, load_profile, render_params
 
     params_path = Path(args.params)
     original = params_path.read_text()
@@ -293,17 +296,15 @@ def queue(args: argparse.Namespace) -> int:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     env = {k: v for k, v in os.environ.items() if k != PIPELINE_ENV}
     names = []
-    try:  # each queued experiment snapshots the workspace, params.yaml included
-        for label, runs in experiments.items():
-            params_path.write_text(yaml.safe_dump({**merged, "runs": runs}, sort_keys=False))
-            name = f"{args.profile}-{label}-{stamp}"
-            command = ["dvc", "exp", "run", "--queue", "-n", name, *args.targets]
-            code = subprocess.call(command, env=env)
-            if code:
-                return code
-            names.append(name)
-    finally:
-        params_path.write_text(original)
+    for label, runs in experiments.items():  # each snapshots the workspace, params.yaml too
+        name = f"{args.profile}-{label}-{stamp}"
+        command = ["dvc", "exp", "run", "--queue", "-n", name, *args.targets]
+        text = render_params(original, {**merged, "runs": runs})
+        with processes.params_swapped(params_path, text):
+            code = processes.call(command, env=env)
+        if code:
+            return code
+        names.append(name)
     print(f"queued {len(names)} experiments; tracking at {tracking_uri()}")
     code = subprocess.call(["dvc", "queue", "start", "-j", str(args.jobs)], env=env)
     if code or args.no_wait:
@@ -327,11 +328,15 @@ def main(argv: list[str] | None = None) -> int:
     for name, (help_text, _fn, arguments) in COMMANDS.items():
         arguments(sub.add_parser(name, help=help_text))
     args = parser.parse_args(argv)
+    processes.stop_on_sigterm()  # a CI cancel unwinds like Ctrl-C: children stop, files restored
     try:
         return COMMANDS[args.command][1](args)
-    except ConfigError as exc:
+    except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
