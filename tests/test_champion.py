@@ -8,12 +8,19 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import pickle
 import shutil
 from pathlib import Path
 
 import mlflow
 import pytest
+import torch
 
+from ugan.core.errors import CheckpointError, UserError
+from ugan.core.io import save_checkpoint
+from ugan.nets.dcgan import Generator
+from ugan.nets.generator_file import GENERATOR_FILE, generator_payload
 from ugan.pipeline import champion as champ
 from ugan.pipeline.champion import Candidate, RegistryError
 
@@ -161,3 +168,86 @@ def test_crown_checks_the_workspace_candidate_against_the_champion(client, tmp_p
     assert decision.action == "first" and decision.candidate.run_key == "b"
     train = client.get_run(decision.candidate.train_run_id)
     assert train.info.run_name == "train_gan@b"
+
+
+# -- loading the champion without running code ------------------------------------------------
+
+
+class _Payload:
+    """Unpickling this creates the folder `marker`: what a hostile pickle could do."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.makedirs, (self.marker,))
+
+
+def _champion_with_generator_file(client, tmp_path: Path, write) -> str:
+    """A train_gan run whose `generator` folder holds `generator.pt` as `write(path)` makes it,
+    registered as version 1 of model "m" with the alias champion."""
+    run_id = _train_run(client, tmp_path, "a", "x\n", generator=False)
+    folder = tmp_path / "logged" / "generator"
+    folder.mkdir(parents=True)
+    (folder / "MLmodel").write_text("flavors: {}\n")
+    write(folder / GENERATOR_FILE)
+    client.log_artifacts(run_id, str(folder), champ.MODEL_ARTIFACT)
+    client.create_registered_model("m")
+    client.create_model_version("m", f"runs:/{run_id}/{champ.MODEL_ARTIFACT}", run_id)
+    client.set_registered_model_alias("m", champ.CHAMPION, "1")
+    return run_id
+
+
+def test_the_champion_loads_from_its_weights_only_generator_file(client, tmp_path, tiny_arch):
+    generator = Generator(tiny_arch)
+    payload = generator_payload(generator, "normal", step=12)
+    _champion_with_generator_file(client, tmp_path, lambda path: save_checkpoint(path, payload))
+    for source in (client, client.tracking_uri):
+        loaded = champ.load_champion_generator(source, "m")
+        assert type(loaded) is Generator and loaded.prior == "normal"
+        for key, value in generator.state_dict().items():
+            assert torch.equal(loaded.state_dict()[key], value), key
+        assert tuple(loaded(torch.randn(2, tiny_arch.latent_dim)).shape) == (2, 1, 28, 28)
+
+
+@pytest.mark.parametrize("container", ["torch.save", "plain pickle"])
+def test_a_champion_file_that_would_run_code_is_refused_and_runs_nothing(
+    client, tmp_path, container
+):
+    marker = tmp_path / "code-ran"
+    evil = {"state_dict": {}, "arch": {}, "net": "dcgan", "hook": _Payload(str(marker))}
+
+    def write(path: Path) -> None:
+        if container == "torch.save":
+            torch.save(evil, path)
+        else:
+            path.write_bytes(pickle.dumps(evil, protocol=2))
+
+    _champion_with_generator_file(client, tmp_path, write)
+    with pytest.raises(CheckpointError, match=r"generator\.pt cannot be loaded safely") as info:
+        champ.load_champion_generator(client, "m")
+    assert isinstance(info.value, UserError)
+    assert not marker.exists(), "unpickling ran the payload"
+
+    # The payload is live: an unrestricted load of the same logged file runs it.
+    copy = client.download_artifacts(
+        client.get_model_version("m", "1").run_id, "generator/generator.pt", str(tmp_path / "dl")
+    )
+    if container == "torch.save":
+        torch.load(copy, weights_only=False)
+    else:
+        pickle.loads(Path(copy).read_bytes())
+    assert marker.is_dir()
+
+
+def test_a_champion_without_a_generator_file_says_what_is_missing(client, tmp_path):
+    run_id = _train_run(client, tmp_path, "a", "x\n")  # the MLflow model folder only
+    with pytest.raises(RegistryError, match=r"no champion of 'm' .*no alias 'champion'"):
+        champ.load_champion_generator(client, "m")
+    client.create_registered_model("m")
+    client.create_model_version("m", f"runs:/{run_id}/generator", run_id)
+    client.set_registered_model_alias("m", champ.CHAMPION, "1")
+    with pytest.raises(
+        RegistryError, match=r"\(version 1\) has no weights-only generator file .*generator\.pt"
+    ):
+        champ.load_champion_generator(client, "m")

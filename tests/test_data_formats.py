@@ -382,7 +382,7 @@ def test_image_folder_reads_nested_mixed_formats_as_rgb(tmp_path):
 
 
 def test_image_folder_prepares_at_64_by_default(tmp_path):
-    for i in range(10):
+    for i in range(50):
         write_image(tmp_path / f"bedroom/{i:03d}.jpg", (80 + i, 60), "JPEG")
     params = parse_params({"data": {"source": "image-folder", "path": str(tmp_path / "bedroom")}})
     assert params.data.image_size == 64
@@ -393,8 +393,8 @@ def test_image_folder_prepares_at_64_by_default(tmp_path):
         params.data.seed,
         path=params.data.path,
     )
-    assert data.images.shape == (10, 3, 64, 64)
-    assert data.num_classes == 0 and data.metadata["count"] == {"train": 8, "heldout": 2}
+    assert data.images.shape == (50, 3, 64, 64)
+    assert data.num_classes == 0 and data.metadata["count"] == {"train": 40, "heldout": 10}
 
 
 def test_broken_image_folders_are_named(tmp_path):
@@ -455,8 +455,8 @@ def test_default_size_follows_the_source_unless_set():
 )
 def test_nets_take_their_channels_from_the_prepared_data(tmp_path, source, size):
     write_mnist(tmp_path, n_train=20, n_test=10)
-    write_cifar(tmp_path, n=5)
-    data = prepare(source, size, 0.2, 0, path=tmp_path)
+    write_cifar(tmp_path, n=10)
+    data = prepare(source, size, 0.5, 0, path=tmp_path)
     cfg = ModelParams(latent_dim=8, base_channels=4).arch(size, data.shape[0], data.num_classes)
     real = torch.as_tensor(data.images[:4]).float().div(127.5).sub(1)
     fake = Generator(cfg)(torch.randn(4, 8))

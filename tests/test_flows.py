@@ -409,12 +409,17 @@ def test_the_champion_loads_from_the_registry_and_samples(served):
     import mlflow.pytorch
     import torch
 
-    mlflow.set_tracking_uri(served.env["MLFLOW_TRACKING_URI"])
-    generator = mlflow.pytorch.load_model(f"models:/{MODEL}@{champ.CHAMPION}")
     latent = TINY["model"]["latent_dim"]
-    images = generator(torch.randn(2, latent))  # the batch size of the logged input example
+    # The safe path (weights-only file train_gan logs beside the model) and MLflow's own.
+    safe = champ.load_champion_generator(served.env["MLFLOW_TRACKING_URI"], MODEL)
+    mlflow.set_tracking_uri(served.env["MLFLOW_TRACKING_URI"])
+    exported = mlflow.pytorch.load_model(f"models:/{MODEL}@{champ.CHAMPION}")
+    z = torch.randn(2, latent)  # the batch size of the logged input example
+    images = exported(z)
     assert tuple(images.shape) == (2, 1, 28, 28)
     assert images.min() >= -1 and images.max() <= 1
+    with torch.no_grad():
+        torch.testing.assert_close(safe.eval()(z), images)  # the same generator, both ways
 
 
 @pytest.mark.slow

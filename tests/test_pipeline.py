@@ -206,6 +206,8 @@ def test_every_stage_is_one_mlflow_run_grouped_by_pipeline(project):
     assert [m.step for m in client.get_metric_history(gan.info.run_id, "g_loss")][-1] == 12
     artifacts = {a.path for a in client.list_artifacts(gan.info.run_id)}
     assert {"samples", "generator", "losses.csv"} <= artifacts
+    logged = {a.path for a in client.list_artifacts(gan.info.run_id, "generator")}
+    assert "generator/generator.pt" in logged  # the weights-only file the champion loads from
     evaluation = by_name["evaluate@dcgan"]
     assert len(client.get_metric_history(evaluation.info.run_id, "fid")) == 3
 

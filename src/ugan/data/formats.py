@@ -2,12 +2,16 @@
 
 - MNIST IDX files (`train-images-idx3-ubyte`, `train-labels-idx1-ubyte`, `t10k-…`), plain or
   gzip'd; the IDX header (big-endian magic 2051 / 2049, then one uint32 per dimension) is parsed
-  here.
+  here. A .gz is decompressed incrementally and never past the size its header declares (at
+  most MAX_IDX_BYTES), so a gzip bomb is refused after that much, whatever it expands to.
 - CIFAR-10 python pickles (`cifar-10-batches-py/data_batch_1..5`, `test_batch`, `batches.meta`),
-  read with a restricted unpickler that can build dicts, lists, strings, ints and numpy arrays
-  and nothing else, so a crafted batch file cannot run code.
+  read with a restricted unpickler (`ugan.data.safe_pickle`) that can build dicts, lists,
+  strings, ints and numpy arrays no larger than the file and nothing else, so a crafted batch
+  file can neither run code nor allocate without bound.
 - Image folders (LSUN bedroom or CelebA exported as JPEG / PNG / WebP, possibly nested): every
-  image is resized on its shorter side and centre-cropped to a square, in RGB.
+  image is resized on its shorter side and centre-cropped to a square, in RGB. 16-bit grayscale
+  is scaled to 8 bits (0..65535 → 0..255); an image over MAX_IMAGE_PIXELS is refused from its
+  header, before it is decoded.
 
 Every reader returns uint8 images (N, C, H, W) and int64 labels. A missing file raises
 FileNotFoundError and a corrupt one SourceFormatError (a ValueError); both name the file and what
@@ -16,17 +20,20 @@ was expected there.
 
 from __future__ import annotations
 
-import codecs
 import gzip
+import math
+import os
 import pickle
+import warnings
 import zlib
 from pathlib import Path
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
 import numpy as np
 
-from ugan.core.errors import InputError, InputMissingError, UserError
+from ugan.core.errors import InputError, InputMissingError
 from ugan.core.runtime import progress
+from ugan.data.safe_pickle import RefusedGlobalError, RestrictedUnpickler
 
 IDX_IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions (N, rows, cols)
 IDX_LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension (N,)
@@ -43,6 +50,11 @@ CIFAR_META = "batches.meta"
 CIFAR_SIDE = 32
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp"})
+# Bounds on what a header may make a reader allocate. IDX: MNIST's train images are 47 MB,
+# EMNIST's largest file 550 MB. Images: PIL's own default (a 128 MiB 24-bit image, ~9459²),
+# applied here whatever Image.MAX_IMAGE_PIXELS is set to.
+MAX_IDX_BYTES = 1 << 30
+MAX_IMAGE_PIXELS = 89_478_485
 
 
 class SourceFormatError(InputError):
@@ -58,43 +70,52 @@ class Decoded(NamedTuple):
 # -- MNIST IDX ---------------------------------------------------------------------------------
 
 
-def _read_maybe_gzip(path: Path) -> bytes:
-    raw = path.read_bytes()
-    if path.suffix != ".gz":
-        return raw
-    try:
-        return gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as exc:
+def _idx_header(stream: BinaryIO, expected_magic: int, name: str) -> tuple[int, ...]:
+    """The dimensions an IDX header declares, read from the start of `stream`."""
+    head = stream.read(4)
+    if len(head) < 4:
         raise SourceFormatError(
-            f"{path}: expected a complete gzip stream, the file is corrupt or truncated ({exc})"
-        ) from None
-
-
-def parse_idx(data: bytes, expected_magic: int, name: str) -> np.ndarray:
-    """An IDX byte string → uint8 array of the dimensions its header declares."""
-    if len(data) < 4:
-        raise SourceFormatError(
-            f"{name}: expected an IDX header (magic {expected_magic}), got {len(data)} bytes"
+            f"{name}: expected an IDX header (magic {expected_magic}), got {len(head)} bytes"
         )
-    magic = int.from_bytes(data[:4], "big")
+    magic = int.from_bytes(head, "big")
     if magic != expected_magic:
         raise SourceFormatError(f"{name}: expected IDX magic {expected_magic}, got {magic}")
     ndim = magic & 0xFF
-    header = 4 + 4 * ndim
-    if len(data) < header:
+    raw = stream.read(4 * ndim)
+    if len(raw) < 4 * ndim:
         raise SourceFormatError(
             f"{name}: expected {ndim} big-endian uint32 dimensions after the magic, "
-            f"the file ends after {len(data)} bytes"
+            f"the file ends after {4 + len(raw)} bytes"
         )
-    dims = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected = int(np.prod(dims, dtype=np.int64))
-    found = len(data) - header
-    if found != expected:
+    return tuple(int.from_bytes(raw[4 * i : 4 * i + 4], "big") for i in range(ndim))
+
+
+def _read_idx_stream(
+    stream: BinaryIO, expected_magic: int, name: str, max_bytes: int = MAX_IDX_BYTES
+) -> np.ndarray:
+    """An IDX stream → uint8 array of the dimensions its header declares. Reads at most the
+    declared size plus one byte, and refuses a declared size above `max_bytes` before reading
+    any data: a gzip bomb or a lying header cannot make it hold more."""
+    dims = _idx_header(stream, expected_magic, name)
+    expected = math.prod(dims)
+    if expected > max_bytes:
+        raise SourceFormatError(
+            f"{name}: the header declares dimensions {dims}, {expected} bytes of data; refusing "
+            f"more than {max_bytes} bytes (ugan.data.formats.MAX_IDX_BYTES)"
+        )
+    data = stream.read(expected + 1)
+    found = len(data)
+    if found < expected:
         raise SourceFormatError(
             f"{name}: expected {expected} bytes of data for dimensions {dims}, found {found} "
-            f"({'truncated' if found < expected else 'trailing bytes'})"
+            "(truncated)"
         )
-    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
+    if found > expected:
+        raise SourceFormatError(
+            f"{name}: expected {expected} bytes of data for dimensions {dims}, found more "
+            f"(trailing bytes; reading stopped at {expected} bytes)"
+        )
+    return np.frombuffer(data, dtype=np.uint8).reshape(dims)
 
 
 def _find_idx(folder: Path, stem: str) -> Path:
@@ -106,8 +127,18 @@ def _find_idx(folder: Path, stem: str) -> Path:
     )
 
 
-def read_idx(path: Path, expected_magic: int) -> np.ndarray:
-    return parse_idx(_read_maybe_gzip(path), expected_magic, str(path))
+def read_idx(path: Path, expected_magic: int, max_bytes: int = MAX_IDX_BYTES) -> np.ndarray:
+    """One IDX file, plain or gzip'd (decompressed incrementally, never past the declared size)."""
+    if path.suffix != ".gz":
+        with open(path, "rb") as handle:
+            return _read_idx_stream(handle, expected_magic, str(path), max_bytes)
+    try:
+        with gzip.open(path, "rb") as handle:
+            return _read_idx_stream(handle, expected_magic, str(path), max_bytes)
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise SourceFormatError(
+            f"{path}: expected a complete gzip stream, the file is corrupt or truncated ({exc})"
+        ) from None
 
 
 def read_mnist_idx(folder: str | Path) -> Decoded:
@@ -138,46 +169,14 @@ def read_mnist_idx(folder: str | Path) -> Decoded:
 # -- CIFAR-10 python pickles -------------------------------------------------------------------
 
 
-def _allowed_pickle_globals() -> dict[tuple[str, str], object]:
-    reconstruct = np.ndarray.__reduce__(np.zeros(0))[0]  # numpy's own array rebuilder
-    allowed: dict[tuple[str, str], object] = {
-        ("numpy", "ndarray"): np.ndarray,
-        ("numpy", "dtype"): np.dtype,
-        # Python 3 writes bytes as _codecs.encode(str, "latin1") under protocol 2.
-        ("_codecs", "encode"): codecs.encode,
-    }
-    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        allowed[(module, "_reconstruct")] = reconstruct
-    return allowed
-
-
-class RefusedGlobalError(UserError, pickle.UnpicklingError):
-    """A pickle asked for a global outside RestrictedUnpickler.ALLOWED."""
-
-
-class RestrictedUnpickler(pickle.Unpickler):
-    """Builds builtin containers, strings, bytes, numbers and numpy arrays; refuses any other
-    global, so unpickling cannot import or call anything else."""
-
-    ALLOWED = _allowed_pickle_globals()
-
-    def find_class(self, module: str, name: str) -> object:
-        try:
-            return self.ALLOWED[(module, name)]
-        except KeyError:
-            raise RefusedGlobalError(
-                f"refusing to load global {module}.{name}: only numpy arrays and builtin "
-                "containers are allowed"
-            ) from None
-
-
 def load_restricted_pickle(path: Path) -> object:
     """Unpickle `path` (Python 2 or 3, bytes keys kept as bytes) with RestrictedUnpickler."""
     if not path.is_file():
         raise InputMissingError(f"{path}: expected a CIFAR-10 python pickle")
     try:
         with open(path, "rb") as handle:
-            return RestrictedUnpickler(handle, encoding="bytes").load()
+            limit = os.fstat(handle.fileno()).st_size  # an array's bytes are in the file
+            return RestrictedUnpickler(handle, max_array_bytes=limit, encoding="bytes").load()
     except RefusedGlobalError as exc:
         raise SourceFormatError(f"{path}: expected a CIFAR-10 python pickle: {exc}") from None
     except (
@@ -271,17 +270,53 @@ def list_images(root: Path) -> list[Path]:
     )
 
 
+class ImageTooLargeError(SourceFormatError):
+    """An image's header declares more pixels than MAX_IMAGE_PIXELS."""
+
+
+def _check_pixels(path: Path, dimensions: tuple[int, int]) -> None:
+    width, height = dimensions
+    if width * height > MAX_IMAGE_PIXELS:
+        raise ImageTooLargeError(
+            f"{path}: refusing the image, its header declares {width}×{height} = "
+            f"{width * height} pixels, more than {MAX_IMAGE_PIXELS} (a decompression bomb, or "
+            "an image far larger than any training image needs)"
+        )
+
+
+def _to_8bit(image):
+    """16-bit grayscale (PIL modes I;16*, or I from older Pillow) → 8-bit L, 0..65535 scaled to
+    0..255 (PIL's own convert clips at 255 instead: nearly every pixel would be white)."""
+    from PIL import Image
+
+    if not (image.mode.startswith("I;16") or image.mode == "I"):
+        return image
+    values = np.clip(np.asarray(image).astype(np.int64), 0, 65535)
+    return Image.fromarray(((values * 255 + 32767) // 65535).astype(np.uint8))
+
+
 def load_image(path: Path, size: int) -> np.ndarray:
     """One image file → uint8 (3, size, size): shorter side resized to `size`, centre crop, RGB."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
+    bomb = (Image.DecompressionBombError, Image.DecompressionBombWarning)
     try:
-        with Image.open(path) as image:
-            image.draft(None, (size, size))  # JPEG: decode at a reduced scale ≥ size (fast)
-            image = ImageOps.exif_transpose(image)
-            if image.mode in ("P", "PA", "LA", "RGBA", "La") or "transparency" in image.info:
-                image = image.convert("RGBA")
-            image = image.convert("RGB")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:  # reads the header only
+                _check_pixels(path, image.size)
+                image.draft(None, (size, size))  # JPEG: decode at a reduced scale ≥ size (fast)
+                image = _to_8bit(ImageOps.exif_transpose(image))
+                if image.mode in ("P", "PA", "LA", "RGBA", "La") or "transparency" in image.info:
+                    image = image.convert("RGBA")
+                image = image.convert("RGB")
+    except ImageTooLargeError:
+        raise
+    except bomb as exc:
+        raise ImageTooLargeError(
+            f"{path}: refusing the image, its header declares more than {MAX_IMAGE_PIXELS} "
+            f"pixels ({exc})"
+        ) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise SourceFormatError(
             f"{path}: expected a readable JPEG, PNG or WebP image ({exc})"

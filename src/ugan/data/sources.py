@@ -8,12 +8,21 @@ from pathlib import Path
 
 import numpy as np
 
-from ugan.core.errors import InputMissingError
+from ugan.core.errors import InputError, InputMissingError
 from ugan.data import formats
 from ugan.data.prepared import HELDOUT, TRAIN, PreparedData
 
 # Where `data.path` points unless set: a folder of the repo (so DVC can always depend on it).
 DEFAULT_SOURCE_DIR = "data/sources"
+# The fewest images each split may hold: evaluation's FidelityEvaluator needs 10 (its ten
+# Inception-Score splits, ugan.evaluation.fidelity.MIN_SAMPLES) in the held-out reference and in
+# the generated / training samples. Training further needs `batch_size` training images; that
+# is a training parameter, checked where the batches are drawn.
+MIN_PER_SPLIT = 10
+
+
+class TooFewImagesError(InputError):
+    """The source holds too few images for a train and a held-out split a later stage can use."""
 
 
 @dataclass(frozen=True)
@@ -161,6 +170,19 @@ def split_stratified(labels: np.ndarray, heldout_fraction: float, seed: int) -> 
     return split
 
 
+def check_split_sizes(split: np.ndarray, heldout_fraction: float, where: str) -> None:
+    """Refuse a split that a later stage could not use: evaluation scores FID / IS / KID with
+    the held-out split as reference and up to `eval.num_samples` training images as the floor,
+    and both need MIN_PER_SPLIT images (ten IS splits of at least one image each)."""
+    train, heldout = int((split == TRAIN).sum()), int((split == HELDOUT).sum())
+    if min(train, heldout) < MIN_PER_SPLIT:
+        raise TooFewImagesError(
+            f"{where}: the train split has {train} image(s) and the held-out split "
+            f"{heldout}; need at least {MIN_PER_SPLIT} of each "
+            f"(data.heldout_fraction={heldout_fraction}, {len(split)} images in all)"
+        )
+
+
 def prepare(
     source: str,
     image_size: int,
@@ -177,11 +199,13 @@ def prepare(
         labels_from_subfolders=labels_from_subfolders,
     )
     raw = spec.load(request)
-    images = resize(raw.images, image_size)
     # Shuffle once, seeded, so the stored order carries no label structure.
-    order = np.random.default_rng(seed).permutation(len(images))
-    images, labels = images[order], raw.labels[order]
+    order = np.random.default_rng(seed).permutation(len(raw.images))
+    labels = raw.labels[order]
     split = split_stratified(labels, heldout_fraction, seed)
+    where = str(request.path) if request.path is not None else f"data.source={source}"
+    check_split_sizes(split, heldout_fraction, where)
+    images = resize(raw.images[order], image_size)
     return PreparedData(
         images=np.ascontiguousarray(images),
         labels=labels,

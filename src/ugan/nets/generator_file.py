@@ -22,6 +22,9 @@ GENERATORS: dict[str, type[nn.Module]] = {
 # The config class a generator class is rebuilt from (ArchConfig unless listed).
 CONFIGS: dict[type[nn.Module], type] = {MLPGenerator: MLPConfig}
 PRIORS = ("normal", "uniform")
+# The weights-only generator file train_gan logs beside its MLflow model (artifact folder
+# `generator/`): what the registry's champion is safely loaded from.
+GENERATOR_FILE = "generator.pt"
 
 
 def generator_payload(generator: nn.Module, prior: str = "normal", **extra) -> dict:

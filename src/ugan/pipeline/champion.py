@@ -8,6 +8,13 @@ model registered (`best_fid` may belong to an earlier checkpoint that is not in 
 The candidate becomes a version of the registered model (tags `ugan.fid`, `ugan.run_key`); the
 alias `champion` moves to it only when its FID is lower than the champion's recorded `ugan.fid`.
 The decision and both scores are written on the pipeline's parent run.
+
+Loading the champion: `load_champion_generator` rebuilds it from the weights-only generator file
+(`generator/generator.pt`, a `ugan.nets.generator_file` payload) logged beside the MLflow model,
+read with `torch.load(weights_only=True)`: a tampered registry or artifact store can make it fail,
+never run code. `mlflow.pytorch.load_model` unpickles what the version holds (MLflow allows
+pickle deserialization by default, and reads even a pt2 archive's weights with
+`weights_only=False`), so it is only as safe as everyone who can write to the registry.
 """
 
 from __future__ import annotations
@@ -239,3 +246,46 @@ def crown(
         client, experiment, best.run_key, project / "runs" / best.run_key / "losses.csv"
     )
     return decide(client, model, Candidate(best.run_key, best.fid, best.step, run_id))
+
+
+# -- loading the champion, without running code -----------------------------------------------
+
+
+def load_champion_generator(
+    client_or_uri: MlflowClient | str | None = None,
+    model: str = DEFAULT_MODEL,
+    device: str = "cpu",
+):
+    """The champion generator of `model` (an nn.Module: noise (N, latent_dim) → images in
+    [-1, 1]; `.prior` names its noise), rebuilt from the weights-only generator file logged in
+    the version's artifact folder. Downloads that one file, never the pickled or exported model;
+    a file that would import or call anything is refused (CheckpointError) before it runs."""
+    import mlflow.artifacts
+
+    from ugan.nets.generator_file import GENERATOR_FILE, load_generator
+
+    client = (
+        client_or_uri if isinstance(client_or_uri, MlflowClient) else MlflowClient(client_or_uri)
+    )
+    try:
+        version = client.get_model_version_by_alias(model, CHAMPION)
+    except MlflowException as error:
+        raise RegistryError(
+            f"no champion of {model!r} in {client.tracking_uri} (no such model or no alias "
+            f"{CHAMPION!r}): run the pipeline flow first"
+        ) from error
+    folder = client.get_model_version_download_uri(model, version.version).rstrip("/")
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=f"{folder}/{GENERATOR_FILE}",
+                dst_path=tmp,
+                tracking_uri=client.tracking_uri,
+            )
+        except (MlflowException, OSError) as error:
+            raise RegistryError(
+                f"champion of {model!r} (version {version.version}) has no weights-only "
+                f"generator file {folder}/{GENERATOR_FILE}: its train_gan run logged only the "
+                "MLflow model; retrain it with a version of ugan that logs the file"
+            ) from error
+        return load_generator(local, device)

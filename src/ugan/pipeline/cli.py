@@ -162,17 +162,23 @@ def trigger(args: argparse.Namespace) -> int:
 def sync(args: argparse.Namespace) -> int:
     from mlflow.tracking import MlflowClient
 
-    from ugan.tracking.spool import pending, replay
+    from ugan.tracking.spool import BrokenSpoolError, pending, replay
     from ugan.tracking.store import prepare_store
 
     uri = tracking_uri()
     prepare_store(uri)
     client = MlflowClient(uri)
-    spools = pending()
-    for spool in spools:
-        print(f"{spool} → run {replay(spool, client)}")
-    print(f"{len(spools)} spooled run(s) sent to {uri}")
-    return 0
+    spools, sent = pending(), 0
+    for spool in spools:  # one bad spool never stops the others
+        try:
+            print(f"{spool} → run {replay(spool, client)}")
+            sent += 1
+        except BrokenSpoolError as exc:
+            print(f"skipped {spool}: {exc}; remove it once you no longer need it", file=sys.stderr)
+        except Exception as exc:  # the store failed mid-way: the spool stays, a rerun resumes
+            print(f"kept {spool}: {type(exc).__name__}: {exc}", file=sys.stderr)
+    print(f"{sent} of {len(spools)} spooled run(s) sent to {uri}")
+    return 0 if sent == len(spools) else 1
 
 
 def _grid_arguments(parser: argparse.ArgumentParser) -> None:

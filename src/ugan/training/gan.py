@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from ugan.data.images import save_grid
 from ugan.data.prepared import PreparedData
 from ugan.methods.table import get_method
 from ugan.nets.dcgan import ArchConfig, one_hot
-from ugan.nets.generator_file import generator_payload, noise, sample
+from ugan.nets.generator_file import GENERATOR_FILE, generator_payload, noise, sample
 from ugan.tracking.stage_run import StageRun
 from ugan.training.accel import Accel
 from ugan.training.loop import Schedule, Task, run_loop
@@ -185,5 +186,12 @@ def train_gan(
         )
     example = example.numpy()
     tracker.log_torch_model(method.generator, "generator", input_example=example)
+    if tracker.log_models:  # beside it, the weights-only file the champion is safely loaded from
+        with tempfile.TemporaryDirectory() as tmp:
+            weights = Path(tmp) / GENERATOR_FILE
+            save_checkpoint(
+                weights, generator_payload(method.generator, method.prior, step=cfg.steps)
+            )
+            tracker.log_artifact(weights, "generator")
     store.clear()  # finished: the next execution of this stage starts fresh
     return summary
