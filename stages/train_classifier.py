@@ -1,4 +1,5 @@
-"""DVC stage `train_classifier`: the evaluation feature network, trained on the train split."""
+"""DVC stage `train_classifier`: the evaluation feature network, trained on the train split
+(on its labels, or on image rotations when the data is unlabelled)."""
 
 from ugan.core.io import atomic_write_json, save_checkpoint
 from ugan.core.runtime import resolve_device

@@ -270,3 +270,40 @@ def test_pair_runs_matches_seeds_by_name():
     ]
     pairs = [(o.key, u.key) for o, u in pair_runs(runs)]
     assert pairs == [("dcgan-s1", "dcgan-unbalanced-s1"), ("dcgan-s0", "dcgan-unbalanced-s0")]
+
+
+def _without_is(run: RunInfo, reason: str) -> None:
+    """Rewrite a run's evaluation as evaluate writes it for unlabelled data: NaN IS columns,
+    null IS numbers and the reason in metrics.json."""
+    rows = run.fidelity_csv.read_text().splitlines()
+    cells = [row.split(",") for row in rows[1:]]
+    rows[1:] = [",".join([c[0], c[1], "nan", "nan", *c[4:]]) for c in cells]
+    run.fidelity_csv.write_text("\n".join(rows) + "\n")
+    metrics = json.loads(run.metrics_json.read_text())
+    metrics["final"]["isc_mean"] = metrics["floor"]["isc_mean"] = None
+    metrics["inception_score"] = {"available": False, "reason": reason}
+    run.metrics_json.write_text(json.dumps(metrics))
+
+
+def test_runs_without_an_inception_score_say_why_and_claim_nothing_from_it(tmp_path):
+    reason = "not available for unlabelled data: rotation features"
+    runs = [
+        write_run(tmp_path, "dcgan", init="random", fids=FID_ORDINARY, loss_std=0.3),
+        write_run(tmp_path, "dcgan-unbalanced", init="vae", fids=FID_UNBALANCED, seed=1),
+    ]
+    for run in runs:
+        _without_is(run, reason)
+    summary = build_report(runs, tmp_path / "report")
+    text = (tmp_path / "report/report.md").read_text()
+    assert f"**Inception Score (IS): {reason}.**" in text
+    assert f"Inception Score {reason}." in text and "![Inception Score" not in text
+    final = text.split("## Final numbers")[1].splitlines()
+    final_row = next(line for line in final if line.startswith("| dcgan "))
+    assert final_row.split("|")[5].strip() == "n/a"  # the IS column of the final numbers
+    (is_claim,) = [c for c in summary["claims"] if c["claim"] == "2. IS better early"]
+    assert is_claim["verdict"] == "not measured" and is_claim["reason"].endswith(reason)
+    assert {c["verdict"] for c in summary["claims"] if c is not is_claim} != {"not measured"}
+    assert summary["runs"]["dcgan"]["isc_unavailable"] == reason
+    assert summary["pairs"][0]["isc_unavailable"] == reason
+    with Image.open(tmp_path / "report/is.png") as img:
+        img.verify()

@@ -6,6 +6,9 @@ the user as one line of the `ConfigError` that `ugan.config.load` raises, naming
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from ugan.methods.catalog import check_combination
 
 
@@ -18,3 +21,25 @@ def check_method(
         check_combination(method, init, loss, n_critic, conditional=conditional)
     except ValueError as exc:
         raise ValueError(f"runs.{key}: {exc}") from None
+
+
+def check_labels(data: Any, conditional: bool, modes: Mapping[str, Any]) -> None:
+    """What needs class labels refuses data without them (an image folder without class
+    subfolders, as LSUN or CelebA exports are): a class-conditional model and the Stacked MNIST
+    benchmark (labelled digits). `data` is the `data:` section, `modes` the `modes:` one.
+    Everything else runs unlabelled: IS / FID / KID then use a feature network trained to
+    predict rotations (`ugan.training.classifier`)."""
+    if data.source != "image-folder" or data.labels_from_subfolders:
+        return
+    unlabelled = (
+        "data.source image-folder is unlabelled unless data.labels_from_subfolders: true "
+        "(class = top-level subfolder)"
+    )
+    if conditional:
+        raise ValueError(f"model.conditional: true needs class labels; {unlabelled}")
+    for name, entry in modes.items():
+        if entry.benchmark == "stacked-mnist":
+            raise ValueError(
+                f"modes.{name}: stacked-mnist stacks labelled MNIST digits (mnist5k or "
+                f"mnist-idx); {unlabelled}"
+            )

@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from ugan.config.checks import check_method
+from ugan.config.checks import check_labels, check_method
 from ugan.core.errors import ConfigError
 from ugan.data.sources import SOURCES
 from ugan.losses import LossName
@@ -391,6 +391,7 @@ class Params(Strict):
             if resolved.gan.checkpoint_every > resolved.gan.steps:
                 raise ValueError(f"runs.{key}: checkpoint_every must be ≤ steps")
             resolved.check(key, self.model.conditional)
+        check_labels(self.data, self.model.conditional, self.modes)
         return self
 
     def run(self, key: str) -> ResolvedRun:

@@ -1,10 +1,15 @@
 """Evaluation of one run: IS / FID / KID at every saved checkpoint against the held-out split,
-the floor (train split scored as if generated), and the loss statistics of paper Fig. 3."""
+the floor (train split scored as if generated), and the loss statistics of paper Fig. 3.
+
+A feature network without class posteriors (the rotation-trained classifier of unlabelled data)
+gives no IS: fidelity.csv then holds NaN in the IS columns, metrics.json null, and
+`inception_score.reason` says why."""
 
 from __future__ import annotations
 
 import csv
 import io
+import math
 import warnings
 from pathlib import Path
 
@@ -12,7 +17,7 @@ import torch
 
 from ugan.config.schema import EvalParams, ResolvedRun
 from ugan.core.errors import InputError, InputMissingError
-from ugan.core.io import atomic_write_json, atomic_write_text
+from ugan.core.io import atomic_write_json, atomic_write_text, load_checkpoint
 from ugan.core.paths import RunLayout
 from ugan.core.runtime import progress
 from ugan.data.prepared import PreparedData, to_uint8
@@ -51,6 +56,27 @@ def _write_fidelity(path: Path, rows: list[dict]) -> None:
     for row in rows:
         writer.writerow({k: (f"{row[k]:.6g}" if k != "step" else row[k]) for k in FIDELITY_COLUMNS})
     atomic_write_text(path, buffer.getvalue())
+
+
+def _finite(values: dict) -> dict:
+    """`values` with every non-finite number (an IS that was not computed) as None."""
+    return {
+        k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in values.items()
+    }
+
+
+def feature_network(params: EvalParams, weights: Path) -> dict:
+    """What scored the run: the extractor and, for the classifier, its training objective
+    ("labels" or "rotation") and held-out accuracy on it, as train_classifier recorded them."""
+    if params.feature_extractor != "classifier":
+        return {"name": params.feature_extractor}
+    payload = load_checkpoint(weights)
+    recorded = payload.get("metrics") or {}
+    return {
+        "name": "classifier",
+        "objective": payload.get("config", {}).get("objective", "labels"),
+        "heldout_accuracy": recorded.get("heldout_accuracy"),
+    }
 
 
 def evaluate_run(
@@ -106,7 +132,9 @@ def evaluate_run(
                     stacklevel=1,
                 )
             rows.append({"step": step, **scores})
-            tracker.log_metrics(scores, step=step)
+            tracker.log_metrics(
+                {k: v for k, v in scores.items() if math.isfinite(float(v))}, step=step
+            )
             bar.set_postfix(step=step, fid=f"{scores['fid']:.1f}", refresh=False)
             bar.update(1)
 
@@ -125,22 +153,27 @@ def evaluate_run(
         "seed": run.gan.seed,
         "num_samples": num_samples,
         "feature_extractor": params.feature_extractor,
-        "final": {
-            k: rows[-1][k] for k in ("step", "fid", "isc_mean", "kid_mean", "diversity_ratio")
+        "feature_network": feature_network(params, weights),
+        "inception_score": {
+            "available": evaluator.isc_unavailable is None,
+            "reason": evaluator.isc_unavailable,
         },
+        "final": _finite(
+            {k: rows[-1][k] for k in ("step", "fid", "isc_mean", "kid_mean", "diversity_ratio")}
+        ),
         "collapsed_checkpoints": [r["step"] for r in rows if r["collapsed"]],
         "diversity": diversity,
         "best_fid": best["fid"],
         "best_fid_step": best["step"],
         "losses": losses,
-        "floor": {k: floor[k] for k in ("fid", "isc_mean", "kid_mean")},
+        "floor": _finite({k: floor[k] for k in ("fid", "isc_mean", "kid_mean")}),
     }
     atomic_write_json(out_dir / "metrics.json", metrics)
     tracker.log_metrics(
         {
             **losses,
             "best_fid": best["fid"],
-            **{f"floor_{k}": v for k, v in metrics["floor"].items()},
+            **{f"floor_{k}": v for k, v in metrics["floor"].items() if v is not None},
         }
     )
     tracker.log_artifact(out_dir / "fidelity.csv")

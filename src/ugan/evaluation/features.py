@@ -12,6 +12,10 @@ unpickles that file without the weights-only guard, so opening it loads the user
 `weights_only=True` first and hands torch-fidelity a copy holding nothing but tensors. Nothing
 is ever downloaded: without the file the error says where to get it and which key to set.
 
+A classifier trained on unlabelled data predicts image rotations (`objective: rotation`, see
+`ugan.training.classifier`): its features still feed FID / KID, but its posteriors are over four
+rotations, not classes, so it gives no Inception Score (`OpenedWeights.isc_unavailable` says why).
+
 `get_feature_extractor(name)` is how `ugan.evaluation.fidelity` drives either one.
 """
 
@@ -130,6 +134,7 @@ class OpenedWeights:
     sha256: str  # of the user's file: part of the reference cache name
     input_channels: int  # channels the network takes
     accepted_channels: tuple[int, ...]  # image channels it can score (1 → repeated when 3)
+    isc_unavailable: str | None = None  # why this network gives no Inception Score, if it doesn't
 
 
 @dataclass(frozen=True)
@@ -144,9 +149,19 @@ class FeatureExtractorKind:
     open: Callable[[Path, Path], OpenedWeights]  # (user's weights, private folder) → opened
 
 
+# What the report prints for a rotation-trained network in place of an Inception Score.
+ISC_UNAVAILABLE_ROTATION = (
+    "not available for unlabelled data: the feature network was trained to predict image "
+    "rotations (no class labels), so its posteriors are over 4 rotations, not classes, and an "
+    "Inception Score of them would measure nothing; FID / KID use its features"
+)
+
+
 def _open_classifier(path: Path, workdir: Path) -> OpenedWeights:
-    channels = load_classifier(path, device="cpu").channels
-    return OpenedWeights(path, file_digest(path), channels, (channels,))
+    classifier = load_classifier(path, device="cpu")
+    channels = classifier.channels
+    reason = None if classifier.objective == "labels" else ISC_UNAVAILABLE_ROTATION
+    return OpenedWeights(path, file_digest(path), channels, (channels,), reason)
 
 
 def _open_inception(path: Path, workdir: Path) -> OpenedWeights:

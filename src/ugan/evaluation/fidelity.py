@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import shutil
 import tempfile
 import weakref
@@ -163,6 +164,8 @@ class FidelityEvaluator:
         )
         self.weights = self.extractor.open(self.weights_path, self._workdir)
         self.weights_sha256 = self.weights.sha256
+        # None when the network gives an Inception Score; else why not (IS comes back NaN).
+        self.isc_unavailable = self.weights.isc_unavailable
         self._loaded_sha256 = file_digest(self.weights.loaded)
 
         reference = _as_tensor(reference, "reference").detach().cpu().contiguous()
@@ -229,7 +232,8 @@ class FidelityEvaluator:
 
     def __call__(self, generated: torch.Tensor) -> dict[str, float]:
         """{"isc_mean", "isc_std", "fid", "kid_mean", "kid_std"} of `generated` (uint8
-        (N, C, H, W), same C, H, W as the reference) against the reference."""
+        (N, C, H, W), same C, H, W as the reference) against the reference; the IS keys are
+        NaN when the network gives none (`isc_unavailable`)."""
         generated = _as_tensor(generated, "generated").detach().cpu().contiguous()
         validate_images(generated, channels=self.channels, name="generated", min_count=MIN_SAMPLES)
         if generated.shape[1:] != self.reference.shape[1:]:
@@ -266,7 +270,7 @@ class FidelityEvaluator:
                 cache_root=str(self.cache_root),
                 cuda=cuda,
                 batch_size=self.batch_size,
-                isc=True,
+                isc=self.isc_unavailable is None,
                 fid=True,
                 kid=True,
                 prc=False,
@@ -287,7 +291,7 @@ class FidelityEvaluator:
                 save_cpu_ram=True,
                 verbose=False,
             )
-        return {key: float(raw[_TF_KEYS[key]]) for key in METRIC_KEYS}
+        return {key: float(raw.get(_TF_KEYS[key], math.nan)) for key in METRIC_KEYS}
 
 
 def floor_metrics(

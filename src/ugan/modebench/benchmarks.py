@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ugan.config.schema import ModeBenchmarkParams, ModelParams
+from ugan.core.errors import InputError
 from ugan.data.images import save_grid
 from ugan.data.prepared import HELDOUT, TRAIN, load_prepared, to_uint8
 from ugan.data.stacked import stack_digits, stacked_prepared
@@ -182,7 +183,14 @@ class StackedMNISTBenchmark(Benchmark):
                     f"{inputs.classifier} does not exist: stacked-mnist is scored by the "
                     "pipeline's digit classifier (stage train_classifier)"
                 )
-            self._labeller = classifier_labeller(load_classifier(inputs.classifier))
+            classifier = load_classifier(inputs.classifier)
+            if classifier.objective != "labels":
+                raise InputError(
+                    f"{inputs.classifier} predicts image {classifier.objective}s, not digits: "
+                    "stacked-mnist needs the classifier of labelled MNIST (data.source mnist5k "
+                    "or mnist-idx)"
+                )
+            self._labeller = classifier_labeller(classifier)
         return self._labeller
 
     def _score_uint8(self, images: np.ndarray | torch.Tensor, inputs: Inputs) -> dict:

@@ -1,5 +1,9 @@
 """The evaluation network: a small CNN classifier whose features and logits stand in for
-Inception's in IS / FID / KID (no Inception weights can be downloaded here)."""
+Inception's in IS / FID / KID (no Inception weights can be downloaded here).
+
+Its `objective` says what it was trained to predict: "labels" (the classes of labelled data) or
+"rotation" (which of 4 quarter turns an image was given: unlabelled data, Gidaris et al. 2018).
+Only a "labels" network's posteriors are class posteriors, so only it gives an Inception Score."""
 
 from __future__ import annotations
 
@@ -11,15 +15,22 @@ from torch import nn
 from ugan.core.io import load_checkpoint
 
 FEATURE_DIM = 128
+OBJECTIVES = ("labels", "rotation")
+ROTATIONS = 4  # 0°, 90°, 180°, 270°: the classes of the "rotation" objective
 
 
 class Classifier(nn.Module):
     """image (N, C, H, W) in [-1, 1] → logits (N, num_classes); `features` gives (N, 128)."""
 
-    def __init__(self, channels: int = 1, num_classes: int = 10):
+    def __init__(self, channels: int = 1, num_classes: int = 10, objective: str = "labels"):
         super().__init__()
+        if objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+        if objective == "rotation" and num_classes != ROTATIONS:
+            raise ValueError(f"a rotation classifier has {ROTATIONS} classes, got {num_classes}")
         self.channels = channels
         self.num_classes = num_classes
+        self.objective = objective
         self.body = nn.Sequential(
             nn.Conv2d(channels, 32, 3, padding=1),
             nn.BatchNorm2d(32),
@@ -49,13 +60,18 @@ class Classifier(nn.Module):
     def to_payload(self, **extra) -> dict:
         return {
             "state_dict": self.state_dict(),
-            "config": {"channels": self.channels, "num_classes": self.num_classes},
+            "config": {
+                "channels": self.channels,
+                "num_classes": self.num_classes,
+                "objective": self.objective,
+            },
             **extra,
         }
 
 
 def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> Classifier:
-    """Rebuild a classifier from a checkpoint written with `Classifier.to_payload`."""
+    """Rebuild a classifier from a checkpoint written with `Classifier.to_payload` (one written
+    before objectives existed was trained on labels)."""
     payload = load_checkpoint(path, map_location=device)
     model = Classifier(**payload["config"])
     model.load_state_dict(payload["state_dict"])

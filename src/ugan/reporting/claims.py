@@ -9,7 +9,9 @@ comparisons of the report:
 Each claim is a per-seed difference oriented so that > 0 favours unbalanced (ratio > 1 for
 claim 3). Its verdict reads from the 95 % confidence interval of the mean over seeds (Student's
 t): "holds" when the interval lies entirely on the favourable side, "does not hold" when it lies
-entirely on the other side, "inconclusive" otherwise — and always with fewer than two seeds.
+entirely on the other side, "inconclusive" otherwise — and always with fewer than two seeds. The
+IS claim is "not measured" when the pairs have no Inception Score (unlabelled data: the feature
+network predicts rotations, not classes).
 """
 
 from __future__ import annotations
@@ -71,6 +73,10 @@ CLAIMS: list[tuple[str, str, Callable[[dict], float], float]] = [
 ]
 
 
+NEEDS_IS = frozenset({"2. IS better early"})
+NOT_MEASURED = "not measured"
+
+
 def claims_table(pairs: list[dict]) -> list[dict]:
     """One row per (method, loss) group and claim, aggregated over the group's seeds."""
     groups: dict[tuple[str, str], list[dict]] = {}
@@ -86,6 +92,8 @@ def claims_table(pairs: list[dict]) -> list[dict]:
                 except (KeyError, TypeError):
                     values.append(math.nan)
             interval = mean_ci(values)
+            reason = next((p["isc_unavailable"] for p in members if p.get("isc_unavailable")), None)
+            unmeasured = claim in NEEDS_IS and reason is not None
             rows.append(
                 {
                     "method": method,
@@ -94,7 +102,8 @@ def claims_table(pairs: list[dict]) -> list[dict]:
                     "measure": description,
                     "values": values,
                     **asdict(interval),
-                    "verdict": verdict(interval, neutral),
+                    "verdict": NOT_MEASURED if unmeasured else verdict(interval, neutral),
+                    **({"reason": f"Inception Score {reason}"} if unmeasured else {}),
                 }
             )
     return rows
@@ -111,7 +120,7 @@ def claims_cells(rows: list[dict]) -> tuple[list[str], list[list[str]], str]:
         [
             f"{r['method']}/{r['loss']}",
             r["claim"],
-            r["measure"],
+            r["measure"] + (" (no IS: unlabelled data)" if r["verdict"] == NOT_MEASURED else ""),
             str(r["n"]),
             _fmt(r["mean"]),
             f"[{_fmt(r['low'])}, {_fmt(r['high'])}]" if r["n"] >= 2 else "n < 2",

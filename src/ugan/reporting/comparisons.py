@@ -104,6 +104,15 @@ def best_fid(run: LoadedRun) -> tuple[float, int | None]:
     return (float(np.min(run.fid[finite_fid])) if finite_fid.any() else math.nan), step
 
 
+def isc_unavailable(run: LoadedRun) -> str | None:
+    """Why the run has no Inception Score (metrics.json's `inception_score.reason`: a feature
+    network trained without class labels), or None when it has one."""
+    recorded = run.metrics.get("inception_score") or {}
+    if recorded.get("available", True):
+        return None
+    return str(recorded.get("reason") or "not computed")
+
+
 def floor_numbers(run: LoadedRun) -> dict[str, float]:
     """What real data scores (held-out vs train), from metrics.json's "floor"; NaN if absent."""
     floor = run.metrics.get("floor") or {}
@@ -157,6 +166,7 @@ def compare_pair(
         "early_fid_difference": [u - o for o, u in zip(fid_o, fid_u, strict=True)],
         "early_is_ordinary": is_o,
         "early_is_unbalanced": is_u,
+        "isc_unavailable": isc_unavailable(ordinary) or isc_unavailable(unbalanced),
         "mean_early_fid_ordinary": _mean(fid_o),
         "mean_early_fid_unbalanced": _mean(fid_u),
         "unbalanced_wins_early": wins,

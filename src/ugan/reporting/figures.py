@@ -10,6 +10,7 @@ its panel, never an error. Figures are built with `matplotlib.figure.Figure` (no
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,13 @@ from matplotlib.ticker import FuncFormatter, LogLocator
 from PIL import Image
 
 from ugan.core.io import atomic_path
-from ugan.reporting.comparisons import ORDINARY_INIT, UNBALANCED_INIT, floor_numbers, role
+from ugan.reporting.comparisons import (
+    ORDINARY_INIT,
+    UNBALANCED_INIT,
+    floor_numbers,
+    isc_unavailable,
+    role,
+)
 from ugan.reporting.formatting import finite, fmt, fmt_step
 from ugan.reporting.inputs import LoadedRun
 
@@ -173,7 +180,9 @@ def plot_is(runs: list[LoadedRun], styles: dict, path: Path) -> None:
         )
         any_value = True
     title = "Inception Score vs training step (band: ± std over splits)"
-    labels = ("Inception Score (higher is better)", title, "no IS values")
+    reasons = [r for r in map(isc_unavailable, runs) if r]
+    empty = textwrap.fill(f"Inception Score {reasons[0]}", 70) if reasons else "no IS values"
+    labels = ("Inception Score (higher is better)", title, empty)
     _finish_metric(fig, ax, labels, any_value, path)
 
 

@@ -10,6 +10,7 @@ import math
 from typing import Any
 
 DASH = "—"
+NA = "n/a"  # a metric that was not computed on purpose (no IS for unlabelled data)
 
 
 def finite(x: Any) -> bool:

@@ -19,9 +19,16 @@ from ugan.core.markdown import md_table
 from ugan.methods.catalog import combinations_markdown
 from ugan.modebench.tables import markdown as modes_markdown
 from ugan.reporting.claims import claims_cells
-from ugan.reporting.comparisons import best_fid, final_numbers, floor_numbers, role, verdict_line
+from ugan.reporting.comparisons import (
+    best_fid,
+    final_numbers,
+    floor_numbers,
+    isc_unavailable,
+    role,
+    verdict_line,
+)
 from ugan.reporting.figures import FIGURES
-from ugan.reporting.formatting import DASH, finite, fmt, fmt_pm, fmt_step
+from ugan.reporting.formatting import DASH, NA, finite, fmt, fmt_pm, fmt_step
 from ugan.reporting.inputs import LoadedRun
 
 
@@ -37,7 +44,7 @@ def render_report(
     """The text of report.md; `runs` in report order, `claims` from `claims_table`, `modes`
     the mode-coverage summaries (no section when empty or None)."""
     lines = [
-        *_glance_section(comparisons, unpaired),
+        *_glance_section(comparisons, unpaired, _isc_note(runs)),
         *_claims_section(claims),
         *_runs_section(runs),
         *_final_section(runs),
@@ -59,7 +66,19 @@ def render_report(
     return text
 
 
-def _glance_section(comparisons: list[dict[str, Any]], unpaired: list[str]) -> list[str]:
+def _isc_note(runs: list[LoadedRun]) -> str | None:
+    """The report's line on a missing Inception Score, or None when every run has one."""
+    reasons = {r.key: isc_unavailable(r) for r in runs}
+    missing = [k for k, reason in reasons.items() if reason]
+    if not missing:
+        return None
+    which = "" if len(missing) == len(runs) else " of " + ", ".join(f"`{k}`" for k in missing)
+    return f"**Inception Score (IS){which}: {reasons[missing[0]]}.**"
+
+
+def _glance_section(
+    comparisons: list[dict[str, Any]], unpaired: list[str], isc_note: str | None = None
+) -> list[str]:
     """The title and one line per pair. It ends without a blank line: the claims heading
     follows the list directly, as report.md has always been written."""
     out: list[str] = ["# Unbalanced GANs vs ordinary GANs — report", ""]
@@ -69,6 +88,7 @@ def _glance_section(comparisons: list[dict[str, Any]], unpaired: list[str]) -> l
             "the pre-trained VAE decoder (Ham, Jun & Kim 2020)."
         ),
         "",
+        *([isc_note, ""] if isc_note else []),
         "## Verdicts at a glance",
         "",
     ]
@@ -149,7 +169,7 @@ def _final_section(runs: list[LoadedRun]) -> list[str]:
                 fmt_step(final["step"]) if finite(final["step"]) else DASH,
                 fmt(final["fid"], 1),
                 fmt(best, 1) + (f" @ {fmt_step(best_step)}" if best_step is not None else ""),
-                fmt(final["isc_mean"], 2),
+                NA if isc_unavailable(run) else fmt(final["isc_mean"], 2),
                 fmt(final["kid_mean"], 4),
             ]
         )
@@ -165,15 +185,20 @@ def _final_section(runs: list[LoadedRun]) -> list[str]:
 
 def _floor_section(runs: list[LoadedRun]) -> list[str]:
     """One row for all runs when they share the floor, else one row per run."""
-    floors = [(floor_numbers(r), r.key) for r in runs]
-    distinct = {tuple(round(v, 9) if finite(v) else None for v in f.values()) for f, _ in floors}
+    floors = [(floor_numbers(r), r.key, isc_unavailable(r)) for r in runs]
+    distinct = {
+        (tuple(round(v, 9) if finite(v) else None for v in f.values()), bool(no_is))
+        for f, _, no_is in floors
+    }
+
+    def row(label: str, f: dict, no_is: str | None) -> list[str]:
+        isc = NA if no_is else fmt(f["isc_mean"], 2)
+        return [label, fmt(f["fid"], 1), isc, fmt(f["kid_mean"], 4)]
+
     if len(distinct) == 1:
-        f = floors[0][0]
-        rows = [["all runs", fmt(f["fid"], 1), fmt(f["isc_mean"], 2), fmt(f["kid_mean"], 4)]]
+        rows = [row("all runs", floors[0][0], floors[0][2])]
     else:
-        rows = [
-            [k, fmt(f["fid"], 1), fmt(f["isc_mean"], 2), fmt(f["kid_mean"], 4)] for f, k in floors
-        ]
+        rows = [row(k, f, no_is) for f, k, no_is in floors]
     return [
         "## Floor (held-out vs train)",
         "",
@@ -202,6 +227,22 @@ def _metric_table(runs: list[LoadedRun], cell: Callable[[LoadedRun, int], str]) 
     return md_table(["step", *(r.key for r in runs)], rows, "r" * (len(runs) + 1))
 
 
+def _is_section(runs: list[LoadedRun]) -> list[str]:
+    """The IS table and figure; the reason alone when no run has an IS."""
+    reasons = [isc_unavailable(r) for r in runs]
+    if runs and all(reasons):
+        return [f"Inception Score {reasons[0]}.", ""]
+    return [
+        _metric_table(
+            runs,
+            lambda r, i: NA if isc_unavailable(r) else fmt_pm(r.isc_mean[i], r.isc_std[i], 2),
+        ),
+        "",
+        f"![Inception Score vs training step]({FIGURES['is']})",
+        "",
+    ]
+
+
 def _checkpoint_sections(runs: list[LoadedRun]) -> list[str]:
     return [
         "## FID at each checkpoint (lower is better)",
@@ -212,10 +253,7 @@ def _checkpoint_sections(runs: list[LoadedRun]) -> list[str]:
         "",
         "## Inception Score at each checkpoint (higher is better; mean ± std over splits)",
         "",
-        _metric_table(runs, lambda r, i: fmt_pm(r.isc_mean[i], r.isc_std[i], 2)),
-        "",
-        f"![Inception Score vs training step]({FIGURES['is']})",
-        "",
+        *_is_section(runs),
         "## KID at each checkpoint (lower is better; mean ± std over subsets)",
         "",
         _metric_table(runs, lambda r, i: fmt_pm(r.kid_mean[i], r.kid_std[i], 4)),
