@@ -3,6 +3,7 @@ import torch
 
 from ugan.config.load import parse_params
 from ugan.core.paths import RunLayout
+from ugan.models.transfer import transfer_decoder
 from ugan.nets.dcgan import Generator, init_weights
 from ugan.nets.generator_file import generator_payload, load_generator
 from ugan.tracking.stage_run import StageRun
@@ -26,6 +27,31 @@ def test_same_seed_same_discriminator_init_whatever_the_generator(tiny_arch):
     ):
         assert torch.equal(va, vb), k
     assert not torch.equal(a.generator.project[0].weight, b.generator.project[0].weight)
+
+
+def test_the_real_pair_shares_the_discriminator_init(tiny_arch):
+    """The pair as the pipeline builds it: the ordinary run from init_random's recipe (no
+    weights, drawn with the run's seed), the unbalanced one from transfer's VAE weights."""
+    params = parse_params({"gan": {"steps": 4, "checkpoint_every": 2}, "model": {}})
+    recipe = {"arch": tiny_arch.to_dict(), "net": "dcgan", "prior": "normal", "source": "random"}
+    recipe["init_std"] = 0.02
+    torch.manual_seed(123)  # the VAE's decoder: any weights other than the recipe's draw
+    decoder = Generator(tiny_arch)
+    vae = generator_payload(transfer_decoder(decoder.state_dict(), Generator(tiny_arch)))
+    vae["source"] = "vae"
+    ordinary = build_method(tiny_arch, params.run("dcgan"), recipe, 0.02)
+    unbalanced = build_method(tiny_arch, params.run("dcgan-unbalanced"), vae, 0.02)
+    d_ordinary, d_unbalanced = (m.discriminator.state_dict() for m in (ordinary, unbalanced))
+    assert d_ordinary.keys() == d_unbalanced.keys()
+    for key, value in d_ordinary.items():
+        assert torch.equal(value, d_unbalanced[key]), key
+    for key, value in decoder.state_dict().items():
+        assert torch.equal(unbalanced.generator.state_dict()[key], value), key
+    assert not torch.equal(ordinary.generator.project[0].weight, decoder.project[0].weight)
+    # Another seed draws another discriminator: the equality above is not vacuous.
+    other = parse_params({"runs": {"x": {"init": "random", "seed": 1}}}).run("x")
+    d_other = build_method(tiny_arch, other, recipe, 0.02).discriminator.state_dict()
+    assert any(not torch.equal(v, d_other[k]) for k, v in d_ordinary.items())
 
 
 def test_train_gan_writes_checkpoints_grids_and_losses(tiny_arch, tiny_data, tmp_path):
