@@ -152,3 +152,21 @@ def test_sigterm_to_ugan_ui_stops_the_mlflow_server_and_its_workers(tmp_path):
     _assert_all_gone(children)
     with socket.socket() as probe, pytest.raises(ConnectionRefusedError):
         probe.connect(("127.0.0.1", port))
+
+
+@pytest.mark.parametrize("command", ["serve", "trigger"])
+@pytest.mark.parametrize("server", ["unset", "dead"])
+def test_serve_and_trigger_without_a_prefect_server_say_how_to_start_one(
+    tmp_path, command, server
+):
+    env = {k: v for k, v in _env(tmp_path).items() if not k.startswith("PREFECT_")}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect")  # no profile of this machine leaks in
+    if server == "dead":
+        env["PREFECT_API_URL"] = f"http://127.0.0.1:{_free_port()}/api"  # nothing listens
+    result = subprocess.run(
+        _ugan(command), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    expected = {"unset": "PREFECT_API_URL is not set", "dead": "no Prefect server answers at"}
+    assert f"error: {expected[server]}" in result.stderr
+    assert "prefect server start --host 127.0.0.1" in result.stderr

@@ -282,6 +282,11 @@ def _point_champion_at_the_other_run(served: Nightly, fid: float | None = None) 
             TransientStageError,
         ),
         ("ERROR: Unable to acquire lock. Most likely another DVC process", TransientStageError),
+        (  # what a real second `dvc` prints (see the test with one below)
+            "ERROR: '/p/data/prepared/dataset.npz' is busy, it is being blocked by:\n"
+            "  (PID 31803): /venv/bin/dvc repro hold/dvc.yaml:hold",
+            TransientStageError,
+        ),
         ("Traceback ...\nFileNotFoundError: [Errno 2] No such file: 'x'", StageError),
         ("Traceback ...\nPermissionError: [Errno 13] Permission denied: 'x'", StageError),
         ("Traceback ...\nZeroDivisionError: division by zero", StageError),
@@ -367,6 +372,20 @@ def test_the_deployment_carries_its_cron_schedule(served):
     assert [s["schedule"]["cron"] for s in deployment["schedules"]] == [CRON]
     assert all(s["active"] for s in deployment["schedules"])
     assert deployment["parameters"] == {"project": str(served.path), "model_name": MODEL}
+
+
+@pytest.mark.slow
+def test_triggering_a_deployment_the_server_lacks_says_to_serve_it(served):
+    result = subprocess.run(
+        [sys.executable, "-m", "ugan.pipeline.cli", "trigger", "--name", "no-such"],
+        cwd=served.path,
+        env=served.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert f"has no deployment {FLOW_NAME}/no-such" in result.stderr
 
 
 @pytest.mark.slow
@@ -523,11 +542,34 @@ def test_a_config_error_in_a_stage_fails_at_once_with_its_message(served, prefec
     assert (served.path / "dvc.lock").read_text() == lock_before
 
 
-@pytest.mark.slow
-def test_a_locked_dvc_repository_is_retried_until_it_frees(served, prefect_api):
-    import zc.lockfile
+HOLDER = """import pathlib, time
+pathlib.Path("started").touch()
+while not pathlib.Path("release").exists():
+    time.sleep(0.05)
+pathlib.Path("out.txt").write_text("held")
+"""
 
-    lock = zc.lockfile.LockFile(str(served.path / ".dvc/tmp/lock"))  # as another dvc holds it
+
+@pytest.mark.slow
+def test_a_dvc_path_held_by_another_dvc_process_is_retried_until_it_frees(served, prefect_api):
+    # A real second `dvc repro`: its stage reads prepare's output, so DVC holds a read lock on
+    # it while the stage runs; `prepare` needs the write lock and fails "… is busy, it is being
+    # blocked by (PID …)" until the holder finishes.
+    hold = served.path / "hold"
+    hold.mkdir()
+    (hold / "wait.py").write_text(HOLDER)
+    (hold / "dvc.yaml").write_text(
+        "stages:\n  hold:\n    cmd: python wait.py\n"
+        "    deps: [wait.py, ../data/prepared/dataset.npz]\n    outs: [out.txt]\n"
+    )
+    holder = subprocess.Popen(
+        ["dvc", "repro", "hold/dvc.yaml:hold"],
+        cwd=served.path,
+        env=served.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     waiting = {
         "task_runs": {"name": {"any_": ["prepare"]}, "state": {"name": {"any_": ["AwaitingRetry"]}}}
     }
@@ -539,8 +581,15 @@ def test_a_locked_dvc_repository_is_retried_until_it_frees(served, prefect_api):
                 120,
                 "a task run awaiting retry",
             )
-        lock.close()
+        (hold / "release").touch()
 
-    threading.Thread(target=release_once_a_retry_is_waiting, daemon=True).start()
-    result = run_stage.with_options(retry_delay_seconds=3)(str(served.path), "prepare", {})
+    try:
+        wait_for(lambda: (hold / "started").exists() or holder.poll() is not None, 120, "holder")
+        assert holder.poll() is None, holder.communicate()[0][-2000:]
+        threading.Thread(target=release_once_a_retry_is_waiting, daemon=True).start()
+        result = run_stage.with_options(retry_delay_seconds=3)(str(served.path), "prepare", {})
+    finally:
+        (hold / "release").touch()
+        holder.communicate(timeout=120)
+        shutil.rmtree(hold)
     assert result["status"] == "cached" and result["attempts"] == 2

@@ -36,6 +36,18 @@ PROFILE = (
 )
 
 
+RENDEZVOUS_S = 300
+RENDEZVOUS = f"""import os, pathlib, sys, time
+arrivals = pathlib.Path("{{arrivals}}")
+(arrivals / str(os.getpid())).touch()
+deadline = time.time() + {RENDEZVOUS_S}
+while len(list(arrivals.iterdir())) < 2:
+    if time.time() > deadline:
+        sys.exit("the other experiment never ran beside this one")
+    time.sleep(0.1)
+"""
+
+
 def _sh(cmd: list[str], cwd: Path, env: dict, timeout: float = 300) -> str:
     result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, f"{cmd}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
@@ -79,6 +91,17 @@ def project(tmp_path) -> tuple[Path, dict]:
     # What the grid's runs share (prepared data, inits) runs once here, as the upstream of one
     # run; the experiments take it from DVC's cache and train only their own runs.
     _sh(["dvc", "repro", "train_gan@dcgan"], path, env, 600)
+    # A rendezvous stage proves the two experiments ran at once, whatever the machine's speed:
+    # each waits (at most RENDEZVOUS_S) until both have arrived, so run one after the other
+    # they would fail.
+    arrivals = tmp_path / "arrivals"
+    arrivals.mkdir()
+    (path / "rendezvous.py").write_text(RENDEZVOUS.format(arrivals=arrivals))
+    with open(path / "dvc.yaml", "a") as dvc_yaml:
+        dvc_yaml.write(
+            "\n  rendezvous:\n    cmd: python rendezvous.py\n"
+            "    deps: [rendezvous.py]\n    params: [runs]\n"
+        )
     _sh(["git", "add", "-A"], path, env)
     _sh(["git", "commit", "-qm", "tiny project"], path, env)
     return path, env
@@ -96,6 +119,7 @@ def test_a_grid_queued_on_two_workers_logs_every_run_to_the_project_store(projec
         "2",
         "--targets",
         "train_gan",
+        "rendezvous",
     ]
     output = _sh(queue, path, env, 900)
     assert "queued 2 experiments" in output
@@ -122,15 +146,8 @@ def test_a_grid_queued_on_two_workers_logs_every_run_to_the_project_store(projec
     assert pipelines == {f"exp-{name}" for name in names}
     parents = [r for r in runs if r.data.tags.get("ugan.stage") == "pipeline"]
     assert {p.data.tags["ugan.pipeline_id"] for p in parents} >= pipelines
-    # The two workers overlapped in time: the queue really ran in parallel.
-    spans = sorted(
-        (min(r.info.start_time for r in runs_of), max(r.info.end_time for r in runs_of))
-        for runs_of in (
-            [r for r in runs if r.data.tags.get("ugan.pipeline_id") == p and r.info.end_time]
-            for p in pipelines
-        )
-    )
-    assert spans[1][0] < spans[0][1], f"experiments ran one after the other: {spans}"
+    # Both experiments passed the rendezvous: the queue really ran them at the same time.
+    assert len(list((path.parent / "arrivals").iterdir())) == 2
     # Nothing was logged into a worker's temporary workspace.
     assert not list((path / ".dvc/tmp").rglob("mlflow.db"))
     with sqlite3.connect(store) as db:

@@ -32,6 +32,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run, task_run
 
 from ugan.config.load import load_params
+from ugan.core.errors import UserError
 from ugan.pipeline import champion
 from ugan.tracking.pipeline_run import (
     PARENT_ENV,
@@ -130,6 +131,9 @@ TRANSIENT_FAULTS = {
     "OSError": _transient_os_error,
     "database is locked": lambda output: "database is locked" in output,
     "DVC repository locked by another dvc process": lambda out: "Unable to acquire lock" in out,
+    # What real concurrent DVC prints: another `dvc` holds the read/write lock of a path this
+    # stage reads or writes (DVC frees the repository lock while a stage runs).
+    "a path locked by another dvc process": lambda out: "is being blocked by" in out,
 }
 
 
@@ -293,17 +297,32 @@ def pipeline_flow(
 # -- the deployment ---------------------------------------------------------------------------
 
 
+class PrefectServerError(UserError):
+    """No Prefect server configured, reachable, or holding the deployment asked for."""
+
+
+START_SERVER = (
+    "start one with `prefect server start --host 127.0.0.1` and "
+    "export PREFECT_API_URL=http://127.0.0.1:4200/api"
+)
+
+
 def require_server() -> str:
-    """The Prefect API URL; a clear error if none is configured (serving against the
-    temporary in-process server would lose the schedule when the process ends)."""
+    """The Prefect API URL of a server that answers; a clear error otherwise (serving against
+    the temporary in-process server would lose the schedule when the process ends)."""
+    import httpx
     from prefect.settings import get_current_settings
 
     url = get_current_settings().api.url
     if not url:
-        raise RuntimeError(
-            "PREFECT_API_URL is not set: start a server with `prefect server start --host "
-            "127.0.0.1` and export PREFECT_API_URL=http://127.0.0.1:4200/api"
-        )
+        raise PrefectServerError(f"PREFECT_API_URL is not set: {START_SERVER}")
+    try:
+        httpx.get(f"{url.rstrip('/')}/health", timeout=10).raise_for_status()
+    except httpx.HTTPError as error:
+        raise PrefectServerError(
+            f"no Prefect server answers at PREFECT_API_URL={url} ({type(error).__name__}: "
+            f"{error}); {START_SERVER}"
+        ) from None
     return url
 
 
@@ -333,6 +352,13 @@ def trigger(name: str = DEFAULT_DEPLOYMENT, timeout: float | None = None):
     """Start a run of deployment `ugan-pipeline/<name>` now; wait up to `timeout` seconds
     (None: until it ends, 0: not at all). Returns the flow run."""
     from prefect.deployments import run_deployment
+    from prefect.exceptions import ObjectNotFound
 
-    require_server()
-    return run_deployment(f"{FLOW_NAME}/{name}", timeout=timeout, poll_interval=2)
+    url = require_server()
+    try:
+        return run_deployment(f"{FLOW_NAME}/{name}", timeout=timeout, poll_interval=2)
+    except ObjectNotFound:
+        raise PrefectServerError(
+            f"the Prefect server at {url} has no deployment {FLOW_NAME}/{name}: "
+            "start `ugan serve` (it creates the deployment and runs its flow runs) first"
+        ) from None
