@@ -89,7 +89,8 @@ def _start(client: MlflowClient, spool_dir: Path, event: dict, run_id: str | Non
 
 
 def _params(client: MlflowClient, run_id: str, event: dict) -> None:
-    params = [Param(k, v) for k, v in event["params"].items()]
+    # A spool begun mid-run (the store went away after the run started) carries no params.
+    params = [Param(k, v) for k, v in event.get("params", {}).items()]
     for start in range(0, len(params), 100):  # logging a param again with its value is a no-op
         client.log_batch(run_id, params=params[start : start + 100])
 
