@@ -40,3 +40,38 @@ def test_ctrl_c_exits_130(monkeypatch, capsys):
     with pytest.raises(SystemExit) as stopped:
         _run(monkeypatch, KeyboardInterrupt())
     assert stopped.value.code == 130 and "interrupted" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, lambda cores: cores),
+        ({"UGAN_JOBS": "2"}, lambda cores: max(1, cores // 2)),
+        ({"UGAN_JOBS": "64"}, lambda cores: 1),
+        ({"UGAN_THREADS": "3", "UGAN_JOBS": "2"}, lambda cores: 3),
+        ({"OMP_NUM_THREADS": "1", "UGAN_JOBS": "1"}, lambda cores: 1),
+    ],
+)
+def test_a_stage_sizes_torch_threads_by_the_jobs_sharing_the_machine(env, expected):
+    """In a fresh process, as DVC starts a stage: torch's pool is the cores this process may
+    use divided by UGAN_JOBS, unless the user set UGAN_THREADS or OMP_NUM_THREADS."""
+    import os
+    import subprocess
+
+    from ugan.core.runtime import available_cores
+
+    code = (
+        "import torch\n"
+        "from ugan.core.runtime import entry_point\n"
+        "entry_point(lambda: print(torch.get_num_threads()))()\n"
+    )
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("OMP_NUM_THREADS", "UGAN_JOBS", "UGAN_THREADS")
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=clean | env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout) == expected(available_cores())

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from ugan.config.load import load_params
 from ugan.core.errors import UserError
 from ugan.core.io import atomic_write_text
+from ugan.core.runtime import JOBS_ENV
 from ugan.pipeline import processes
 from ugan.tracking.pipeline_run import (
     PARENT_ENV,
@@ -212,6 +213,7 @@ def grid(args: argparse.Namespace) -> int:
     env = dict(os.environ)
     env.setdefault(PIPELINE_ENV, name)
     env.setdefault("MLFLOW_TRACKING_URI", tracking_uri())  # absolute: queue workers run elsewhere
+    env.setdefault(JOBS_ENV, str(args.jobs))  # each stage sizes its torch threads by it
     text = render_params(original, merged)  # the user's comments stay
     if args.here:
         with processes.params_swapped(params_path, text):
@@ -301,6 +303,7 @@ def queue(args: argparse.Namespace) -> int:
         experiments.setdefault(QUEUE_SPLITS[args.split](key, entry), {})[key] = entry
     stamp = time.strftime("%Y%m%d-%H%M%S")
     env = {k: v for k, v in os.environ.items() if k != PIPELINE_ENV}
+    env.setdefault(JOBS_ENV, str(args.jobs))  # each stage sizes its torch threads by it
     names = []
     for label, runs in experiments.items():  # each snapshots the workspace, params.yaml too
         name = f"{args.profile}-{label}-{stamp}"
