@@ -1,0 +1,148 @@
+"""`make gpu-check`: everything a GPU runner must prove, in one command of at most ~8 minutes.
+
+    python benchmarks/gpu_check.py            # writes benchmarks/results/gpu.json
+
+1. the CUDA tests (`tests/test_accel.py`): none of them may skip when CUDA is visible;
+2. the throughput benchmark on CUDA at 28 and 64 px: ugan's loop ÷ a plain pytorch/examples loop
+   for fp32 (`exact`, `default`), bf16 + channels_last (`fast`) and compile (`fast+compile`);
+3. a tiny real `dvc repro` of the whole pipeline with `device: cuda` and a non-default `perf:`.
+
+Without a CUDA GPU it says so and exits 0 (CPU machines run everything else in `make test`).
+With one, any step that fails makes the command fail (exit 1) after the others ran, with the
+step's output tail: a GPU check never skips silently.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+PY = sys.executable
+TINY = {
+    "classifier": {"steps": 60, "min_accuracy": 0.0},
+    "model": {"latent_dim": 16, "base_channels": 8},
+    "vae": {"steps": 40, "sample_every": 20},
+    "dae": {"steps": 10, "sample_every": 5},
+    "gan": {"steps": 60, "checkpoint_every": 20, "batch_size": 64, "num_sample_images": 16},
+    "eval": {"num_samples": 500, "kid_subset_size": 100},
+    "device": "cuda",
+    "perf": {"precision": "bf16", "channels_last": True},
+}
+
+
+def _merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = _merge(base.get(key, {}), value) if isinstance(value, dict) else value
+    return out
+
+
+def _run(cmd: list[str], cwd: Path = ROOT, env: dict | None = None, timeout: float = 300):
+    started = time.monotonic()
+    try:
+        result = subprocess.run(
+            cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+        )
+        code, output = result.returncode, result.stdout + result.stderr
+    except subprocess.TimeoutExpired as expired:
+        code, output = 124, f"timed out after {timeout} s\n{expired.stdout or ''}"
+    return code, output, round(time.monotonic() - started, 1)
+
+
+def cuda_tests() -> dict:
+    code, output, seconds = _run([PY, "-m", "pytest", "-q", "-rs", "tests/test_accel.py"])
+    skipped = [line for line in output.splitlines() if "needs a CUDA GPU" in line]
+    ok = code == 0 and not skipped
+    return {"ok": ok, "seconds": seconds, "skipped_cuda_tests": skipped, "tail": output[-1500:]}
+
+
+def throughput(image_size: int, steps: int) -> dict:
+    out = RESULTS / f"gpu-throughput-{image_size}.json"
+    cmd = [
+        *(PY, "benchmarks/throughput.py", "--device", "cuda", "--steps", str(steps)),
+        *("--image-size", str(image_size), "--json", str(out)),
+    ]
+    code, output, seconds = _run(cmd, timeout=240)
+    figures = json.loads(out.read_text())["figures"] if code == 0 and out.is_file() else {}
+    return {"ok": code == 0, "seconds": seconds, "figures": figures, "tail": output[-1500:]}
+
+
+def tiny_pipeline() -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        project = Path(tmp)
+        for name in ("src", "stages", "data/sources"):
+            shutil.copytree(
+                ROOT / name, project / name, ignore=shutil.ignore_patterns("__pycache__")
+            )
+        for name in ("dvc.yaml", ".gitignore"):
+            shutil.copy(ROOT / name, project / name)
+        params = _merge(yaml.safe_load((ROOT / "params.yaml").read_text()), TINY)
+        (project / "params.yaml").write_text(yaml.safe_dump(params))
+        env = dict(
+            os.environ,
+            PATH=f"{Path(PY).parent}{os.pathsep}{os.environ['PATH']}",
+            PYTHONPATH=str(project / "src"),
+            MLFLOW_TRACKING_URI=f"sqlite:///{project / 'mlflow.db'}",
+        )
+        for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"]):
+            _run(cmd, project, env)
+        code, output, seconds = _run(["dvc", "repro"], project, env, timeout=300)
+        produced = (project / "reports/report.md").is_file()
+        summary = {}
+        if (project / "reports/summary.json").is_file():
+            summary = json.loads((project / "reports/summary.json").read_text())
+    return {
+        "ok": code == 0 and produced,
+        "seconds": seconds,
+        "report_written": produced,
+        "summary": summary,
+        "tail": output[-2500:],
+    }
+
+
+def main() -> int:
+    if not torch.cuda.is_available():
+        print("gpu-check: no CUDA GPU is visible here; nothing to check (run it on a GPU runner)")
+        return 0
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    steps = {
+        "cuda tests": cuda_tests,
+        "throughput 28 px": lambda: throughput(28, 300),
+        "throughput 64 px": lambda: throughput(64, 150),
+        "tiny dvc repro on cuda, bf16 + channels_last": tiny_pipeline,
+    }
+    results = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__, "steps": {}}
+    for name, step in steps.items():
+        print(f"gpu-check: {name} …", flush=True)
+        try:
+            results["steps"][name] = step()
+        except Exception as error:  # a broken step must not hide the others' results
+            results["steps"][name] = {"ok": False, "error": f"{type(error).__name__}: {error}"}
+        outcome = results["steps"][name]
+        print(f"  {'ok' if outcome['ok'] else 'FAILED'} ({outcome.get('seconds', '?')} s)")
+        if not outcome["ok"]:
+            print(outcome.get("tail") or outcome.get("error"), file=sys.stderr)
+    (RESULTS / "gpu.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\n{'step':50s} result")
+    for name, outcome in results["steps"].items():
+        print(f"{name:50s} {'ok' if outcome['ok'] else 'FAILED'}")
+        for loop, figure in outcome.get("figures", {}).items():
+            ratio = figure.get("ratio", float("nan"))  # ÷ the plain loop; the goal is ≥ 1.5
+            print(f"    {loop:46s} {figure.get('images_per_s', 0):8.0f} img/s  {ratio:.2f}×")
+    print(f"written: {RESULTS / 'gpu.json'}")
+    return 0 if all(o["ok"] for o in results["steps"].values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
