@@ -74,7 +74,7 @@ def throughput(image_size: int, steps: int) -> dict:
         *("--image-size", str(image_size), "--json", str(out)),
     ]
     code, output, seconds = _run(cmd, timeout=240)
-    figures = json.loads(out.read_text())["figures"] if code == 0 and out.is_file() else {}
+    figures = json.loads(out.read_text())["figures"]["loops"] if code == 0 and out.is_file() else {}
     return {"ok": code == 0, "seconds": seconds, "figures": figures, "tail": output[-1500:]}
 
 
