@@ -1,0 +1,50 @@
+"""Benchmark — stage process start: seconds from `python stages/<stage>.py` to its first work
+(the stage module and everything it imports loaded, params parsed), against `python -c "import
+torch"`, the floor every stage pays, measured in the same run (median of `--repeat` fresh
+processes each).
+
+    python benchmarks/stage_start.py [--repeat 5]
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import time
+
+from common import ROOT, arguments, machine, report, table
+
+STAGES = ("prepare", "train_classifier", "pretrain_vae", "transfer", "train_gan", "evaluate")
+# Import the stage file without running its main, then parse params as main would first.
+LOAD = (
+    "import runpy; runpy.run_path('stages/{stage}.py', run_name='benchmark'); "
+    "from ugan.config.load import load_params; load_params('params.yaml')"
+)
+
+
+def seconds(code: str, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = arguments(__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    floor = seconds("import torch", args.repeat)
+    figures = {"import torch": {"seconds": floor, "ratio": 1.0}}
+    for stage in STAGES:
+        spent = seconds(LOAD.format(stage=stage), args.repeat)
+        figures[stage] = {"seconds": spent, "ratio": spent / floor}
+    rows = [[name, f"{f['seconds']:.2f}", f"{f['ratio']:.2f}×"] for name, f in figures.items()]
+    print(table(["process", "start to first work, s", "÷ import torch"], rows))
+    report(args, "stage_start", machine(), figures)
+
+
+if __name__ == "__main__":
+    main()
