@@ -154,7 +154,9 @@ class StackedMNISTBenchmark(Benchmark):
 
     def __init__(self, paper: dict):
         self.paper = paper
-        self._labeller: Callable | None = None
+        # One labeller per classifier file version: a benchmark object lives for the process,
+        # and a retrained (or different) classifier must never be scored by a stale one.
+        self._labellers: dict[tuple[str, int], Callable] = {}
 
     def data(self, entry: ModeBenchmarkParams, inputs: Inputs) -> BenchData:
         digits = load_prepared(inputs.prepared)
@@ -177,12 +179,13 @@ class StackedMNISTBenchmark(Benchmark):
         return save_grid(samples[:64], path)
 
     def _classify(self, inputs: Inputs) -> Callable:
-        if self._labeller is None:
-            if not inputs.classifier.is_file():
-                raise FileNotFoundError(
-                    f"{inputs.classifier} does not exist: stacked-mnist is scored by the "
-                    "pipeline's digit classifier (stage train_classifier)"
-                )
+        if not inputs.classifier.is_file():
+            raise FileNotFoundError(
+                f"{inputs.classifier} does not exist: stacked-mnist is scored by the "
+                "pipeline's digit classifier (stage train_classifier)"
+            )
+        key = (str(inputs.classifier.resolve()), inputs.classifier.stat().st_mtime_ns)
+        if key not in self._labellers:
             classifier = load_classifier(inputs.classifier)
             if classifier.objective != "labels":
                 raise InputError(
@@ -190,8 +193,8 @@ class StackedMNISTBenchmark(Benchmark):
                     "stacked-mnist needs the classifier of labelled MNIST (data.source mnist5k "
                     "or mnist-idx)"
                 )
-            self._labeller = classifier_labeller(classifier)
-        return self._labeller
+            self._labellers[key] = classifier_labeller(classifier)
+        return self._labellers[key]
 
     def _score_uint8(self, images: np.ndarray | torch.Tensor, inputs: Inputs) -> dict:
         images = torch.as_tensor(images)
