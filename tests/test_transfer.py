@@ -1,9 +1,15 @@
 import dataclasses
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from ugan.core.errors import TransferError
+from ugan.core.io import save_checkpoint
 from ugan.models.transfer import max_output_difference, transfer_decoder
 from ugan.models.vae import VAE
 from ugan.nets.dcgan import Generator
@@ -39,3 +45,38 @@ def test_missing_key_is_named(tiny_arch):
     state.pop("project.0.weight")
     with pytest.raises(TransferError, match="project.0.weight"):
         transfer_decoder(state, Generator(tiny_arch))
+
+
+def _transfer_stage(project: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{project / 'mlflow.db'}")
+    return subprocess.run(
+        [sys.executable, str(Path(__file__).parents[1] / "stages/transfer.py")],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_the_transfer_stage_names_a_vae_file_whose_decoder_does_not_fit_its_arch(
+    tmp_path, tiny_arch
+):
+    (tmp_path / "params.yaml").write_text("{}\n")
+    wider = dataclasses.replace(tiny_arch, base_channels=tiny_arch.base_channels * 2)
+    vae = {"arch": tiny_arch.to_dict(), "decoder": Generator(wider).state_dict()}
+    save_checkpoint(tmp_path / "models/vae.pt", vae)
+    result = _transfer_stage(tmp_path)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert re.search(
+        r"^error: models/vae\.pt: shape mismatch at '[\w.]+': decoder \(\d+.*\) vs generator "
+        r"\(\d+.*\); the file is corrupt or from another version: rerun `dvc repro pretrain_vae`$",
+        result.stderr,
+        re.M,
+    ), result.stderr[-3000:]
+    assert not (tmp_path / "models/init").exists()
+
+    save_checkpoint(tmp_path / "models/vae.pt", {"decoder": vae["decoder"]})
+    result = _transfer_stage(tmp_path)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "error: models/vae.pt: no 'arch' in it;" in result.stderr

@@ -27,6 +27,16 @@ class CheckpointError(UserError, RuntimeError):
     """A checkpoint file is missing, truncated, corrupt or unsafe."""
 
 
+class NotWritableError(UserError, PermissionError):
+    """A folder the stage writes to is read-only (permissions, a read-only mount); the message
+    names the folder. Nothing was written or overwritten."""
+
+
+class DiskFullError(UserError, OSError):
+    """A write ran out of space (no space left, quota, file-size limit); the message names the
+    file. The previous file under that name is intact and the temporary file is removed."""
+
+
 class TransferError(UserError, RuntimeError):
     """The decoder's weights do not fit the generator."""
 

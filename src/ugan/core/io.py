@@ -2,17 +2,23 @@
 
 Every file the pipeline produces goes through `atomic_write`: the bytes land in a temporary
 file in the destination folder and are renamed into place only once complete, so a crash or a
-full disk never leaves a half-written file under the final name. Loads use
-`torch.load(weights_only=True)`, so a checkpoint can carry tensors and plain data but never code.
+full disk never leaves a half-written file under the final name. A full disk (or quota, or
+file-size limit) is a `DiskFullError` naming the file, a read-only folder a `NotWritableError`
+naming the folder: both are user errors (`error: …`, exit 2), with the temporary file removed and
+the previous file intact. Loads use `torch.load(weights_only=True)`, so a checkpoint can carry
+tensors and plain data but never code; `state_mismatches` says where a loaded state does not fit
+the nets it is meant for.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,26 +26,99 @@ from typing import Any
 
 import torch
 
-from ugan.core.errors import CheckpointError
+from ugan.core.errors import CheckpointError, DiskFullError, NotWritableError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+# errno → (what happened, what frees the way) for a write that ran out of room.
+NO_SPACE = {
+    errno.ENOSPC: ("no space left on device", "free space"),
+    errno.EDQUOT: ("disk quota exceeded", "free space or raise the quota"),
+    errno.EFBIG: ("file too large (a file-size limit: `ulimit -f`)", "raise the limit"),
+}
+NOT_WRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+def _free_space(folder: Path) -> str:
+    try:
+        return f", {shutil.disk_usage(folder).free / 2**20:.1f} MiB free there"
+    except OSError:
+        return ""
+
+
+def write_error(path: Path, exc: OSError) -> DiskFullError | NotWritableError | None:
+    """The user error for an OSError met writing `path` (a full disk, a read-only folder), or
+    None when it is neither."""
+    if exc.errno in NO_SPACE:
+        what, action = NO_SPACE[exc.errno]
+        error: DiskFullError | NotWritableError = DiskFullError(
+            f"{path}: {what} ([Errno {exc.errno}] {exc.strerror}{_free_space(path.parent)}); "
+            f"nothing was overwritten, {action} and rerun"
+        )
+    elif exc.errno in NOT_WRITABLE:
+        folder = path  # the nearest existing folder: the one that refused
+        while not folder.is_dir() and folder.parent != folder:
+            folder = folder.parent
+        error = NotWritableError(
+            f"{folder}: cannot write there ([Errno {exc.errno}] {exc.strerror}); nothing was "
+            f"written: make it writable (`chmod u+w`, or remount it read-write) and rerun"
+        )
+    else:
+        return None
+    return error
+
+
+def ensure_writable(folder: str | os.PathLike) -> Path:
+    """Create `folder` if needed and prove a file can be made in it (then removed), so that a
+    read-only folder stops a stage before any work, with the error the first write would give."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=".ugan-write-check.", dir=folder)
+    except OSError as exc:
+        error = write_error(folder, exc)
+        if error is None:
+            raise
+        raise error from exc
+    os.close(fd)
+    os.unlink(name)
+    return folder
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
+    A full disk or a read-only folder raises `DiskFullError` / `NotWritableError`."""
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    except OSError as exc:
+        error = write_error(final, exc)
+        if error is None:
+            raise
+        raise error from exc
     os.close(fd)
     tmp = Path(tmp_name)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file ordinary permissions
     try:
-        yield tmp
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, final)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file ordinary permissions
+        try:
+            yield tmp
+        except OSError as exc:  # the block's own write to `tmp`: only running out of room is ours
+            if exc.errno not in NO_SPACE:
+                raise
+            raise write_error(final, exc) from exc
+        try:
+            with open(tmp, "rb") as handle:
+                os.fsync(handle.fileno())
+            os.replace(tmp, final)
+        except OSError as exc:
+            error = write_error(final, exc)
+            if error is None:
+                raise
+            raise error from exc
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -79,6 +158,51 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if not isinstance(payload, dict):
         raise CheckpointError(f"checkpoint {path} holds {type(payload).__name__}, expected a dict")
     return payload
+
+
+def _is_module_state(value: Any) -> bool:
+    """A module's state dict (or an optimizer's per-parameter state): names → tensors."""
+    return (
+        isinstance(value, dict)
+        and bool(value)
+        and all(isinstance(k, str) and torch.is_tensor(v) for k, v in value.items())
+    )
+
+
+def state_mismatches(saved: Any, expected: Any, where: str = "") -> list[str]:
+    """Where `saved` (a loaded state) cannot be loaded into the nets whose state is `expected`:
+    in every module state dict of `expected`, the tensors missing, unexpected or of another
+    shape, as `'<path>': file <shape> vs net <shape>`. Other dicts are walked by their common
+    keys (a whole module state missing is named too); lists and plain values are not compared."""
+    if _is_module_state(expected):
+        if not isinstance(saved, dict):
+            return [f"{where!r}: file holds {type(saved).__name__}, the net a state dict"]
+        found = []
+        for key in sorted(set(saved) | set(expected)):
+            name = f"{where}.{key}" if where else key
+            if key not in saved:
+                found.append(f"{name!r}: missing from the file")
+            elif key not in expected:
+                found.append(f"{name!r}: in the file, not in the net")
+            elif not torch.is_tensor(saved[key]) or saved[key].shape != expected[key].shape:
+                shape = tuple(saved[key].shape) if torch.is_tensor(saved[key]) else saved[key]
+                found.append(f"{name!r}: file {shape} vs net {tuple(expected[key].shape)}")
+        return found
+    if not isinstance(expected, dict) or not isinstance(saved, dict):
+        return []
+    found = []
+    for key, value in expected.items():
+        name = f"{where}.{key}" if where else str(key)
+        if key in saved:
+            found += state_mismatches(saved[key], value, name)
+        elif _is_module_state(value):
+            found.append(f"{name!r}: missing from the file")
+    return found
+
+
+def describe_mismatches(found: list[str], shown: int = 3) -> str:
+    more = f"; … {len(found) - shown} more" if len(found) > shown else ""
+    return "; ".join(found[:shown]) + more
 
 
 def file_digest(path: str | Path) -> str:

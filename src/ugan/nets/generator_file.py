@@ -8,7 +8,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ugan.core.io import load_checkpoint
+from ugan.core.errors import CheckpointError
+from ugan.core.io import describe_mismatches, load_checkpoint, state_mismatches
 from ugan.nets.began import BEGANGenerator
 from ugan.nets.dcgan import ArchConfig, Generator
 from ugan.nets.mlp import MLPConfig, MLPGenerator
@@ -41,12 +42,37 @@ def generator_payload(generator: nn.Module, prior: str = "normal", **extra) -> d
 
 
 def load_generator(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+    """The generator a generator file describes. A file that is no generator file (no `arch`
+    or `state_dict`), names an unknown class or config, or whose weights do not fit the net its
+    `arch` describes is a `CheckpointError` naming the file (and the tensors that differ)."""
     payload = load_checkpoint(path, map_location=device)
     net = payload.get("net", "dcgan")
     if net not in GENERATORS:
-        raise ValueError(f"{path}: unknown generator class {net!r}; known: {sorted(GENERATORS)}")
+        raise CheckpointError(
+            f"{path}: unknown generator class {net!r}; known: {sorted(GENERATORS)}"
+        )
+    missing = [key for key in ("arch", "state_dict") if not isinstance(payload.get(key), dict)]
+    if missing:
+        raise CheckpointError(
+            f"{path}: not a generator file: no {' or '.join(map(repr, missing))} in it (it "
+            f"holds {sorted(map(str, payload))}); generator files are written by train_gan"
+        )
     cls = GENERATORS[net]
-    generator = cls(CONFIGS.get(cls, ArchConfig)(**payload["arch"]))
+    config = CONFIGS.get(cls, ArchConfig)
+    try:
+        generator = cls(config(**payload["arch"]))
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(
+            f"{path}: its `arch` {payload['arch']} is no {config.__name__} of a {net} "
+            f"generator: {exc}"
+        ) from exc
+    mismatches = state_mismatches(payload["state_dict"], generator.state_dict())
+    if mismatches:
+        raise CheckpointError(
+            f"{path}: its weights do not fit the {net} generator its `arch` describes "
+            f"({describe_mismatches(mismatches)}): the file is corrupt or was assembled from "
+            f"another architecture's weights"
+        )
     generator.load_state_dict(payload["state_dict"])
     generator.prior = payload.get("prior", "normal")
     return generator.to(device)

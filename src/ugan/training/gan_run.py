@@ -14,17 +14,64 @@ from pathlib import Path
 import torch
 
 from ugan.config.schema import Params
-from ugan.core.io import file_digest, load_checkpoint
-from ugan.core.paths import PREPARED, RESUME_ROOT
+from ugan.core.errors import InputError
+from ugan.core.io import (
+    describe_mismatches,
+    ensure_writable,
+    file_digest,
+    load_checkpoint,
+    state_mismatches,
+)
+from ugan.core.paths import PREPARED, RESUME_ROOT, RunLayout
 from ugan.core.runtime import resolve_device
 from ugan.data.prepared import load_prepared
+from ugan.nets.dcgan import ArchConfig
+from ugan.nets.family import family_of
 from ugan.tracking.stage_run import StageRun
 from ugan.training.gan import train_gan
+
+# The stage that writes each generator init file.
+INIT_STAGES = {"random": "init_random", "vae": "transfer"}
 
 
 def init_path(init: str) -> Path:
     """The generator init file a run starts from (`init_random`, `transfer` write them)."""
     return Path("models/init") / f"{init}.pt"
+
+
+def check_init(path: Path, init: dict, arch: ArchConfig, name: str) -> None:
+    """Refuse an init file that the run's generator cannot start from: no `arch`, another
+    architecture than params' `model:`, or weights of other shapes (`InputError` naming the
+    file, what differs and the stage to rerun); a later `size mismatch` would say neither."""
+    stage = INIT_STAGES.get(name, "the stage that writes it")
+    rerun = f"rerun `dvc repro {stage}` to rebuild it from the current params"
+    saved = init.get("arch")
+    if not isinstance(saved, dict):
+        raise InputError(
+            f"{path}: not a generator init: no `arch` in it (it holds {sorted(map(str, init))}); "
+            f"{rerun}"
+        )
+    expected = arch.to_dict()
+    differences = [
+        f"{key}: file {saved.get(key)!r} vs params {expected.get(key)!r}"
+        for key in sorted(set(saved) | set(expected))
+        if saved.get(key) != expected.get(key)
+    ]
+    if differences:
+        raise InputError(
+            f"{path} was made for another architecture ({'; '.join(differences)}): {rerun}, "
+            f"or restore the `model:` params it was made with"
+        )
+    if "state_dict" in init:
+        with torch.device("meta"):  # shapes only: no memory, no draw from the random stream
+            generator = family_of(arch).generator(arch)
+        mismatches = state_mismatches(init["state_dict"], generator.state_dict())
+        if mismatches:
+            raise InputError(
+                f"{path}: its weights do not fit the generator its `arch` describes "
+                f"({describe_mismatches(mismatches)}): the file is corrupt or was assembled "
+                f"from another architecture's weights; {rerun}"
+            )
 
 
 def stage_run(p: Params, run_key: str, tracked: dict) -> StageRun:
@@ -60,6 +107,10 @@ def run_train_gan(
     init_file = init_path(run.init)
     init, data = load_checkpoint(init_file), load_prepared(PREPARED)
     arch = p.model.arch(p.data.image_size, data.shape[0], data.num_classes)
+    check_init(init_file, init, arch, run.init)
+    layout = RunLayout(out_dir or Path("runs") / run_key)
+    for folder in (layout.root, layout.checkpoints, layout.samples):
+        ensure_writable(folder)  # a read-only folder stops the run here, not at its first save
     params = {
         "run": p.runs[run_key].model_dump(exclude_none=True),
         "gan": run.gan.model_dump(),
@@ -84,7 +135,7 @@ def run_train_gan(
             arch,
             data,
             init,
-            out_dir or Path("runs") / run_key,
+            layout.root,
             tracker,
             init_std=p.model.init_std,
             device=device,

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from ugan.core.errors import NonFiniteLossError
+from ugan.core.io import state_mismatches
 from ugan.core.runtime import progress
 from ugan.data.batches import InfiniteBatches
 from ugan.tracking.stage_run import StageRun
@@ -118,8 +119,19 @@ class _Loop:
             self.task.on_save(self.step)
             self.store.save(self.step, self._snapshot())
 
+    def _fits(self, state: dict) -> list[str]:
+        """Where a saved state cannot be loaded into the task's nets (nothing is loaded)."""
+        return state_mismatches(state, self.task.state_dict())
+
     def _resume(self) -> None:
-        state = self.store.latest()
+        state = self.store.latest(self._fits)
+        if state is None and self.store.unusable:
+            names = ", ".join(str(path) for path in self.store.unusable)
+            warnings.warn(
+                f"no usable resume state for {self.label} ({names}: see above); "
+                "starting over from step 0",
+                stacklevel=1,
+            )
         self.step = state["step"] if state else 0
         self.task.on_start(self.step)
         if state:
@@ -175,7 +187,7 @@ class _Loop:
         """Back to the newest saved state, or NonFiniteLossError when no retry is left. The
         window of the interrupted log interval is kept (as it always was)."""
         message = f"{self.task.name}: non-finite loss at step {bad_step}: {bad}"
-        previous = self.store.latest() if self.retries_left > 0 else None
+        previous = self.store.latest(self._fits) if self.retries_left > 0 else None
         if previous is None:
             raise NonFiniteLossError(message)
         self.retries_left -= 1

@@ -13,18 +13,27 @@ import os
 import random
 import signal
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
 
 from ugan.core.errors import CheckpointError, ResumeMismatchError, RunLockedError
-from ugan.core.io import load_checkpoint, save_checkpoint
+from ugan.core.io import describe_mismatches, load_checkpoint, save_checkpoint, write_error
 from ugan.core.paths import RESUME_ROOT
 
 FRESH_ENV = "UGAN_FRESH_START"
 KEEP = 2  # states kept on disk: the newest may be the one a crash truncated
+
+
+def _raise_write_error(path: Path, exc: OSError) -> NoReturn:
+    """A read-only or full resume folder as the user error naming it; other faults as they are."""
+    error = write_error(path, exc)
+    if error is None:
+        raise exc
+    raise error from exc
 
 
 def fresh_start_requested() -> bool:
@@ -75,11 +84,16 @@ class ResumeStore:
     def __init__(self, name: str, fingerprint: dict[str, Any], root: Path = RESUME_ROOT):
         self.dir = Path(root) / name
         self.fingerprint = fingerprint
+        self.unusable: list[Path] = []  # states `latest` set aside as unusable
         self._lock_handle = None
 
     def __enter__(self) -> ResumeStore:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        handle = open(self.dir / "lock", "w")
+        lock = self.dir / "lock"
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            handle = open(lock, "a")  # "a": truncating it would clear a holder's pid
+        except OSError as exc:
+            _raise_write_error(lock, exc)
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -87,8 +101,13 @@ class ResumeStore:
             raise RunLockedError(
                 f"another trainer is using {self.dir} (lock held); wait for it or stop it"
             ) from None
-        handle.write(str(os.getpid()))
-        handle.flush()
+        try:
+            handle.truncate(0)
+            handle.write(str(os.getpid()))
+            handle.flush()
+        except OSError as exc:
+            handle.close()
+            _raise_write_error(lock, exc)
         self._lock_handle = handle
         return self
 
@@ -101,8 +120,11 @@ class ResumeStore:
     def _states(self) -> list[Path]:
         return sorted(self.dir.glob("state_*.pt"), reverse=True)
 
-    def latest(self) -> dict | None:
-        """The newest loadable state (a corrupt one is skipped with a warning), or None.
+    def latest(self, fits: Callable[[dict], list[str]] | None = None) -> dict | None:
+        """The newest usable state, or None. A state that is truncated or corrupt, or that
+        `fits(state)` says cannot be loaded into the nets (tensors missing or of other shapes,
+        though its fingerprint claims the same params: corrupt too) is moved aside to
+        `<name>.unusable` with a warning, and the next newest is tried; `unusable` lists them.
 
         Raises ResumeMismatchError when it was made with other params, unless a fresh start
         was requested (UGAN_FRESH_START=1), in which case old states are discarded."""
@@ -113,7 +135,7 @@ class ResumeStore:
             try:
                 state = load_checkpoint(path)
             except CheckpointError as exc:
-                warnings.warn(f"skipping unusable resume state: {exc}", stacklevel=2)
+                self._set_aside(path, str(exc))
                 continue
             differences = diff_fingerprints(state.get("fingerprint", {}), self.fingerprint)
             if differences:
@@ -122,8 +144,28 @@ class ResumeStore:
                     + "\n  ".join(differences)
                     + f"\nRestore them, or start fresh with {FRESH_ENV}=1"
                 )
+            mismatches = fits(state) if fits is not None else []
+            if mismatches:
+                self._set_aside(
+                    path,
+                    f"checkpoint {path} does not fit the nets its params describe "
+                    f"({describe_mismatches(mismatches)}): corrupt",
+                )
+                continue
             return state
         return None
+
+    def _set_aside(self, path: Path, why: str) -> None:
+        """Rename an unusable state out of the way: states saved after it must not be pruned
+        in its favour (it sorts newer), and it stays for inspection until the run finishes."""
+        aside = path.with_name(path.name + ".unusable")
+        try:
+            path.replace(aside)
+            where = f"; moved aside to {aside.name}"
+        except OSError:
+            where = ""
+        self.unusable.append(aside if where else path)
+        warnings.warn(f"skipping unusable resume state: {why}{where}", stacklevel=3)
 
     def save(self, step: int, state: dict[str, Any]) -> Path:
         path = self.dir / f"state_{step:08d}.pt"
@@ -133,7 +175,7 @@ class ResumeStore:
         return path
 
     def clear(self) -> None:
-        for path in self._states():
+        for path in [*self._states(), *self.dir.glob("state_*.pt.unusable")]:
             path.unlink(missing_ok=True)
 
 
