@@ -196,8 +196,11 @@ def test_device_auto_picks_the_gpu():
 
 @cuda
 def test_cuda_fast_path_trains_and_deterministic_mode_repeats_bitwise(
-    tmp_path, tiny_arch, tiny_data
+    tmp_path, tiny_arch, tiny_data, monkeypatch
 ):
+    # Deterministic cuBLAS needs its workspace setting before cuBLAS starts (here: the fast run
+    # below); a stage sets it itself before any CUDA work (accel.claim_process).
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     fast = {"precision": "bf16", "channels_last": True}
     summary, history = _train(tmp_path, tiny_arch, tiny_data, "fast", perf=fast, device="cuda")
     assert summary["checkpoints"] == [5, 10] and len(history) == 2
@@ -206,6 +209,29 @@ def test_cuda_fast_path_trains_and_deterministic_mode_repeats_bitwise(
     for name in ("a", "b"):
         _train(tmp_path, tiny_arch, tiny_data, name, perf=exact, device="cuda")
         weights.append(load_generator(RunLayout(tmp_path / name).checkpoint_path(10)).state_dict())
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+@cuda
+@pytest.mark.parametrize("gan", [{"method": "began"}, {"loss": "wgan-gp"}])
+def test_cuda_deterministic_mode_has_a_kernel_for_every_op_and_repeats_bitwise(
+    tmp_path, tiny_arch, tiny_data, monkeypatch, gan
+):
+    """Deterministic mode raises on an op without a deterministic kernel: BEGAN (nearest
+    upsampling) and a gradient penalty (double backward) must not need one."""
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    raw = {"gan": {"steps": 4, "checkpoint_every": 4, "batch_size": 16, **gan}}
+    run = parse_params({**raw, "runs": {"d": {"init": "random"}}}).run("d")
+    recipe = {"arch": tiny_arch.to_dict(), "net": "dcgan", "prior": "normal", "source": "random"}
+    weights = []
+    for name in ("a", "b"):
+        with StageRun("train_gan", {}, run_key=name, log_models=False) as tracker:
+            train_gan(
+                name, run, tiny_arch, tiny_data, recipe, tmp_path / name, tracker,
+                resume_root=tmp_path / "resume", device="cuda",
+                perf=PerfParams(deterministic=True),
+            )  # fmt: skip
+        weights.append(load_generator(RunLayout(tmp_path / name).checkpoint_path(4)).state_dict())
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 

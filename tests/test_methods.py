@@ -559,7 +559,8 @@ def test_dvc_pipeline_trains_method_runs_with_the_dae_stage(tmp_path):
     payload = load_checkpoint(path / "runs/began/checkpoints/generator_step_000004.pt")
     assert (payload["net"], payload["prior"]) == ("began", "uniform")
     metrics = json.loads((path / "evaluation/began/metrics.json").read_text())
-    assert metrics["method"] == "began" and math.isfinite(metrics["final"]["fid"])
+    info = json.loads((path / "evaluation/began/info.json").read_text())
+    assert info["method"] == "began" and math.isfinite(metrics["final"]["fid"])
     assert json.loads((path / "metrics/dae.json").read_text())["heldout_denoising_mse"] > 0
 
 

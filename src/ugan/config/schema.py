@@ -284,11 +284,11 @@ class TrackingParams(Strict):
 class PerfParams(Strict):
     """Speed knobs of the training loop (ugan.training.accel); the defaults are exact fp32."""
 
-    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast of forward passes (no scaler)
+    precision: Literal["fp32", "tf32", "bf16"] = "fp32"  # exact; TF32 matmuls; bf16 autocast
     channels_last: bool = False  # NHWC memory format for conv nets and image batches
     fused_optim: bool = True  # fused Adam kernels where the device supports them
     compile: bool = False  # torch.compile each net in place (slow first steps)
-    deterministic: bool = False  # deterministic kernels, cudnn.benchmark off
+    deterministic: bool = False  # deterministic kernels (others raise), cudnn.benchmark off
     loss_sync: Literal["auto", "step", "log"] = "auto"  # when losses reach the host: auto =
     # every step on CPU, at the log/checkpoint cadence on CUDA (the non-finite guard then
     # fires there, before any checkpoint)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 import torch
@@ -14,6 +14,9 @@ class Method(Protocol):
 
     generator: torch.nn.Module
     prior: str  # "normal" | "uniform": the latent distribution the generator expects
+    # net attribute → why a step differentiates its graph twice (a gradient penalty): such a
+    # net is not compiled, and is synchronised by a twice-differentiable BatchNorm
+    twice_differentiated: Mapping[str, str]
 
     @classmethod
     def build(cls, arch, run, generator_init: dict, init_std: float, **resources) -> Method: ...

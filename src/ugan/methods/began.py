@@ -20,6 +20,12 @@ consecutive steps; then both learning rates are halved (not below `lr_min`) and 
 restarts from the current m̄. k_t, m̄, its minimum and the count are part of `state_dict`, and
 the optimizers' states carry the current learning rates, so a resumed run continues exactly.
 
+k_t, M_global, m̄ and the stall count live on the device (float64, the same numbers as on the
+host): a step reads nothing back. The schedule reads the stall count only when a halving may be
+due (its host bound reaches the patience): at most twice per `lr_halve_patience` steps.
+Data-parallel training replaces `_mean_over_ranks` so that every rank controls k_t and the
+schedule from the global batch's L(x) and L(G(z)), as one process would.
+
 The run's `loss` is not used: BEGAN has its own objective. The generator is BEGAN's own
 decoder-shaped net, drawn from the run's seed; a dcgan random-init recipe is ignored, and
 transferred dcgan weights (`init: vae`) are refused (config rejects that combination first).
@@ -93,20 +99,50 @@ class BEGANMethod:
         self.latent_dim = generator.cfg.latent_dim
         self.gamma = gamma
         self.lambda_k = lambda_k
-        self.k = k_init
         self.m_global_decay = m_global_decay
         self.lr_halve_patience = lr_halve_patience
         self.lr_min = lr_min
-        self.m_ema = math.nan  # m̄_t; nan until the first step
-        self.m_best = math.inf  # the lowest m̄ since the last halving
-        self.since_best = 0  # steps since m̄ last reached a new minimum
+        # The control state, on the device (`to`); float64 as the host floats it replaces.
+        self._k = torch.tensor(float(k_init), dtype=torch.float64)
+        self._m_ema = torch.tensor(math.nan, dtype=torch.float64)  # m̄_t; nan until step 1
+        self._m_best = torch.tensor(math.inf, dtype=torch.float64)  # lowest m̄ since a halving
+        self._since_best = torch.tensor(0)  # steps since m̄ last reached a new minimum
+        self._since_bound = 0  # host: an upper bound of _since_best (exact after a read)
         self.opt_g = torch.optim.Adam(generator.parameters(), lr=lr, betas=betas)
         self.opt_d = torch.optim.Adam(discriminator.parameters(), lr=lr, betas=betas)
 
     def to(self, device) -> BEGANMethod:
         self.generator.to(device)
         self.discriminator.to(device)
+        for name in ("_k", "_m_ema", "_m_best", "_since_best"):
+            setattr(self, name, getattr(self, name).to(device))
         return self
+
+    @property
+    def twice_differentiated(self) -> dict[str, str]:
+        return {}  # no gradient penalty
+
+    # The control state as host numbers (each read waits for the device: tests, state_dict).
+    @property
+    def k(self) -> float:
+        return self._k.item()
+
+    @property
+    def m_ema(self) -> float:
+        return self._m_ema.item()
+
+    @property
+    def m_best(self) -> float:
+        return self._m_best.item()
+
+    @property
+    def since_best(self) -> int:
+        return int(self._since_best.item())
+
+    @staticmethod
+    def _mean_over_ranks(values: torch.Tensor) -> torch.Tensor:
+        """The identity in one process; data-parallel training averages over the ranks."""
+        return values
 
     @property
     def lr(self) -> float:
@@ -117,13 +153,13 @@ class BEGANMethod:
 
     def train_step(
         self, next_batch: Callable[[], tuple[torch.Tensor, torch.Tensor]]
-    ) -> dict[str, float]:
+    ) -> dict[str, torch.Tensor | float]:
         real, _ = next_batch()
         fake = self.generator(self._noise(real.shape[0], real))
         l_real = autoencoder_loss(self.discriminator, real)
         l_fake = autoencoder_loss(self.discriminator, fake)
         # D minimises L(x) − k_t L(G(z)); G minimises L(G(z)). Both gradients at the same θ.
-        d_loss = l_real - self.k * l_fake
+        d_loss = l_real - self._k.to(l_fake.dtype) * l_fake
         g_loss = l_fake
         d_params = list(self.discriminator.parameters())
         g_params = list(self.generator.parameters())
@@ -136,36 +172,45 @@ class BEGANMethod:
         self.opt_g.step()
 
         # Proportional control of k_t toward E[L(G(z))] = γ E[L(x)], k_t ∈ [0, 1].
-        balance = self.gamma * l_real.item() - l_fake.item()
-        self.k = min(max(self.k + self.lambda_k * balance, 0.0), 1.0)
-        m_global = l_real.item() + abs(balance)
+        observed = torch.stack([l_real.detach(), l_fake.detach()]).double()
+        real_64, fake_64 = self._mean_over_ranks(observed).unbind()
+        balance = self.gamma * real_64 - fake_64
+        self._k = (self._k + self.lambda_k * balance).clamp(0.0, 1.0)
+        m_global = real_64 + balance.abs()
         self.schedule(m_global)
+        # 0-d tensors: the loop brings them to the host at its cadence.
         return {
-            "d_loss": d_loss.item(),
-            "g_loss": g_loss.item(),
-            "l_real": l_real.item(),
-            "l_fake": l_fake.item(),
-            "k": self.k,
+            "d_loss": d_loss.detach(),
+            "g_loss": g_loss.detach(),
+            "l_real": l_real.detach(),
+            "l_fake": l_fake.detach(),
+            "k": self._k,
             "m_global": m_global,
             "lr": self.lr,
         }
 
-    def schedule(self, m_global: float) -> None:
-        """Halve both learning rates when the moving average of M_global stalls."""
-        if math.isnan(self.m_ema):
-            self.m_ema = m_global
-        else:
-            decay = self.m_global_decay
-            self.m_ema = decay * self.m_ema + (1 - decay) * m_global
-        if self.m_ema < self.m_best:
-            self.m_best, self.since_best = self.m_ema, 0
+    def schedule(self, m_global: torch.Tensor | float) -> None:
+        """Halve both learning rates when the moving average of M_global stalls. The average,
+        its minimum and the stall count are updated on the device; the count is read only when
+        its host bound says a halving may be due."""
+        m_global = torch.as_tensor(m_global, dtype=torch.float64, device=self._m_ema.device)
+        decay = self.m_global_decay
+        self._m_ema = torch.where(
+            self._m_ema.isnan(), m_global, decay * self._m_ema + (1 - decay) * m_global
+        )
+        improved = self._m_ema < self._m_best
+        self._m_best = torch.where(improved, self._m_ema, self._m_best)
+        self._since_best = torch.where(improved, 0, self._since_best + 1)
+        self._since_bound += 1
+        if self._since_bound < self.lr_halve_patience:
             return
-        self.since_best += 1
-        if self.since_best >= self.lr_halve_patience:
+        self._since_bound = self.since_best  # the one read, when a halving may be due
+        if self._since_bound >= self.lr_halve_patience:
             for optimizer in (self.opt_d, self.opt_g):
                 for group in optimizer.param_groups:
                     group["lr"] = max(group["lr"] / 2, self.lr_min)
-            self.m_best, self.since_best = self.m_ema, 0
+            self._m_best, self._since_bound = self._m_ema, 0
+            self._since_best = torch.zeros_like(self._since_best)
 
     def state_dict(self) -> dict:
         return {
@@ -187,7 +232,9 @@ class BEGANMethod:
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
         control = state["control"]
-        self.k = float(control["k"])
-        self.m_ema = float(control["m_ema"])
-        self.m_best = float(control["m_best"])
-        self.since_best = int(control["since_best"])
+        device = self._k.device
+        self._k = torch.tensor(float(control["k"]), dtype=torch.float64, device=device)
+        self._m_ema = torch.tensor(float(control["m_ema"]), dtype=torch.float64, device=device)
+        self._m_best = torch.tensor(float(control["m_best"]), dtype=torch.float64, device=device)
+        self._since_best = torch.tensor(int(control["since_best"]), device=device)
+        self._since_bound = int(control["since_best"])

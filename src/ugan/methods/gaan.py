@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Iterator
+from types import MappingProxyType
 
 import torch
 import torch.nn.functional as F
@@ -74,6 +75,10 @@ def without_dropout(module: nn.Module) -> Iterator[None]:
 
 class GAANMethod:
     prior = "uniform"
+    # D's gradient penalty (step 2) is differentiated again: see GANMethod.twice_differentiated
+    twice_differentiated = MappingProxyType(
+        {"discriminator": "method 'gaan' (its gradient penalty)"}
+    )
 
     @classmethod
     def build(cls, arch, run, generator_init: dict, init_std: float, **resources) -> GAANMethod:

@@ -84,6 +84,14 @@ class GANMethod:
         self.opt_g = torch.optim.Adam(generator.parameters(), lr=lr, betas=betas)
         self.opt_d = torch.optim.Adam(self.d_parameters(), lr=lr, betas=betas)
 
+    @property
+    def twice_differentiated(self) -> dict[str, str]:
+        """Nets whose graph a step differentiates twice (a gradient penalty's create_graph
+        backward) → why; torch.compile and torch's CUDA SyncBatchNorm have no double backward."""
+        if self.loss.penalty is None:
+            return {}
+        return {"discriminator": f"loss {self.loss.name!r} (its gradient penalty)"}
+
     def d_parameters(self) -> list[nn.Parameter]:
         """The discriminator's trainable parameters (optimised, and clipped for WGAN)."""
         return list(self.discriminator.parameters())

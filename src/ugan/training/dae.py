@@ -18,6 +18,7 @@ from ugan.data.prepared import PreparedData, model_input
 from ugan.models.dae import DenoisingAE, denoising_loss, unneeded_marker
 from ugan.nets.dcgan import ArchConfig
 from ugan.tracking.stage_run import StageRun
+from ugan.training.accel import claim_process, numeric_identity
 from ugan.training.loop import OptimizerTask, run_pretraining
 
 
@@ -39,6 +40,7 @@ def pretrain_dae(
 ) -> dict:
     """Train the DAE of `arch` (conv or MLP family) on `data.train`; `render` draws the
     held-out (clean, noisy, reconstructed) samples."""
+    claim_process(perf, device)  # before any CUDA work
     seed_everything(params.seed)
     dae = DenoisingAE(arch, init_std).to(device)
     optim = torch.optim.Adam(
@@ -52,7 +54,8 @@ def pretrain_dae(
     task = OptimizerTask("pretrain_dae", dae, optim, losses, prefix="dae", samples_dir=samples_dir)
     store = run_pretraining(
         task, params, data.train, tracker, identity={"arch": arch.to_dict(), "init_std": init_std},
-        fingerprint=fingerprint, store_name=store_name, resume_root=resume_root, device=device,
+        fingerprint={**numeric_identity(perf, device), **(fingerprint or {})},
+        store_name=store_name, resume_root=resume_root, device=device,
         perf=perf,
     )  # fmt: skip
 

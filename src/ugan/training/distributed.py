@@ -20,10 +20,15 @@ Why not the `nn.parallel.DistributedDataParallel` wrapper itself: methods call t
 directly (and checkpoints need the bare net classes), run the discriminator twice before one
 backward, and gradient penalties differentiate twice, which the wrapper does not support.
 
-BatchNorm: every BatchNorm becomes a synchronised one (torch's SyncBatchNorm on CUDA,
-`ugan.training.syncbn.GlooSyncBatchNorm` on the CPU, where torch has none), so statistics are
-those of the global batch, as in one process: a data-parallel run matches a single-process run
-up to float rounding.
+BatchNorm: every BatchNorm becomes a synchronised one, so statistics are those of the global
+batch, as in one process: a data-parallel run matches a single-process run up to float
+rounding. `ugan.training.syncbn.DifferentiableSyncBatchNorm` on the CPU (torch has none) and in
+every net a gradient penalty differentiates twice (the method's `twice_differentiated`); torch's
+fused SyncBatchNorm, which has no double backward, in the other nets on CUDA.
+Method state computed from the batch (BEGAN's k_t and learning-rate schedule) is computed from
+the global batch's losses (the method's `_mean_over_ranks`), so every rank takes the same step.
+
+One process per GPU: more processes on a machine than visible GPUs are refused before starting.
 Dropout: the ranks share one RNG stream (that is what keeps the noise in step), so the shards of
 one batch get the same dropout masks.
 
@@ -57,9 +62,9 @@ from ugan.core.errors import UserError
 from ugan.core.io import atomic_write_json
 from ugan.core.paths import PARAMS_FILE, RESUME_ROOT, RunLayout
 from ugan.core.runtime import entry_point, resolve_device
-from ugan.training.accel import modules_of, optimizers_of
+from ugan.training.accel import claim_deterministic_cublas, modules_of, optimizers_of
 from ugan.training.gan_run import run_train_gan, stage_run
-from ugan.training.syncbn import SYNC_BATCHNORM, revert_sync_batchnorm, to_sync_batchnorm
+from ugan.training.syncbn import revert_sync_batchnorm, sync_batchnorm_class, to_sync_batchnorm
 
 BACKENDS = {"cpu": "gloo", "cuda": "nccl"}  # device type → process-group backend
 TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
@@ -85,10 +90,30 @@ class Group:
         return self.rank == 0
 
 
+def check_ranks_fit_gpus(local_world_size: int, gpus: int, visible: str | None = None) -> None:
+    """One GPU per process: local rank r trains on cuda:r. Refuse (UserError) when torchrun
+    started more processes on this machine than it has visible GPUs; `visible` is
+    CUDA_VISIBLE_DEVICES, named in the message."""
+    if local_world_size <= gpus:
+        return
+    seen = f"{gpus} GPUs are visible" if gpus else "no GPU is visible"
+    if visible is not None:
+        seen += f" (CUDA_VISIBLE_DEVICES={visible})"
+    fewer = f"start at most --nproc_per_node={gpus} processes, or " if gpus else ""
+    raise UserError(
+        f"torchrun started {local_world_size} processes on this machine but {seen}: each "
+        f"process trains on its own GPU (local rank r on cuda:r), so local rank {gpus} would "
+        f"have none. {fewer}set device: cpu to train on the CPU (gloo)"
+    )
+
+
 @contextlib.contextmanager
-def process_group(device: str = "auto", timeout_s: float = 600) -> Iterator[Group]:
+def process_group(
+    device: str = "auto", timeout_s: float = 600, *, deterministic: bool = False
+) -> Iterator[Group]:
     """Join the process group torchrun set up (env:// rendezvous): gloo on the CPU, nccl on
-    CUDA with one GPU per local rank. `device` is params' `device` (auto | cpu | cuda)."""
+    CUDA with one GPU per local rank. `device` is params' `device` (auto | cpu | cuda);
+    `deterministic` (perf.deterministic) sets cuBLAS's workspace before CUDA starts."""
     missing = [name for name in TORCHRUN_ENV if name not in os.environ]
     if missing:
         raise NotLaunchedError(
@@ -99,6 +124,14 @@ def process_group(device: str = "auto", timeout_s: float = 600) -> Iterator[Grou
     local_rank = int(os.environ["LOCAL_RANK"])
     device = resolve_device(device)
     if device.type == "cuda":
+        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", local_rank + 1))
+        check_ranks_fit_gpus(
+            max(local_world, local_rank + 1),
+            torch.cuda.device_count(),
+            os.environ.get("CUDA_VISIBLE_DEVICES"),
+        )
+        if deterministic:
+            claim_deterministic_cublas()
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     group = Group(rank, world, local_rank, device)
@@ -144,8 +177,10 @@ class DataParallelMethod:
         self.group = group
         self._checked = False
         modules = modules_of(method)
-        for module in modules.values():
-            to_sync_batchnorm(module, SYNC_BATCHNORM[group.device.type])
+        twice = getattr(method, "twice_differentiated", {})
+        for name, module in modules.items():
+            sync = sync_batchnorm_class(group.device.type, twice_differentiated=name in twice)
+            to_sync_batchnorm(module, sync)
         for module in modules.values():
             for tensor in module.state_dict().values():
                 dist.broadcast(tensor, src=0)
@@ -165,6 +200,13 @@ class DataParallelMethod:
             return draw(batch * group.world, like)[rank * batch : (rank + 1) * batch]
 
         method._noise = shard
+        if hasattr(method, "_mean_over_ranks"):  # batch statistics that steer the method
+            method._mean_over_ranks = self._mean_over_ranks
+
+    def _mean_over_ranks(self, values: torch.Tensor) -> torch.Tensor:
+        values = values.clone()
+        dist.all_reduce(values)
+        return values / self.group.world
 
     def __getattr__(self, name: str):
         return getattr(self.method, name)
@@ -185,17 +227,14 @@ class DataParallelMethod:
             self.check_replicas()
             self._checked = True
         losses = self.method.train_step(next_batch)
-        values = torch.stack(
-            [
-                v.detach().reshape(()).float()
-                if torch.is_tensor(v)
-                else torch.tensor(float(v), device=self.group.device)
-                for v in losses.values()
-            ]
-        ).to(self.group.device)
-        dist.all_reduce(values)
-        values /= self.group.world
-        return dict(zip(losses, values.unbind(), strict=True))
+        # Tensors averaged over the ranks in one all-reduce; host numbers (a learning rate) are
+        # the same on every rank and stay on the host (a device copy would wait for the GPU).
+        names = [name for name, value in losses.items() if torch.is_tensor(value)]
+        if not names:
+            return dict(losses)
+        values = torch.stack([losses[n].detach().reshape(()).float() for n in names])
+        averaged = dict(zip(names, self._mean_over_ranks(values).unbind(), strict=True))
+        return {name: averaged.get(name, value) for name, value in losses.items()}
 
 
 def data_parallel(group: Group) -> Callable:
@@ -275,7 +314,10 @@ def main(*argv: str) -> None:
     and shard; rank 0 adds every rank's parameter digest to the summary."""
     args = _arguments(list(argv))
     p = load_params(args.params)
-    with process_group(p.device) as group, tempfile.TemporaryDirectory() as scratch:
+    with (
+        process_group(p.device, deterministic=p.perf.deterministic) as group,
+        tempfile.TemporaryDirectory() as scratch,
+    ):
         out_dir = Path(args.out or Path("runs") / args.run_key)
         if not group.is_main:
             out_dir = Path(scratch) / "run"

@@ -24,7 +24,7 @@ from ugan.methods.table import get_method
 from ugan.nets.dcgan import ArchConfig, one_hot
 from ugan.nets.generator_file import GENERATOR_FILE, generator_payload, noise, sample
 from ugan.tracking.stage_run import StageRun
-from ugan.training.accel import Accel
+from ugan.training.accel import Accel, numeric_identity
 from ugan.training.loop import Schedule, Task, run_loop
 from ugan.training.resume import ResumeStore
 
@@ -57,12 +57,29 @@ def build_method(
     )
 
 
-def resume_fingerprint(run_key: str, run: ResolvedRun, arch: ArchConfig, extra: dict) -> dict:
-    """What must not change across a resume. Steps, cadences and sample counts may change:
-    extending a run is a legitimate resume."""
+def resume_fingerprint(
+    run_key: str,
+    run: ResolvedRun,
+    arch: ArchConfig,
+    extra: dict,
+    *,
+    perf: PerfParams | None = None,
+    device: torch.device | str = "cpu",
+) -> dict:
+    """What must not change across a resume: the run's params, the device type and the perf
+    keys that change its numbers (`ugan.training.accel.numeric_identity`: a bf16 state does not
+    resume in fp32). Steps, cadences and sample counts may change: extending a run is a
+    legitimate resume; so may perf keys that change only speed (compile, channels_last…)."""
     free = {"steps", "checkpoint_every", "log_every", "num_sample_images", "nonfinite_retries"}
     gan = {k: v for k, v in run.gan.model_dump().items() if k not in free}
-    return {"run": run_key, "init": run.init, "arch": arch.to_dict(), **gan, **extra}
+    return {
+        "run": run_key,
+        "init": run.init,
+        "arch": arch.to_dict(),
+        **gan,
+        **numeric_identity(perf, device),
+        **extra,
+    }
 
 
 class GANTask(Task):
@@ -143,11 +160,11 @@ def train_gan(
     checkpoint (an image grid, or a scatter plot for points)."""
     cfg = run.gan
     layout = RunLayout(Path(out_dir))
+    accel = Accel.from_params(perf, device)  # before any CUDA work (deterministic cuBLAS)
     method = build_method(arch, run, generator_init, init_std, resources)
     method.to(device)
     images, labels = data.train
     batches = InfiniteBatches(images, labels, cfg.batch_size, seed=cfg.seed, device=device)
-    accel = Accel.from_params(perf, device)
     method = accel.prepare(method, batches)
     if wrap is not None:
         method = wrap(method, batches)
@@ -156,7 +173,7 @@ def train_gan(
     )
     store = ResumeStore(
         store_name or f"train_gan/{run_key}",
-        resume_fingerprint(run_key, run, arch, fingerprint or {}),
+        resume_fingerprint(run_key, run, arch, fingerprint or {}, perf=perf, device=device),
         resume_root,
     )
 

@@ -1,8 +1,17 @@
 """Synchronised BatchNorm for data-parallel training (`ugan.training.distributed`): statistics
-over the union of every rank's batch. torch's `nn.SyncBatchNorm` runs on CUDA only; on the CPU
-(gloo) `GlooSyncBatchNorm` does the same maths in plain tensor ops. `to_sync_batchnorm` swaps a
-net's BatchNorm layers in place (same parameter objects, so optimizers keep updating them);
-`revert_sync_batchnorm` swaps them back, for an exported model that loads anywhere."""
+over the union of every rank's batch.
+
+`DifferentiableSyncBatchNorm` is batch norm in plain tensor ops around one differentiable
+all-reduce (`torch.distributed.nn.functional.all_reduce`, whose backward is again an
+all-reduce), so autograd differentiates it as often as asked, across ranks: a gradient penalty
+through it gets the gradients of one process on the whole batch. It runs under gloo (the CPU,
+where torch has no SyncBatchNorm) and nccl. torch's `nn.SyncBatchNorm` (CUDA, fused kernels) has
+no double backward (pytorch#61222): it serves only nets a step differentiates once
+(`sync_batchnorm_class`).
+
+`to_sync_batchnorm` swaps a net's BatchNorm layers in place (same parameter objects, so
+optimizers keep updating them); `revert_sync_batchnorm` swaps them back, for an exported model
+that loads anywhere."""
 
 from __future__ import annotations
 
@@ -11,58 +20,34 @@ from collections.abc import Callable
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.distributed.nn.functional import all_reduce as differentiable_all_reduce
 
 
-class _SyncBatchNormFunction(torch.autograd.Function):
-    """Batch norm over the union of every rank's batch, in plain tensor ops (so it runs under
-    gloo on the CPU): forward all-reduces each channel's sum, sum of squares and count, backward
-    the sums of dy and dy·x̂ — the maths of torch.nn.SyncBatchNorm. The weight and bias
-    gradients stay local: the optimizer hook averages them with the other gradients."""
-
-    @staticmethod
-    def forward(ctx, x, weight, bias, running_mean, running_var, eps: float, momentum: float):
-        dims = [0, *range(2, x.dim())]
-        shape = [1, x.shape[1]] + [1] * (x.dim() - 2)
-        channels = x.shape[1]
-        xd = x.double()
-        count = torch.tensor([x.numel() / channels], dtype=torch.float64, device=x.device)
-        stats = torch.cat([xd.sum(dims), xd.square().sum(dims), count])
-        dist.all_reduce(stats)
-        total = stats[-1]
-        mean = stats[:channels] / total
-        var = (stats[channels : 2 * channels] / total - mean.square()).clamp_min(0)
-        invstd = (var + eps).rsqrt()
-        if running_mean is not None:
-            running_mean.mul_(1 - momentum).add_(mean.to(running_mean.dtype), alpha=momentum)
-            unbiased = (var * total / (total - 1)).to(running_var.dtype)
-            running_var.mul_(1 - momentum).add_(unbiased, alpha=momentum)
-        xhat = ((xd - mean.view(shape)) * invstd.view(shape)).to(x.dtype)
-        ctx.save_for_backward(xhat, weight, invstd.to(x.dtype))
-        ctx.total = float(total)
-        out = xhat
-        if weight is not None:
-            out = out * weight.view(shape) + bias.view(shape)
-        return out
-
-    @staticmethod
-    def backward(ctx, dy):
-        xhat, weight, invstd = ctx.saved_tensors
-        dims = [0, *range(2, dy.dim())]
-        shape = [1, dy.shape[1]] + [1] * (dy.dim() - 2)
-        sum_dy, sum_dy_xhat = dy.sum(dims), (dy * xhat).sum(dims)
-        grad_weight = sum_dy_xhat.clone() if weight is not None else None
-        grad_bias = sum_dy.clone() if weight is not None else None
-        reduced = torch.cat([sum_dy, sum_dy_xhat])
-        dist.all_reduce(reduced)
-        mean_dy, mean_dy_xhat = (reduced / ctx.total).chunk(2)
-        scale = invstd if weight is None else invstd * weight
-        dx = (dy - mean_dy.view(shape) - xhat * mean_dy_xhat.view(shape)) * scale.view(shape)
-        return dx.to(xhat.dtype), grad_weight, grad_bias, None, None, None, None
+def global_moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(mean, biased variance, count) per channel of `x` (N, C, …) over every rank's batch, in
+    float32, differentiable to any order. Each rank contributes its count, mean and centred sum
+    of squares in its own row of a (world, 2C + 1) buffer; one all-reduce gathers the rows, and
+    Chan's formula combines them (no E[x²] − E[x]² cancellation, no host sync)."""
+    world, rank = dist.get_world_size(), dist.get_rank()
+    channels = x.shape[1]
+    dims = [0, *range(2, x.dim())]
+    xf = x.float()
+    mean = xf.mean(dims)
+    centred = (xf - mean.view(1, channels, *[1] * (x.dim() - 2))).square().sum(dims)
+    row = torch.cat([mean.new_full((1,), x.numel() / channels), mean, centred])
+    rows = differentiable_all_reduce(
+        torch.stack([row if r == rank else torch.zeros_like(row) for r in range(world)])
+    )
+    counts, means, sums = rows[:, :1], rows[:, 1 : channels + 1], rows[:, channels + 1 :]
+    total = counts.sum()
+    global_mean = (counts * means).sum(0) / total
+    spread = (sums + counts * (means - global_mean).square()).sum(0)
+    return global_mean, spread / total, total
 
 
-class GlooSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
-    """SyncBatchNorm for any device (torch's own runs on CUDA only). Outside training, or with
-    one rank, it is plain batch norm."""
+class DifferentiableSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """SyncBatchNorm for any device and backend, differentiable twice (see the module). Outside
+    training, or with one rank, it is plain batch norm."""
 
     def _check_input_dim(self, input: torch.Tensor) -> None:
         if input.dim() < 2:
@@ -71,20 +56,31 @@ class GlooSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(x)
+        mean, var, total = global_moments(x)
         if self.track_running_stats:
             self.num_batches_tracked.add_(1)
-        return _SyncBatchNormFunction.apply(
-            x,
-            self.weight,
-            self.bias,
-            self.running_mean if self.track_running_stats else None,
-            self.running_var if self.track_running_stats else None,
-            self.eps,
-            self.momentum if self.momentum is not None else 0.1,
-        )
+            momentum = self.momentum if self.momentum is not None else 0.1
+            with torch.no_grad():
+                unbiased = var * total / (total - 1)
+                running = ((self.running_mean, mean), (self.running_var, unbiased))
+                for buffer, batch in running:
+                    buffer.mul_(1 - momentum).add_(batch.to(buffer.dtype), alpha=momentum)
+        shape = [1, x.shape[1]] + [1] * (x.dim() - 2)
+        out = (x.float() - mean.view(shape)) * (var + self.eps).rsqrt().view(shape)
+        if self.affine:
+            out = out * self.weight.view(shape) + self.bias.view(shape)
+        return out.to(x.dtype)
 
 
-SYNC_BATCHNORM = {"cuda": nn.SyncBatchNorm, "cpu": GlooSyncBatchNorm}  # device type → class
+GlooSyncBatchNorm = DifferentiableSyncBatchNorm  # its name while it served the CPU only
+SYNC_BATCHNORM = (nn.SyncBatchNorm, DifferentiableSyncBatchNorm)
+
+
+def sync_batchnorm_class(device_type: str, *, twice_differentiated: bool) -> type[nn.Module]:
+    """torch's fused SyncBatchNorm on CUDA for a net differentiated once; else ours."""
+    if device_type == "cuda" and not twice_differentiated:
+        return nn.SyncBatchNorm
+    return DifferentiableSyncBatchNorm
 
 
 def _swap_batchnorm(module: nn.Module, make: Callable[[nn.Module], nn.Module | None]) -> None:
@@ -123,7 +119,7 @@ def revert_sync_batchnorm(module: nn.Module) -> nn.Module:
     """SyncBatchNorm layers back to the BatchNorm class they came from (same state), in place."""
 
     def make(child: nn.Module) -> nn.Module | None:
-        if not isinstance(child, tuple(SYNC_BATCHNORM.values())):
+        if not isinstance(child, SYNC_BATCHNORM):
             return None
         plain = getattr(child, "plain_class", nn.BatchNorm2d)
         return plain(

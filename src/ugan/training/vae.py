@@ -17,6 +17,7 @@ from ugan.models.vae import VAE, vae_loss
 from ugan.nets.dcgan import ArchConfig
 from ugan.nets.generator_file import noise, sample
 from ugan.tracking.stage_run import StageRun
+from ugan.training.accel import claim_process, numeric_identity
 from ugan.training.loop import OptimizerTask, run_pretraining
 
 
@@ -39,6 +40,7 @@ def pretrain_vae(
 ) -> dict:
     """Train the VAE of `arch` (conv or MLP family) on `data.train`; `render` draws samples
     (an image grid, or a scatter plot for 2-D points)."""
+    claim_process(perf, device)  # before any CUDA work
     seed_everything(params.seed)
     vae = VAE(arch, init_std).to(device)
     optim = torch.optim.Adam(
@@ -69,7 +71,8 @@ def pretrain_vae(
     )
     store = run_pretraining(
         task, params, data.train, tracker, identity={"arch": arch.to_dict(), "init_std": init_std},
-        fingerprint=fingerprint, store_name=store_name, resume_root=resume_root, device=device,
+        fingerprint={**numeric_identity(perf, device), **(fingerprint or {})},
+        store_name=store_name, resume_root=resume_root, device=device,
         perf=perf,
     )  # fmt: skip
 
