@@ -29,18 +29,28 @@ run: $(STAMP) .dvc/config
 test: $(STAMP) chromium
 	PATH=$(abspath $(VENV))/bin:$$PATH $(VENV)/bin/pytest -q
 
-# Headless Chromium for tests/test_ui_browser.py (Debian packages; apt-get needs root). Where it
-# cannot be installed the browser test skips and says why.
+# Headless Chromium for the browser tests (tests/test_ui_browser.py, tests/test_first_look.py;
+# Debian packages, apt-get needs root). Where it cannot be installed they skip and say why;
+# under CI (`CI` set, as .ci/run does) this target fails instead, and so would they.
 chromium:
-	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
-	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	      chromium chromium-driver >/dev/null; } || \
-	  echo "chromium not installed: the browser test will be skipped"
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && exit 0; \
+	{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    chromium chromium-driver >/dev/null; } 2>&1; \
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null && exit 0; \
+	if [ -n "$$CI" ]; then \
+	  echo "error: chromium / chromedriver could not be installed (apt-get install chromium" \
+	       "chromium-driver); CI needs them for the browser tests" >&2; exit 1; fi; \
+	echo "chromium not installed: the browser tests will be skipped (under CI=1 they fail)"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src stages tests benchmarks
 
+# MLflow 3.17's UI opens experiments in its GenAI view unless told otherwise: the link printed
+# here opens the experiment's runs (`ugan run` prints it too).
 ui: $(STAMP)
+	@$(PY) -c "from mlflow.tracking import MlflowClient; from ugan.tracking.store import *; \
+	  e = MlflowClient(tracking_uri()).get_experiment_by_name('ugan'); \
+	  e and print('experiment ugan, its runs:', runs_url(e.experiment_id))" 2>/dev/null || true
 	$(VENV)/bin/ugan ui
 
 # Speed against references (benchmarks/README.md); figures also go to benchmarks/results/*.json.

@@ -251,3 +251,79 @@ def test_a_champion_without_a_generator_file_says_what_is_missing(client, tmp_pa
         RegistryError, match=r"\(version 1\) has no weights-only generator file .*generator\.pt"
     ):
         champ.load_champion_generator(client, "m")
+
+
+# -- `ugan run`: the same check after its pipeline -----------------------------------------------
+
+
+@pytest.fixture
+def ran_project(client, tmp_path, monkeypatch):
+    """A project whose pipeline "ran": scores and losses in the workspace, the train runs in the
+    store, `dvc repro` replaced by a stand-in that records its command and succeeds."""
+    project = tmp_path / "project"
+    for key, fid in (("a", 30.0), ("b", 25.0)):
+        _metrics(project, key, final_fid=fid, best_fid=fid - 1)
+        (project / "runs" / key).mkdir(parents=True)
+        (project / "runs" / key / "losses.csv").write_text(f"losses of {key}\n")
+        _train_run(client, tmp_path / "mlflow", key, f"losses of {key}\n")
+    (project / "params.yaml").write_text("runs:\n  a: {init: random}\n  b: {init: vae}\n")
+    calls = []
+    monkeypatch.setattr(
+        "ugan.pipeline.processes.call", lambda cmd, env=None: calls.append(cmd) or 0
+    )
+    monkeypatch.chdir(project)
+    monkeypatch.delenv("UGAN_PIPELINE_ID", raising=False)
+    monkeypatch.delenv("UGAN_PARENT_RUN_ID", raising=False)
+    return project, calls
+
+
+def _ugan_run(client, capsys, *argv: str) -> tuple[int, str, str, mlflow.entities.Run]:
+    from ugan.pipeline.cli import main
+
+    code = main(["run", *argv])
+    out, err = capsys.readouterr()
+    parents = client.search_runs(
+        [_experiment(client)], "tags.`ugan.stage` = 'pipeline'", order_by=["start_time DESC"]
+    )
+    return code, out, err, parents[0]
+
+
+def test_ugan_run_crowns_the_best_generator_by_the_nightly_rule(client, ran_project, capsys):
+    _, calls = ran_project
+    code, out, _, parent = _ugan_run(client, capsys)
+    assert code == 0 and calls == [["dvc", "repro"]]
+    assert "champion: b (FID 25.000, v1) is the first champion of ugan-generator" in out
+    assert "/runs?workflowType=machine_learning" in out  # the experiment's runs in MLflow's UI
+    champion = client.get_model_version_by_alias(champ.DEFAULT_MODEL, champ.CHAMPION)
+    assert client.get_run(champion.run_id).info.run_name == "train_gan@b"
+    assert float(champion.tags[champ.FID_TAG]) == 25.0  # the final generator's, not best_fid
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["ugan.champion.decision"] == "first"
+    assert parent.data.metrics["candidate_fid"] == 25.0
+
+    code, out, _, parent = _ugan_run(client, capsys)  # nothing changed: the same champion
+    assert code == 0 and "is already the champion" in out
+    assert parent.data.tags["ugan.champion.decision"] == "unchanged"
+
+
+@pytest.mark.parametrize("case", ["targets", "log_models false"])
+def test_ugan_run_skips_the_champion_with_a_note(client, ran_project, capsys, case):
+    project, calls = ran_project
+    argv = ["train_gan@a"] if case == "targets" else []
+    if case == "log_models false":
+        with open(project / "params.yaml", "a") as params:
+            params.write("tracking: {log_models: false}\n")
+    code, out, _, parent = _ugan_run(client, capsys, *argv)
+    assert code == 0 and calls == [["dvc", "repro", *argv]]
+    note = {"targets": "targets train_gan@a", "log_models false": "tracking.log_models is false"}
+    assert f"champion: not checked ({note[case]}" in out
+    assert not client.search_registered_models()
+    assert parent.info.status == "FINISHED" and "ugan.champion.decision" not in parent.data.tags
+
+
+def test_ugan_run_fails_when_no_generator_can_be_registered(client, ran_project, capsys):
+    project, _ = ran_project
+    (project / "runs" / "b" / "losses.csv").write_text("not what was logged\n")
+    code, _, err, parent = _ugan_run(client, capsys)
+    assert code == 1 and "error: champion: none of the last" in err and "Traceback" not in err
+    assert parent.info.status == "FAILED"

@@ -156,9 +156,7 @@ def test_sigterm_to_ugan_ui_stops_the_mlflow_server_and_its_workers(tmp_path):
 
 @pytest.mark.parametrize("command", ["serve", "trigger"])
 @pytest.mark.parametrize("server", ["unset", "dead"])
-def test_serve_and_trigger_without_a_prefect_server_say_how_to_start_one(
-    tmp_path, command, server
-):
+def test_serve_and_trigger_without_a_prefect_server_say_how_to_start_one(tmp_path, command, server):
     env = {k: v for k, v in _env(tmp_path).items() if not k.startswith("PREFECT_")}
     env["PREFECT_HOME"] = str(tmp_path / "prefect")  # no profile of this machine leaks in
     if server == "dead":

@@ -142,10 +142,16 @@ def test_full_pipeline_runs_every_stage_and_writes_the_report(project):
         metrics = json.loads((p / f"evaluation/{key}/metrics.json").read_text())
         assert metrics["losses"]["d_loss_std"] >= 0 and "fid" in metrics["floor"]
         assert 0 < metrics["diversity"]["msssim_real"] < 1
+        info = json.loads((p / f"evaluation/{key}/info.json").read_text())
+        assert info["run"] == key and info["init"] in ("random", "vae")
     report = (p / "reports/report.md").read_text()
     assert "dcgan-unbalanced" in report and re.search(r"(beats|does not beat) ordinary", report)
     for figure in ("fid.png", "is.png", "losses.png", "samples.png"):
         assert (p / "reports" / figure).stat().st_size > 1000
+    assert set(json.loads((p / "reports/summary.json").read_text())) == {
+        "dcgan",
+        "dcgan-unbalanced",
+    }
     modes = json.loads((p / "metrics/modes.json").read_text())["benchmarks"]["ring"]
     for variant in ("gan-unbalanced", "rfgan"):
         stat = modes["variants"][variant]["metrics"]["modes_covered"]
@@ -379,7 +385,7 @@ def test_a_profile_grid_runs_as_a_dvc_experiment_with_claims_over_seeds(project)
     assert not ran & {"prepare", "train_classifier", "pretrain_vae"}, "shared stages are cached"
     shown = json.loads(_sh(["dvc", "exp", "show", "--json"], proj.path, proj.env))
     assert "tiny-" in json.dumps(shown) and "best_fid" in json.dumps(shown)
-    summary = json.loads((proj.path / "reports/summary.json").read_text())
+    summary = json.loads((proj.path / "reports/report.json").read_text())
     claims = {c["claim"]: c for c in summary["claims"]}
     assert claims["2. FID better early"]["n"] == 2
     assert claims["2. FID better early"]["verdict"] in {"holds", "does not hold", "inconclusive"}

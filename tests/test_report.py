@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,8 @@ def write_run(
     seed: int = 0,
     record_losses: bool = True,
 ) -> RunInfo:
-    """Write runs/KEY/{losses.csv,samples/} and evaluation/KEY/{fidelity.csv,metrics.json}."""
+    """Write runs/KEY/{losses.csv,samples/} and evaluation/KEY/{fidelity.csv,metrics.json,
+    info.json}, as train_gan and evaluate do."""
     rng = np.random.default_rng(seed)
     run_dir = root / "runs" / key
     eval_dir = root / "evaluation" / key
@@ -55,11 +57,8 @@ def write_run(
         rows.append(f"{step},{fid},{10 - fid / 50:.4f},0.1,{fid / 10000:.6f},0.0005")
     (eval_dir / "fidelity.csv").write_text("\n".join(rows) + "\n")
 
+    info = {"run": key, "init": init, "loss": loss, "method": method}
     metrics = {
-        "run": key,
-        "init": init,
-        "loss": loss,
-        "method": method,
         "final": {
             "step": steps[-1],
             "fid": fids[-1],
@@ -77,6 +76,7 @@ def write_run(
             "g_loss_std": float(g.std()),
         }
     (eval_dir / "metrics.json").write_text(json.dumps(metrics))
+    (eval_dir / "info.json").write_text(json.dumps(info))
     return load_run(key, root / "runs", root / "evaluation")
 
 
@@ -149,14 +149,15 @@ def test_markdown_tables_are_aligned(winning):
 
 def test_files_exist_and_pngs_are_valid(winning):
     out, summary = winning
-    for name in ("report.md", "summary.json", "fid.png", "is.png", "losses.png", "samples.png"):
+    names = ("report.md", "report.json", "summary.json", "fid.png", "is.png", "losses.png")
+    for name in (*names, "samples.png"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     for name in ("fid.png", "is.png", "losses.png", "samples.png"):
         with Image.open(out / name) as img:
             assert img.format == "PNG"
             assert img.size[0] > 200 and img.size[1] > 100
             img.load()
-    assert json.loads((out / "summary.json").read_text()) == summary
+    assert json.loads((out / "report.json").read_text()) == summary
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
 
 
@@ -227,7 +228,12 @@ def test_single_run_without_pair(tmp_path):
 
 @pytest.mark.parametrize(
     "missing",
-    ["runs/dcgan/losses.csv", "evaluation/dcgan/fidelity.csv", "evaluation/dcgan/metrics.json"],
+    [
+        "runs/dcgan/losses.csv",
+        "evaluation/dcgan/fidelity.csv",
+        "evaluation/dcgan/metrics.json",
+        "evaluation/dcgan/info.json",
+    ],
 )
 def test_missing_input_names_the_file(tmp_path, missing):
     write_run(tmp_path, "dcgan", init="random")
@@ -274,15 +280,17 @@ def test_pair_runs_matches_seeds_by_name():
 
 def _without_is(run: RunInfo, reason: str) -> None:
     """Rewrite a run's evaluation as evaluate writes it for unlabelled data: NaN IS columns,
-    null IS numbers and the reason in metrics.json."""
+    no IS numbers in metrics.json, the reason in info.json."""
     rows = run.fidelity_csv.read_text().splitlines()
     cells = [row.split(",") for row in rows[1:]]
     rows[1:] = [",".join([c[0], c[1], "nan", "nan", *c[4:]]) for c in cells]
     run.fidelity_csv.write_text("\n".join(rows) + "\n")
     metrics = json.loads(run.metrics_json.read_text())
-    metrics["final"]["isc_mean"] = metrics["floor"]["isc_mean"] = None
-    metrics["inception_score"] = {"available": False, "reason": reason}
+    del metrics["final"]["isc_mean"], metrics["floor"]["isc_mean"]
     run.metrics_json.write_text(json.dumps(metrics))
+    info = json.loads(run.info_json.read_text())
+    info["inception_score"] = {"available": False, "reason": reason}
+    run.info_json.write_text(json.dumps(info))
 
 
 def test_runs_without_an_inception_score_say_why_and_claim_nothing_from_it(tmp_path):
@@ -307,3 +315,34 @@ def test_runs_without_an_inception_score_say_why_and_claim_nothing_from_it(tmp_p
     assert summary["pairs"][0]["isc_unavailable"] == reason
     with Image.open(tmp_path / "report/is.png") as img:
         img.verify()
+
+
+def test_summary_json_holds_each_runs_final_and_best_fid_and_nothing_else(winning):
+    """summary.json is the DVC metrics file: numbers only, short names (`dvc exp show`)."""
+    out, _ = winning
+    assert json.loads((out / "summary.json").read_text()) == {
+        "dcgan": {"best_fid": 45.0, "fid": 45.0},
+        "dcgan-unbalanced": {"best_fid": 42.0, "fid": 42.0},
+    }
+
+
+def test_a_fid_that_could_not_be_computed_is_left_out_of_summary_json(tmp_path):
+    run = write_run(tmp_path, "wgan", init="random", fids=[300.0, float("nan")], steps=STEPS[:2])
+    metrics = json.loads(run.metrics_json.read_text())
+    del metrics["final"]["fid"]
+    run.metrics_json.write_text(json.dumps(metrics))
+    build_report([run], tmp_path / "report")
+    assert json.loads((tmp_path / "report/summary.json").read_text()) == {
+        "wgan": {"best_fid": 300.0}
+    }
+
+
+def test_the_verdicts_at_a_glance_end_with_a_blank_line_before_the_next_heading(winning):
+    text = (winning[0] / "report.md").read_text()
+    glance = text.split("## Verdicts at a glance\n\n", 1)[1]
+    items, rest = glance.split("\n\n", 1)
+    assert all(line.startswith("- ") for line in items.splitlines()), items
+    assert rest.startswith("## Claims of the paper, across seeds\n")
+    for heading in re.finditer(r"^#+ .*$", text, re.M):  # every heading has a blank line before
+        before = text[: heading.start()]
+        assert heading.start() == 0 or before.endswith("\n\n"), heading.group()

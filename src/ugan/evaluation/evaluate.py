@@ -1,8 +1,12 @@
 """Evaluation of one run: IS / FID / KID at every saved checkpoint against the held-out split,
 the floor (train split scored as if generated), and the loss statistics of paper Fig. 3.
 
-A feature network without class posteriors (the rotation-trained classifier of unlabelled data)
-gives no IS: fidelity.csv then holds NaN in the IS columns, metrics.json null, and
+Two JSON files per run: `metrics.json` holds numbers only (what `dvc metrics show`, the report
+and the champion read: final and best FID, IS, KID, loss statistics, the floor), `info.json`
+the words and bookkeeping (run, init, loss, method, seed, the feature network, the collapsed
+checkpoints, why IS is missing). A feature network without class posteriors (the
+rotation-trained classifier of unlabelled data) gives no IS: fidelity.csv then holds NaN in the
+IS columns, metrics.json leaves the IS numbers out, and info.json's
 `inception_score.reason` says why."""
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import numbers
 import warnings
 from pathlib import Path
 
@@ -58,11 +63,44 @@ def _write_fidelity(path: Path, rows: list[dict]) -> None:
     atomic_write_text(path, buffer.getvalue())
 
 
-def _finite(values: dict) -> dict:
-    """`values` with every non-finite number (an IS that was not computed) as None."""
-    return {
-        k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in values.items()
+def _numbers(values: dict) -> dict:
+    """The finite numbers of `values`: an IS that was not computed (NaN) is left out, so the
+    file holds numbers only."""
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, numbers.Real) and not isinstance(value, bool):
+            if math.isfinite(value):
+                out[key] = int(value) if isinstance(value, numbers.Integral) else float(value)
+    return out
+
+
+def _outputs(run_key, run, params, weights, evaluator, rows, best, num_samples):
+    """(metrics.json: numbers only, info.json: the words and bookkeeping) of one run."""
+    final = {k: rows[-1][k] for k in ("step", "fid", "isc_mean", "kid_mean", "diversity_ratio")}
+    final["step"] = int(final["step"])
+    collapsed = [int(r["step"]) for r in rows if r["collapsed"]]
+    metrics = {
+        "final": _numbers(final),
+        "best_fid": best["fid"],
+        "best_fid_step": int(best["step"]),
+        "collapsed": len(collapsed),
     }
+    info = {
+        "run": run_key,
+        "init": run.init,
+        "loss": run.gan.loss,
+        "method": run.gan.method,
+        "seed": run.gan.seed,
+        "num_samples": num_samples,
+        "feature_extractor": params.feature_extractor,
+        "feature_network": feature_network(params, weights),
+        "inception_score": {
+            "available": evaluator.isc_unavailable is None,
+            "reason": evaluator.isc_unavailable,
+        },
+        "collapsed_checkpoints": collapsed,
+    }
+    return metrics, info
 
 
 def feature_network(params: EvalParams, weights: Path) -> dict:
@@ -145,35 +183,19 @@ def evaluate_run(
     _write_fidelity(out_dir / "fidelity.csv", rows)
     best = min(rows, key=lambda r: r["fid"])
     losses = summarize_losses(read_losses(layout.losses_csv))
-    metrics = {
-        "run": run_key,
-        "init": run.init,
-        "loss": run.gan.loss,
-        "method": run.gan.method,
-        "seed": run.gan.seed,
-        "num_samples": num_samples,
-        "feature_extractor": params.feature_extractor,
-        "feature_network": feature_network(params, weights),
-        "inception_score": {
-            "available": evaluator.isc_unavailable is None,
-            "reason": evaluator.isc_unavailable,
-        },
-        "final": _finite(
-            {k: rows[-1][k] for k in ("step", "fid", "isc_mean", "kid_mean", "diversity_ratio")}
-        ),
-        "collapsed_checkpoints": [r["step"] for r in rows if r["collapsed"]],
-        "diversity": diversity,
-        "best_fid": best["fid"],
-        "best_fid_step": best["step"],
-        "losses": losses,
-        "floor": _finite({k: floor[k] for k in ("fid", "isc_mean", "kid_mean")}),
+    metrics, info = _outputs(run_key, run, params, weights, evaluator, rows, best, num_samples)
+    metrics |= {
+        "diversity": _numbers(diversity),
+        "losses": _numbers(losses),
+        "floor": _numbers({k: floor[k] for k in ("fid", "isc_mean", "kid_mean")}),
     }
     atomic_write_json(out_dir / "metrics.json", metrics)
+    atomic_write_json(out_dir / "info.json", info)
     tracker.log_metrics(
         {
             **losses,
             "best_fid": best["fid"],
-            **{f"floor_{k}": v for k, v in metrics["floor"].items() if v is not None},
+            **{f"floor_{k}": v for k, v in metrics["floor"].items()},
         }
     )
     tracker.log_artifact(out_dir / "fidelity.csv")

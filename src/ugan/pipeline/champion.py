@@ -248,6 +248,26 @@ def crown(
     return decide(client, model, Candidate(best.run_key, best.fid, best.step, run_id))
 
 
+def check(
+    uri: str,
+    model: str,
+    project: str | Path,
+    run_keys: list[str],
+    experiment: str,
+    parent: str | None = None,
+) -> tuple[Decision, str]:
+    """What `ugan run` does after its pipeline, with the nightly flow's rule: `crown`, the
+    decision `record`ed on the pipeline's parent run when there is one. Returns the decision
+    and the MLflow UI page of the experiment's runs."""
+    from ugan.tracking.store import experiment_id, runs_url
+
+    client = MlflowClient(uri)
+    decision = crown(client, model, Path(project), run_keys, experiment)
+    if parent:
+        record(client, parent, decision)
+    return decision, runs_url(experiment_id(client, experiment))
+
+
 # -- loading the champion, without running code -----------------------------------------------
 
 

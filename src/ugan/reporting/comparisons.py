@@ -105,9 +105,9 @@ def best_fid(run: LoadedRun) -> tuple[float, int | None]:
 
 
 def isc_unavailable(run: LoadedRun) -> str | None:
-    """Why the run has no Inception Score (metrics.json's `inception_score.reason`: a feature
+    """Why the run has no Inception Score (info.json's `inception_score.reason`: a feature
     network trained without class labels), or None when it has one."""
-    recorded = run.metrics.get("inception_score") or {}
+    recorded = run.about.get("inception_score") or {}
     if recorded.get("available", True):
         return None
     return str(recorded.get("reason") or "not computed")
@@ -122,7 +122,7 @@ def floor_numbers(run: LoadedRun) -> dict[str, float]:
 def compare_pair(
     ordinary: LoadedRun, unbalanced: LoadedRun, early_checkpoints: int
 ) -> dict[str, Any]:
-    """The numbers of one (ordinary, unbalanced) pair, as summary.json's "pairs" entries."""
+    """The numbers of one (ordinary, unbalanced) pair, as report.json's "pairs" entries."""
     common = sorted(set(ordinary.finite_fid_steps()) & set(unbalanced.finite_fid_steps()))
     early = common[: max(0, early_checkpoints)]
     fid_o = [ordinary.fid_at(s) for s in early]

@@ -3,9 +3,11 @@
 * ``runs/R/losses.csv`` (``step,d_loss,g_loss[,...]``, one row per training step),
 * ``runs/R/samples/step_NNNNNN.png`` (sample grids at a fixed z),
 * ``evaluation/R/fidelity.csv`` (``step,fid,isc_mean,isc_std,kid_mean,kid_std``),
-* ``evaluation/R/metrics.json`` (init / loss / method, final numbers, loss stats, floor).
+* ``evaluation/R/metrics.json`` (numbers only: final numbers, best FID, loss stats, floor),
+* ``evaluation/R/info.json`` (run, init / loss / method, why IS is missing, …).
 
-`load_run` locates a run's files and reads its init / loss / method (a `RunInfo`); `read_run`
+`load_run` locates a run's files and reads its init / loss / method from info.json (a
+`RunInfo`); `read_run`
 reads all of them into a `LoadedRun`. A missing file raises `InputMissingError` naming it; a
 file that does not hold what is expected raises `InputError`. CSV columns come back as float
 arrays sorted by step, the last row kept when a step repeats (a resumed run). Nothing here
@@ -39,13 +41,18 @@ class RunInfo:
     samples_dir: Path
     fidelity_csv: Path
     metrics_json: Path
+    info_json: Path | None = None  # default: metrics.json's sibling info.json
+
+    def __post_init__(self) -> None:
+        if self.info_json is None:
+            self.info_json = Path(self.metrics_json).with_name("info.json")
 
 
 def load_run(key: str, runs_dir: Path, eval_dir: Path) -> RunInfo:
-    """Locate the inputs of run `key` and read its init / loss / method from metrics.json.
+    """Locate the inputs of run `key` and read its init / loss / method from info.json.
 
-    Raises FileNotFoundError naming the missing file when metrics.json, losses.csv or
-    fidelity.csv is absent. A missing samples folder is allowed (the sample figure then shows
+    Raises FileNotFoundError naming the missing file when metrics.json, info.json, losses.csv
+    or fidelity.csv is absent. A missing samples folder is allowed (the sample figure then shows
     an empty cell for that run).
     """
     runs_dir, eval_dir = Path(runs_dir), Path(eval_dir)
@@ -53,24 +60,26 @@ def load_run(key: str, runs_dir: Path, eval_dir: Path) -> RunInfo:
     samples_dir = runs_dir / key / "samples"
     fidelity_csv = eval_dir / key / "fidelity.csv"
     metrics_json = eval_dir / key / "metrics.json"
-    for path in (metrics_json, losses_csv, fidelity_csv):
+    info_json = eval_dir / key / "info.json"
+    for path in (metrics_json, info_json, losses_csv, fidelity_csv):
         if not path.is_file():
             raise InputMissingError(f"run {key!r}: missing input file {path}")
-    metrics = _read_json(metrics_json)
-    missing = [name for name in ("init", "loss", "method") if name not in metrics]
+    info = _read_json(info_json)
+    missing = [name for name in ("init", "loss", "method") if name not in info]
     if missing:
-        raise InputError(f"{metrics_json}: missing field(s) {missing}")
-    if "run" in metrics and str(metrics["run"]) != key:
-        raise InputError(f"{metrics_json} describes run {metrics['run']!r}, expected {key!r}")
+        raise InputError(f"{info_json}: missing field(s) {missing}")
+    if "run" in info and str(info["run"]) != key:
+        raise InputError(f"{info_json} describes run {info['run']!r}, expected {key!r}")
     return RunInfo(
         key=key,
-        init=str(metrics["init"]),
-        loss=str(metrics["loss"]),
-        method=str(metrics["method"]),
+        init=str(info["init"]),
+        loss=str(info["loss"]),
+        method=str(info["method"]),
         losses_csv=losses_csv,
         samples_dir=samples_dir,
         fidelity_csv=fidelity_csv,
         metrics_json=metrics_json,
+        info_json=info_json,
     )
 
 
@@ -128,7 +137,7 @@ class LoadedRun:
     """Everything the report uses of one run, read from its files by `read_run`."""
 
     info: RunInfo
-    metrics: dict
+    metrics: dict  # metrics.json: numbers only
     fid_steps: np.ndarray
     fid: np.ndarray
     isc_mean: np.ndarray
@@ -140,6 +149,7 @@ class LoadedRun:
     g_loss: np.ndarray
     loss_stats: dict[str, float]
     samples: dict[int, Path] = field(default_factory=dict)
+    about: dict = field(default_factory=dict)  # info.json: the words and bookkeeping
 
     @property
     def key(self) -> str:
@@ -160,10 +170,11 @@ class LoadedRun:
 def read_run(info: RunInfo) -> LoadedRun:
     """Read the files of `info`. Loss mean / std come from metrics.json when it records all
     four, else from losses.csv (``loss_stats["source"]`` says which)."""
-    for path in (info.metrics_json, info.losses_csv, info.fidelity_csv):
+    for path in (info.metrics_json, info.info_json, info.losses_csv, info.fidelity_csv):
         if not Path(path).is_file():
             raise InputMissingError(f"run {info.key!r}: missing input file {path}")
     metrics = _read_json(Path(info.metrics_json))
+    about = _read_json(Path(info.info_json))
     fidelity = _read_csv(
         Path(info.fidelity_csv), ("step", "fid", "isc_mean", "isc_std", "kid_mean", "kid_std")
     )
@@ -201,4 +212,5 @@ def read_run(info: RunInfo) -> LoadedRun:
         g_loss=losses["g_loss"],
         loss_stats=stats,
         samples=dict(sorted(samples.items())),
+        about=about,
     )

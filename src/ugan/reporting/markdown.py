@@ -79,8 +79,7 @@ def _isc_note(runs: list[LoadedRun]) -> str | None:
 def _glance_section(
     comparisons: list[dict[str, Any]], unpaired: list[str], isc_note: str | None = None
 ) -> list[str]:
-    """The title and one line per pair. It ends without a blank line: the claims heading
-    follows the list directly, as report.md has always been written."""
+    """The title and one line per pair, then a blank line before the next heading."""
     out: list[str] = ["# Unbalanced GANs vs ordinary GANs — report", ""]
     out += [
         (
@@ -114,7 +113,7 @@ def _glance_section(
         )
     if unpaired:
         out.append(f"- Runs without a pair: {', '.join(f'`{k}`' for k in unpaired)}.")
-    return out
+    return [*out, ""]
 
 
 def _claims_section(claims: list[dict]) -> list[str]:

@@ -22,10 +22,14 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 
-# MLflow 3's UI opens an experiment without this tag in its GenAI (traces) view; the tag makes
-# it open on the runs, metrics and models of classic model training.
+# The experiment is created as a model-training experiment (MLflow's tag for it). The tag alone
+# does not make MLflow 3.17's UI open it on its runs: that UI decides by a switch in its
+# sidebar (GenAI | Model training; GenAI until a browser picks the other, then remembered), and
+# a URL's `workflowType=machine_learning` overrides the switch. So every link ugan prints to
+# an experiment carries that parameter (`runs_url`); tests/test_ui_browser.py checks the page.
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
+UI = "http://127.0.0.1:5000"  # where `ugan ui` serves the MLflow UI by default
 
 
 def tracking_uri(root: str | Path | None = None) -> str:
@@ -85,3 +89,8 @@ def experiment_id(client: MlflowClient, name: str) -> str:
     if EXPERIMENT_KIND_TAG not in experiment.tags:
         client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
     return experiment.experiment_id
+
+
+def runs_url(experiment: str, ui: str = UI) -> str:
+    """The MLflow UI page of `experiment`'s runs (its id), in the model-training view."""
+    return f"{ui.rstrip('/')}/#/experiments/{experiment}/runs?workflowType=machine_learning"
