@@ -15,6 +15,7 @@ from ugan.core.errors import UserError
 from ugan.core.io import atomic_write_text
 from ugan.core.runtime import JOBS_ENV
 from ugan.pipeline import processes
+from ugan.pipeline.workers import CLUSTER_COMMANDS
 from ugan.tracking.pipeline_run import (
     PARENT_ENV,
     PIPELINE_ENV,
@@ -46,10 +47,20 @@ def validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("targets", nargs="*", help="stages to reproduce (default: all)")
+    parser.add_argument(
+        "--model-name",
+        default="ugan-generator",
+        help="registered MLflow model holding the champion (default: ugan-generator)",
+    )
+
+
 @command(
     "run",
-    "validate params, then `dvc repro` the pipeline under one MLflow pipeline id",
-    lambda p: p.add_argument("targets", nargs="*", help="stages to reproduce (default: all)"),
+    "validate params, `dvc repro` the pipeline under one MLflow pipeline id, then register "
+    "the best generator and move alias champion to it if it beats the champion",
+    _run_arguments,
 )
 def run(args: argparse.Namespace) -> int:
     params = load_params(args.params)  # fail before DVC starts anything
@@ -64,10 +75,38 @@ def run(args: argparse.Namespace) -> int:
         )
         env |= {PARENT_ENV: parent} if parent else {}
     code = processes.call(["dvc", "repro", *args.targets], env=env)
-    if parent:
+    status = "FAILED"
+    try:
+        if code == 0:  # every stage succeeded
+            code = _crown_champion(args, params, env["MLFLOW_TRACKING_URI"], env.get(PARENT_ENV))
         status = "FINISHED" if code == 0 else "FAILED"
-        close_pipeline_run(parent, status, env["MLFLOW_TRACKING_URI"])
+    finally:
+        if parent:
+            close_pipeline_run(parent, status, env["MLFLOW_TRACKING_URI"])
     return code
+
+
+def _crown_champion(args: argparse.Namespace, params, uri: str, parent: str | None) -> int:
+    """After a successful `ugan run`: the nightly flow's champion check, by the same code.
+    Skipped, with a note, for a part of the pipeline or generators not logged as models."""
+    from ugan.pipeline import champion
+
+    if args.targets:
+        print(f"champion: not checked (targets {' '.join(args.targets)}: a part of the pipeline)")
+    elif not params.tracking.log_models:
+        print("champion: not checked (tracking.log_models is false: no generator to register)")
+    else:
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one file
+        try:
+            decision, url = champion.check(
+                uri, args.model_name, os.getcwd(), list(params.runs), params.tracking.experiment,
+                parent,
+            )  # fmt: skip
+        except champion.RegistryError as error:
+            print(f"error: champion: {error}", file=sys.stderr)
+            return 1
+        print(f"champion: {decision.summary()}\nMLflow (after `make ui`): {url}")
+    return 0
 
 
 @command(
@@ -326,6 +365,9 @@ def queue(args: argparse.Namespace) -> int:
     for name in names:
         print(f"{name}: {states.get(name, 'unknown')}")
     return 0 if all(states.get(n) == "Success" for n in names) else 1
+
+
+COMMANDS.update(CLUSTER_COMMANDS)  # services, worker, cluster (pipeline/workers.py)
 
 
 def main(argv: list[str] | None = None) -> int:
