@@ -157,13 +157,9 @@ def test_a_grid_fans_out_over_two_workers_and_lands_on_the_shared_services(grid)
     listed = {e["name"]: e["revs"][0] for rev in shown for e in (rev.get("experiments") or [])}
     assert set(names) <= set(listed), sorted(listed)
     for key, name in zip(sorted(keys), names, strict=True):
-        # Each experiment's scores: a DVC metric where dvc.yaml declares one, else the file the
-        # experiment committed (dvc.yaml keeps DVC metrics to reports/summary.json).
-        path = f"evaluation/{key}/metrics.json"
-        declared = (listed[name]["data"].get("metrics") or {}).get(path, {}).get("data")
-        scores = declared or json.loads(sh(["git", "show", f"{listed[name]['rev']}:{path}"],
-                                           third, env))  # fmt: skip
-        assert scores["final"]["fid"] == pytest.approx(fids[key]), (key, scores)
+        # Each experiment shows its scores as DVC metrics: its evaluate stage's score.json.
+        score = listed[name]["data"]["metrics"][f"evaluation/{key}/score.json"]["data"]
+        assert score[key]["fid"] == pytest.approx(fids[key]), (key, score)
     # ... and its outputs from the DVC remote (a cell's experiment holds its own run only).
     key = sorted(keys)[0]
     sh(["git", "checkout", "-q", listed[names[0]]["rev"]], third, env)

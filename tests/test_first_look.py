@@ -119,18 +119,20 @@ def test_the_dvc_metrics_are_numbers_under_short_names(made):
         for stage in stages.values()
         for entry in stage.get("do", stage).get("metrics", [])
     ]
-    assert declared == ["reports/summary.json"]
+    assert declared == ["evaluation/${key}/score.json"]
+    printed = sh(["dvc", "metrics", "show"], path, env)
+    print(f"$ dvc metrics show\n{printed}")
     shown = json.loads(sh(["dvc", "metrics", "show", "--json"], path, env))
     (workspace,) = shown.values()  # {revision: {"data": {file: {"data": metrics}}}}
     files = workspace["data"]
-    assert list(files) == ["reports/summary.json"]
-    summary = json.loads((path / "reports/summary.json").read_text())
-    assert files["reports/summary.json"]["data"] == summary
-    assert dict(_leaves(summary)).keys() == {f"{r}.{n}" for r in RUNS for n in ("best_fid", "fid")}
-    assert all(_is_number(v) and math.isfinite(v) for _, v in _leaves(summary))
+    assert sorted(files) == sorted(f"evaluation/{run}/score.json" for run in RUNS)
     for run in RUNS:
+        score = json.loads((path / f"evaluation/{run}/score.json").read_text())
+        assert files[f"evaluation/{run}/score.json"]["data"] == score
+        assert dict(_leaves(score)).keys() == {f"{run}.best_fid", f"{run}.fid"}
+        assert all(_is_number(v) and math.isfinite(v) for _, v in _leaves(score))
         metrics = json.loads((path / f"evaluation/{run}/metrics.json").read_text())
-        assert summary[run] == {"fid": metrics["final"]["fid"], "best_fid": metrics["best_fid"]}
+        assert score[run] == {"fid": metrics["final"]["fid"], "best_fid": metrics["best_fid"]}
         words = [name for name, value in _leaves(metrics) if not _is_number(value)]
         assert not words, f"evaluation/{run}/metrics.json: not numbers: {words}"
         info = json.loads((path / f"evaluation/{run}/info.json").read_text())
@@ -145,13 +147,14 @@ def test_the_readmes_dvc_exp_show_fits_120_columns_with_each_runs_fids(made):
     lines = output.rstrip("\n").splitlines()
     assert max(len(line) for line in lines) <= 120, output
     header = next(line.split() for line in lines if "Experiment" in line)
-    names = [f"{r}.{n}" for r in RUNS for n in ("best_fid", "fid")]
-    assert header == ["Experiment", *names], output
+    names = {f"{r}.{n}" for r in RUNS for n in ("best_fid", "fid")}
+    assert header[0] == "Experiment" and sorted(header[1:]) == sorted(names), output
     workspace = next(line.split() for line in lines if line.split()[:1] == ["workspace"])
-    summary = json.loads((path / "reports/summary.json").read_text())
-    shown = [float(cell) for cell in workspace[1:]]
-    expected = [summary[r][n] for r in RUNS for n in ("best_fid", "fid")]
-    assert shown == pytest.approx(expected, rel=1e-4), output
+    shown = dict(zip(header[1:], map(float, workspace[1:]), strict=True))
+    scores = {}
+    for run in RUNS:
+        scores |= dict(_leaves(json.loads((path / f"evaluation/{run}/score.json").read_text())))
+    assert shown == pytest.approx(scores, rel=1e-4), output
     # DVC's own default, for the record: every dependency hash counts as changed against a
     # commit without dvc.lock, and DVC folds the columns that do not fit into "…".
     print(f"$ {' '.join(EXP_SHOW)}\n{sh(EXP_SHOW, path, env)}")

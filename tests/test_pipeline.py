@@ -144,11 +144,13 @@ def test_full_pipeline_runs_every_stage_and_writes_the_report(project):
         assert 0 < metrics["diversity"]["msssim_real"] < 1
         info = json.loads((p / f"evaluation/{key}/info.json").read_text())
         assert info["run"] == key and info["init"] in ("random", "vae")
+        score = json.loads((p / f"evaluation/{key}/score.json").read_text())
+        assert score == {key: {"fid": metrics["final"]["fid"], "best_fid": metrics["best_fid"]}}
     report = (p / "reports/report.md").read_text()
     assert "dcgan-unbalanced" in report and re.search(r"(beats|does not beat) ordinary", report)
     for figure in ("fid.png", "is.png", "losses.png", "samples.png"):
         assert (p / "reports" / figure).stat().st_size > 1000
-    assert set(json.loads((p / "reports/summary.json").read_text())) == {
+    assert set(json.loads((p / "reports/report.json").read_text())["runs"]) == {
         "dcgan",
         "dcgan-unbalanced",
     }

@@ -149,7 +149,7 @@ def test_markdown_tables_are_aligned(winning):
 
 def test_files_exist_and_pngs_are_valid(winning):
     out, summary = winning
-    names = ("report.md", "report.json", "summary.json", "fid.png", "is.png", "losses.png")
+    names = ("report.md", "report.json", "fid.png", "is.png", "losses.png")
     for name in (*names, "samples.png"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     for name in ("fid.png", "is.png", "losses.png", "samples.png"):
@@ -315,26 +315,6 @@ def test_runs_without_an_inception_score_say_why_and_claim_nothing_from_it(tmp_p
     assert summary["pairs"][0]["isc_unavailable"] == reason
     with Image.open(tmp_path / "report/is.png") as img:
         img.verify()
-
-
-def test_summary_json_holds_each_runs_final_and_best_fid_and_nothing_else(winning):
-    """summary.json is the DVC metrics file: numbers only, short names (`dvc exp show`)."""
-    out, _ = winning
-    assert json.loads((out / "summary.json").read_text()) == {
-        "dcgan": {"best_fid": 45.0, "fid": 45.0},
-        "dcgan-unbalanced": {"best_fid": 42.0, "fid": 42.0},
-    }
-
-
-def test_a_fid_that_could_not_be_computed_is_left_out_of_summary_json(tmp_path):
-    run = write_run(tmp_path, "wgan", init="random", fids=[300.0, float("nan")], steps=STEPS[:2])
-    metrics = json.loads(run.metrics_json.read_text())
-    del metrics["final"]["fid"]
-    run.metrics_json.write_text(json.dumps(metrics))
-    build_report([run], tmp_path / "report")
-    assert json.loads((tmp_path / "report/summary.json").read_text()) == {
-        "wgan": {"best_fid": 300.0}
-    }
 
 
 def test_the_verdicts_at_a_glance_end_with_a_blank_line_before_the_next_heading(winning):

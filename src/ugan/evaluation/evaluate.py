@@ -1,10 +1,13 @@
 """Evaluation of one run: IS / FID / KID at every saved checkpoint against the held-out split,
 the floor (train split scored as if generated), and the loss statistics of paper Fig. 3.
 
-Two JSON files per run: `metrics.json` holds numbers only (what `dvc metrics show`, the report
-and the champion read: final and best FID, IS, KID, loss statistics, the floor), `info.json`
-the words and bookkeeping (run, init, loss, method, seed, the feature network, the collapsed
-checkpoints, why IS is missing). A feature network without class posteriors (the
+Three JSON files per run: `score.json` is the run's DVC metrics file, `{<run>: {fid, best_fid}}`
+(the final generator's FID, the one the champion check registers, and the best over the
+checkpoints: short names under the run's key, so the runs of a pipeline or of a grid's
+experiments are columns side by side in `dvc exp show`); `metrics.json` holds every number (what
+the report and the champion read: final and best FID, IS, KID, loss statistics, the floor);
+`info.json` the words and bookkeeping (run, init, loss, method, seed, the feature network, the
+collapsed checkpoints, why IS is missing). A feature network without class posteriors (the
 rotation-trained classifier of unlabelled data) gives no IS: fidelity.csv then holds NaN in the
 IS columns, metrics.json leaves the IS numbers out, and info.json's
 `inception_score.reason` says why."""
@@ -103,6 +106,13 @@ def _outputs(run_key, run, params, weights, evaluator, rows, best, num_samples):
     return metrics, info
 
 
+def score(metrics: dict) -> dict[str, float]:
+    """score.json's entry of a run: its final and best FID (a FID that could not be computed
+    is left out: DVC metrics are numbers)."""
+    numbers = {"fid": metrics["final"].get("fid"), "best_fid": metrics["best_fid"]}
+    return {k: v for k, v in numbers.items() if isinstance(v, float) and math.isfinite(v)}
+
+
 def feature_network(params: EvalParams, weights: Path) -> dict:
     """What scored the run: the extractor and, for the classifier, its training objective
     ("labels" or "rotation") and held-out accuracy on it, as train_classifier recorded them."""
@@ -190,6 +200,7 @@ def evaluate_run(
         "floor": _numbers({k: floor[k] for k in ("fid", "isc_mean", "kid_mean")}),
     }
     atomic_write_json(out_dir / "metrics.json", metrics)
+    atomic_write_json(out_dir / "score.json", {run_key: score(metrics)})
     atomic_write_json(out_dir / "info.json", info)
     tracker.log_metrics(
         {

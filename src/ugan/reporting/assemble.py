@@ -1,14 +1,13 @@
 """The report's entry point: `build_report` reads every run, compares the pairs, and writes into
-one folder ``report.md``, ``fid.png``, ``is.png``, ``losses.png``, ``samples.png``,
-``report.json`` and ``summary.json``, every file atomically.
+one folder ``report.md``, ``fid.png``, ``is.png``, ``losses.png``, ``samples.png``
+and ``report.json``, every file atomically.
 
 Runs are ordered pair by pair (ordinary, then unbalanced), then the runs without a pair; every
 table, legend and summary entry follows that order. report.json holds everything the report
 computed (per run, per pair, the claims, the file names); it is JSON-safe: numpy values become
-Python ones, NaN and inf become null, paths become strings. summary.json is the pipeline's DVC
-metrics file and holds numbers only, under short names that `dvc exp show` can fit: per run its
-final FID (`<run>.fid`, the generator the champion check registers) and its best FID over the
-checkpoints (`<run>.best_fid`).
+Python ones, NaN and inf become null, paths become strings. The DVC metrics are the evaluate
+stages' `score.json` files (`ugan.evaluation.evaluate`), so an experiment that runs some cells
+only (a grid's cell on a worker) shows its scores too.
 """
 
 from __future__ import annotations
@@ -35,8 +34,8 @@ from ugan.reporting.figures import FIGURES, draw_figures
 from ugan.reporting.inputs import LoadedRun, RunInfo, read_run
 from ugan.reporting.markdown import render_report
 
-# The files besides the figures: the markdown, everything as JSON, the DVC metrics.
-FILES = {"report": "report.md", "details": "report.json", "metrics": "summary.json"}
+# The files besides the figures: the markdown, everything as JSON.
+FILES = {"report": "report.md", "details": "report.json"}
 
 
 def build_report(
@@ -48,8 +47,8 @@ def build_report(
     sample_columns: int = 5,
     modes: dict | None = None,
 ) -> dict:
-    """Write report.md, fid.png, is.png, losses.png, samples.png, report.json and
-    summary.json into `out_dir` and return the summary dict (the content of report.json).
+    """Write report.md, fid.png, is.png, losses.png, samples.png and report.json into
+    `out_dir` and return the summary dict (the content of report.json).
 
     summary = {"runs": {key: per-run numbers}, "pairs": [per-pair comparison],
                "unpaired": [keys], "files": {...}, "early_checkpoints": .., "smoothing": ..}
@@ -91,22 +90,11 @@ def build_report(
     )
     atomic_write_text(out_dir / "report.md", markdown)
     atomic_write_json(out_dir / FILES["details"], summary)
-    atomic_write_json(out_dir / FILES["metrics"], metrics_summary(summary))
     return summary
 
 
-def metrics_summary(summary: dict[str, Any]) -> dict[str, dict[str, float]]:
-    """summary.json, the DVC metrics: per run (report order) its final FID and its best FID,
-    numbers only (a FID that could not be computed is left out)."""
-    out: dict[str, dict[str, float]] = {}
-    for key, run in summary["runs"].items():
-        numbers = {"fid": (run["final"] or {}).get("fid"), "best_fid": run["best_fid"]}
-        out[key] = {name: value for name, value in numbers.items() if value is not None}
-    return out
-
-
 def _run_summary(run: LoadedRun) -> dict[str, Any]:
-    """summary.json's entry of one run."""
+    """report.json's entry of one run."""
     best, best_step = best_fid(run)
     return {
         "init": run.info.init,
