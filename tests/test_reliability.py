@@ -248,6 +248,42 @@ def test_resume_with_changed_loss_is_refused_with_the_differences(
     ]
 
 
+# What a resumed run may not change besides the loss: the argument of `_tiny_run` it changes,
+# and the line of the refusal that names it.
+CHANGES = {
+    "architecture": (
+        lambda arch: {"tiny_arch": dataclasses.replace(arch, base_channels=arch.base_channels * 2)},
+        r"arch: saved \{[^}]*'base_channels': 4",
+    ),
+    "optimizer": (
+        lambda arch: {"overrides": {"optim": {"lr": 1e-3}}},
+        r"optim: saved .*'lr': 0\.0002",
+    ),
+    "data": (
+        lambda arch: {"fingerprint": {"data": "digest-b", "init_file": "digest-a"}},
+        r"data: saved 'digest-a' → now 'digest-b'",
+    ),
+    "init": (
+        lambda arch: {"fingerprint": {"data": "digest-a", "init_file": "digest-b"}},
+        r"init_file: saved 'digest-a' → now 'digest-b'",
+    ),
+}
+
+
+@pytest.mark.parametrize("change", CHANGES)
+def test_resume_with_another_architecture_optimizer_data_or_init_is_refused(
+    tmp_path, tiny_arch, tiny_data, change
+):
+    digests = {"data": "digest-a", "init_file": "digest-a"}  # what gan_run fingerprints
+    with pytest.raises(NonFiniteLossError):  # leaves a resume state at step 10
+        _tiny_run(tmp_path, tiny_arch, tiny_data, wrap=InfAt({12}), fingerprint=digests)
+    changed, named = CHANGES[change]
+    arguments = {"tiny_arch": tiny_arch, "overrides": None, "fingerprint": digests}
+    arguments |= changed(tiny_arch)
+    with pytest.raises(ResumeMismatchError, match=named):
+        _tiny_run(tmp_path, tiny_data=tiny_data, **arguments)
+
+
 def _states_at_10_and_15(tmp_path, tiny_arch, tiny_data) -> Path:
     with pytest.raises(NonFiniteLossError):  # states at 10 and 15 remain
         _tiny_run(tmp_path, tiny_arch, tiny_data, wrap=InfAt({17}))
