@@ -61,7 +61,9 @@ bench: $(STAMP)
 	  $(abspath $(PY)) throughput.py --device $(BENCH_DEVICE) --json results/throughput.json && \
 	  $(abspath $(PY)) scaling.py --device $(BENCH_DEVICE) --json results/scaling.json && \
 	  $(abspath $(PY)) evaluation.py --device $(BENCH_DEVICE) --json results/evaluation.json && \
-	  $(abspath $(PY)) pipeline_overhead.py --json results/pipeline_overhead.json
+	  $(abspath $(PY)) pipeline_overhead.py --json results/pipeline_overhead.json && \
+	  $(abspath $(PY)) stage_start.py --json results/stage_start.json && \
+	  $(abspath $(PY)) queue_jobs.py --json results/queue_jobs.json
 
 clean:
 	rm -rf data/prepared models runs evaluation reports/*.md reports/*.png reports/*.json metrics
