@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export MLFLOW_DISABLE_TELEMETRY := true
 export PYTHONUNBUFFERED := 1
 
-.PHONY: run test lint ui clean chromium bench
+.PHONY: run test lint ui clean chromium bench gpu-check
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -64,6 +64,13 @@ bench: $(STAMP)
 	  $(abspath $(PY)) pipeline_overhead.py --json results/pipeline_overhead.json && \
 	  $(abspath $(PY)) stage_start.py --json results/stage_start.json && \
 	  $(abspath $(PY)) queue_jobs.py --json results/queue_jobs.json
+
+# On a GPU runner, one command of at most ~8 minutes: the CUDA tests (none may skip), throughput
+# per preset at 28 / 64 px, the method x preset matrix (finite losses, loadable checkpoints, a
+# sync audit, FID on CUDA vs CPU, cross-device checkpoints) and a tiny `dvc repro` on CUDA, into
+# benchmarks/results/gpu.json. Without a CUDA GPU it says so and exits 0.
+gpu-check: $(STAMP)
+	PATH=$(abspath $(VENV))/bin:$$PATH $(PY) benchmarks/gpu_check.py
 
 clean:
 	rm -rf data/prepared models runs evaluation reports/*.md reports/*.png reports/*.json metrics

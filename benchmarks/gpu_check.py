@@ -5,7 +5,14 @@
 1. the CUDA tests (`tests/test_accel.py`): none of them may skip when CUDA is visible;
 2. the throughput benchmark on CUDA at 28 and 64 px: ugan's loop ÷ a plain pytorch/examples loop
    for fp32 (`exact`, `default`), bf16 + channels_last (`fast`) and compile (`fast+compile`);
-3. a tiny real `dvc repro` of the whole pipeline with `device: cuda` and a non-default `perf:`.
+3. a tiny real `dvc repro` of the whole pipeline with `device: cuda` and a non-default `perf:`;
+4. the method × preset matrix (`benchmarks/gpu_matrix.py`, in its own process): every method
+   (gan with ns and wgan-gp, began, rfgan, gaan) × default / bf16 + channels_last /
+   deterministic / bf16 + channels_last + compile trains with finite losses and loadable
+   checkpoints and no host sync outside log / checkpoint steps; FID on CUDA within 1 % of the
+   CPU's; a CUDA checkpoint loads on the CPU with the same samples, and a CUDA resume state is
+   refused on the CPU (the resume identity holds the device type). Its rows go to gpu.json and
+   to a table; any failed row fails the check.
 
 Without a CUDA GPU it says so and exits 0 (CPU machines run everything else in `make test`).
 With one, any step that fails makes the command fail (exit 1) after the others ran, with the
@@ -25,6 +32,7 @@ from pathlib import Path
 
 import torch
 import yaml
+from common import table
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -111,6 +119,41 @@ def tiny_pipeline() -> dict:
     }
 
 
+def method_matrix(steps: int = 24) -> dict:
+    """benchmarks/gpu_matrix.py on CUDA in its own process: the deterministic cells need
+    CUBLAS_WORKSPACE_CONFIG before CUDA starts, and no cell inherits another's CUDA state."""
+    out = RESULTS / "gpu-matrix.json"
+    out.unlink(missing_ok=True)
+    env = dict(os.environ, CUBLAS_WORKSPACE_CONFIG=":4096:8")
+    env.pop("UGAN_FRESH_START", None)
+    cmd = [PY, "benchmarks/gpu_matrix.py", "--device", "cuda", "--steps", str(steps)]
+    code, output, seconds = _run([*cmd, "--json", str(out)], env=env, timeout=300)
+    rows = json.loads(out.read_text())["rows"] if out.is_file() else []
+    ok = code == 0 and bool(rows) and all(row["ok"] for row in rows)
+    return {"ok": ok, "seconds": seconds, "rows": rows, "tail": output[-2500:]}
+
+
+def matrix_table(rows: list[dict]) -> str:
+    """The matrix's rows as a table: a failed row shows its error, a passed one what it
+    measured (host syncs outside the log / checkpoint steps; FID per device)."""
+    lines = []
+    for row in rows:
+        if not row["ok"]:
+            detail = row.get("error", "")[:200]
+        elif "fid" in row:
+            detail = ", ".join(f"{k} {v:.3f}" for k, v in row["fid"].items())
+        elif "max_sample_difference" in row:
+            refused = f"refused: {row['refused']}; " if "refused" in row else ""
+            detail = f"{refused}max |Δ sample| {row['max_sample_difference']:.1e}"
+        else:
+            detail = f"{row.get('audited_steps', 0)} steps audited"
+        verdict = "ok" if row["ok"] else "FAILED"
+        cells = (row["check"], row["method"], row["loss"], row["preset"], verdict)
+        lines.append([*cells, row.get("seconds", "?"), row.get("syncs", ""), detail])
+    headers = ["check", "method", "loss", "preset", "result", "s", "syncs", "detail"]
+    return table(headers, lines)
+
+
 def main() -> int:
     if not torch.cuda.is_available():
         print("gpu-check: no CUDA GPU is visible here; nothing to check (run it on a GPU runner)")
@@ -121,6 +164,7 @@ def main() -> int:
         "throughput 28 px": lambda: throughput(28, 300),
         "throughput 64 px": lambda: throughput(64, 150),
         "tiny dvc repro on cuda, bf16 + channels_last": tiny_pipeline,
+        "method × preset matrix on cuda": method_matrix,
     }
     results = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__, "steps": {}}
     for name, step in steps.items():
@@ -140,6 +184,8 @@ def main() -> int:
         for loop, figure in outcome.get("figures", {}).items():
             ratio = figure.get("ratio", float("nan"))  # ÷ the plain loop; the goal is ≥ 1.5
             print(f"    {loop:46s} {figure.get('images_per_s', 0):8.0f} img/s  {ratio:.2f}×")
+        if outcome.get("rows"):
+            print(matrix_table(outcome["rows"]))
     print(f"written: {RESULTS / 'gpu.json'}")
     return 0 if all(o["ok"] for o in results["steps"].values()) else 1
 
