@@ -50,7 +50,11 @@ class InfiniteBatches:
     def _new_epoch(self) -> None:
         # Drawn on the CPU (the seeded stream), moved once per epoch: no copy per step.
         order = torch.randperm(len(self.images), generator=self.generator)
-        self._order = order.to(self.images.device)
+        if self.images.device.type == "cuda":
+            # A blocking host→device copy would make the host wait for the GPU once per epoch:
+            # from pinned memory the copy is queued on the stream like any kernel.
+            order = order.pin_memory()
+        self._order = order.to(self.images.device, non_blocking=True)
         self._position = 0
         self.epoch += 1
 
