@@ -4,6 +4,7 @@ benchmark with cell reuse, Stacked MNIST scored by a digit classifier, and their
 from __future__ import annotations
 
 import math
+import shutil
 from typing import get_args
 
 import numpy as np
@@ -164,3 +165,27 @@ def test_2d_points_go_through_the_batches_as_they_are():
     batch, _ = InfiniteBatches(points, np.zeros(2, dtype=np.int64), 2, seed=0).next()
     assert batch.dtype == torch.float32
     assert sorted(map(tuple, batch.tolist())) == sorted(map(tuple, points.tolist()))
+
+
+def test_a_code_edit_retrains_every_reused_cell(tmp_path, monkeypatch):
+    from ugan.modebench import runner
+
+    package = shutil.copytree(
+        runner.PACKAGE_ROOT, tmp_path / "ugan", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    digest = runner.code_digest
+    before = digest(package)
+    with open(package / "losses.py", "a") as source:
+        source.write("\n# an edit\n")
+    after = digest(package)
+    assert after != before, "the digest reads the sources"
+
+    out = tmp_path / "modes" / "ring"
+    ctx = Context("ring", _ring_entry(), ModelParams(), Inputs(), out)
+    monkeypatch.setattr(runner, "code_digest", lambda: before)
+    run_benchmark(ctx)
+    written = {p: p.stat().st_mtime_ns for p in out.glob("cells/*/result.json")}
+    assert len(written) == 4
+    monkeypatch.setattr(runner, "code_digest", lambda: after)  # the package, edited
+    run_benchmark(ctx)
+    assert all(p.stat().st_mtime_ns != mtime for p, mtime in written.items()), "all retrained"
