@@ -13,8 +13,8 @@ Loading the champion: `load_champion_generator` rebuilds it from the weights-onl
 (`generator/generator.pt`, a `ugan.nets.generator_file` payload) logged beside the MLflow model,
 read with `torch.load(weights_only=True)`: a tampered registry or artifact store can make it fail,
 never run code. `mlflow.pytorch.load_model` unpickles what the version holds (MLflow allows
-pickle deserialization by default, and reads even a pt2 archive's weights with
-`weights_only=False`), so it is only as safe as everyone who can write to the registry.
+pickle deserialization by default, and reads even a pt2 archive's weights without torch's
+weights-only guard), so it is only as safe as everyone who can write to the registry.
 """
 
 from __future__ import annotations
