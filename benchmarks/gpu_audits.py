@@ -39,7 +39,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from gpu_runs import NullTracker, env_without, perf_of, random_recipe, resolved_run
+from gpu_runs import (
+    NullTracker,
+    env_without,
+    finish_row,
+    perf_of,
+    random_recipe,
+    resolved_run,
+)
 from torch import nn
 
 from ugan.core.errors import ResumeMismatchError
@@ -267,12 +274,7 @@ def cross_device_check(
             )
     except Exception as error:
         problems.append(f"{type(error).__name__}: {error}")
-    row |= {
-        "ok": not problems,
-        "seconds": round(time.perf_counter() - started, 1),
-        "error": " | ".join(problems),
-    }
-    return row
+    return finish_row(row, problems, started)
 
 
 # -- FID on two devices ------------------------------------------------------------------------
@@ -341,9 +343,4 @@ def fid_check(
             problems.append(f"FID on cpu is {fid['cpu']}")
     except Exception as error:
         problems.append(f"{type(error).__name__}: {error}")
-    row |= {
-        "ok": not problems,
-        "seconds": round(time.perf_counter() - started, 1),
-        "error": " | ".join(problems),
-    }
-    return row
+    return finish_row(row, problems, started)

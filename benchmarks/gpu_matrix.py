@@ -51,6 +51,7 @@ from gpu_runs import (
     cadence,
     cadence_steps,
     env_without,
+    finish_row,
     make_dae,
     matrix_data,
     perf_of,
@@ -193,12 +194,7 @@ def train_cell(
             )
     except Exception as error:  # the row says what broke; the other cells still run
         problems.append(f"{type(error).__name__}: {error}")
-    row |= {
-        "ok": not problems,
-        "seconds": round(time.perf_counter() - started, 1),
-        "error": " | ".join(problems),
-    }
-    return row
+    return finish_row(row, problems, started)
 
 
 # -- the matrix --------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -73,6 +74,15 @@ class NullTracker:
 
     def mark_interrupted(self, run_id) -> None:
         pass
+
+
+def finish_row(row: dict, problems: list[str], started: float) -> dict:
+    """A check's row, closed: ok when nothing went wrong, its seconds, the problems joined."""
+    return row | {
+        "ok": not problems,
+        "seconds": round(time.perf_counter() - started, 1),
+        "error": " | ".join(problems),
+    }
 
 
 def random_recipe(arch: ArchConfig) -> dict:
