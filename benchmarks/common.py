@@ -7,13 +7,16 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import torch
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -105,3 +108,47 @@ def mnist(image_size: int = 28):
     from ugan.data.sources import prepare
 
     return prepare("mnist5k", image_size, heldout_fraction=0.2, seed=0)
+
+
+# Who commits in a benchmark's throwaway git repository.
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "b",
+    "GIT_AUTHOR_EMAIL": "b@b",
+    "GIT_COMMITTER_NAME": "b",
+    "GIT_COMMITTER_EMAIL": "b@b",
+}
+
+
+def merge(base: dict, override: dict) -> dict:
+    """`base` with `override` laid over it, nested dicts merged key by key."""
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = merge(base.get(key, {}), value) if isinstance(value, dict) else value
+    return out
+
+
+def sh(cmd: list[str], cwd: Path, env: dict, timeout: float = 1800) -> tuple[str, float]:
+    """Run `cmd`; its output and seconds, or RuntimeError with the output's tail (a command
+    hung past `timeout` raises TimeoutExpired instead of holding the benchmark forever)."""
+    start = time.perf_counter()
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    seconds = time.perf_counter() - start
+    if result.returncode:
+        raise RuntimeError(f"{cmd} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result.stdout + result.stderr, seconds
+
+
+def copy_pipeline(path: Path, params: dict) -> None:
+    """A tiny project at `path`: the pipeline's code, dvc.yaml, .gitignore and the sources, with
+    params.yaml = `params` (the caller sets up git, DVC and the environment it needs)."""
+    path.mkdir(parents=True, exist_ok=True)
+    for name in ("src", "stages", "data/sources"):
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("dvc.yaml", ".gitignore"):
+        shutil.copy(ROOT / name, path / name)
+    (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def repo_params() -> dict:
+    return yaml.safe_load((ROOT / "params.yaml").read_text())

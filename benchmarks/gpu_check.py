@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -31,8 +30,7 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
-from common import table
+from common import copy_pipeline, merge, repo_params, table
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -47,13 +45,6 @@ TINY = {
     "device": "cuda",
     "perf": {"precision": "bf16", "channels_last": True},
 }
-
-
-def _merge(base: dict, override: dict) -> dict:
-    out = dict(base)
-    for key, value in override.items():
-        out[key] = _merge(base.get(key, {}), value) if isinstance(value, dict) else value
-    return out
 
 
 def _run(cmd: list[str], cwd: Path = ROOT, env: dict | None = None, timeout: float = 300):
@@ -89,14 +80,7 @@ def throughput(image_size: int, steps: int) -> dict:
 def tiny_pipeline() -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         project = Path(tmp)
-        for name in ("src", "stages", "data/sources"):
-            shutil.copytree(
-                ROOT / name, project / name, ignore=shutil.ignore_patterns("__pycache__")
-            )
-        for name in ("dvc.yaml", ".gitignore"):
-            shutil.copy(ROOT / name, project / name)
-        params = _merge(yaml.safe_load((ROOT / "params.yaml").read_text()), TINY)
-        (project / "params.yaml").write_text(yaml.safe_dump(params))
+        copy_pipeline(project, merge(repo_params(), TINY))
         env = dict(
             os.environ,
             PATH=f"{Path(PY).parent}{os.pathsep}{os.environ['PATH']}",

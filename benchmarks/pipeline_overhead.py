@@ -13,16 +13,23 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import yaml
-from common import ROOT, arguments, machine, report, table
+from common import (
+    GIT_IDENTITY,
+    arguments,
+    copy_pipeline,
+    machine,
+    merge,
+    repo_params,
+    report,
+    sh,
+    table,
+)
 
 TINY = {
     "classifier": {"steps": 60, "min_accuracy": 0.0},
@@ -49,32 +56,13 @@ print(json.dumps({"seconds": time.perf_counter() - start}))
 """
 
 
-def _merge(base: dict, override: dict) -> dict:
-    out = dict(base)
-    for key, value in override.items():
-        out[key] = _merge(base.get(key, {}), value) if isinstance(value, dict) else value
-    return out
-
-
 def make_project(path: Path) -> dict:
-    path.mkdir(parents=True)
-    for name in ("src", "stages", "data/sources"):
-        if (ROOT / name).is_dir():
-            shutil.copytree(ROOT / name, path / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("dvc.yaml", ".gitignore"):
-        shutil.copy(ROOT / name, path / name)
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params = _merge(params, {k: v for k, v in TINY.items() if k in params})
-    (path / "params.yaml").write_text(yaml.safe_dump(params))
+    copy_pipeline(path, merge(repo_params(), TINY))
     env = {k: v for k, v in os.environ.items() if k not in ("UGAN_PIPELINE_ID", "DVC_ROOT")}
-    env |= {
+    env |= GIT_IDENTITY | {
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         "PYTHONPATH": str(path / "src"),
         "MLFLOW_TRACKING_URI": f"sqlite:///{path / 'mlflow.db'}",
-        "GIT_AUTHOR_NAME": "b",
-        "GIT_AUTHOR_EMAIL": "b@b",
-        "GIT_COMMITTER_NAME": "b",
-        "GIT_COMMITTER_EMAIL": "b@b",
     }
     for cmd in (
         ["git", "init", "-q"],
@@ -85,15 +73,6 @@ def make_project(path: Path) -> dict:
     ):
         sh(cmd, path, env)
     return env
-
-
-def sh(cmd: list[str], cwd: Path, env: dict) -> tuple[str, float]:
-    start = time.perf_counter()
-    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    if result.returncode:
-        raise RuntimeError(f"{cmd} failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
-    return result.stdout + result.stderr, seconds
 
 
 def stage_commands(dvc_output: str) -> list[list[str]]:

@@ -29,21 +29,23 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-from common import ROOT, arguments, machine, report, table
+from common import (
+    GIT_IDENTITY,
+    arguments,
+    copy_pipeline,
+    machine,
+    merge,
+    repo_params,
+    report,
+    sh,
+    table,
+)
 
 SEEDS = (1, 2)  # gan.seed of the two experiments, the same in every way
 UPSTREAM = ["train_classifier", "init_random", "pretrain_dae"]  # prepare comes with them
 TARGETS = ["evaluate"]  # each experiment: train_gan@dcgan and evaluate@dcgan
 # Variables that would fix the stages' torch threads whatever the way: removed.
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "UGAN_THREADS", "UGAN_JOBS")
-
-
-def _merge(base: dict, override: dict) -> dict:
-    out = dict(base)
-    for key, value in override.items():
-        out[key] = _merge(base.get(key, {}), value) if isinstance(value, dict) else value
-    return out
 
 
 def sizes(args) -> dict:
@@ -64,37 +66,16 @@ def sizes(args) -> dict:
     }
 
 
-def sh(cmd: list[str], cwd: Path, env: dict, timeout: float = 1800) -> tuple[str, float]:
-    start = time.perf_counter()
-    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    seconds = time.perf_counter() - start
-    if result.returncode:
-        raise RuntimeError(f"{cmd} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return result.stdout + result.stderr, seconds
-
-
 def make_project(path: Path, args) -> dict:
     """The committed base: the tiny project with its shared upstream reproduced."""
-    path.mkdir(parents=True)
-    for name in ("src", "stages", "data/sources"):
-        if (ROOT / name).is_dir():
-            shutil.copytree(ROOT / name, path / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("dvc.yaml", ".gitignore"):
-        shutil.copy(ROOT / name, path / name)
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
     tiny = sizes(args)
-    params = _merge(params, {k: v for k, v in tiny.items() if k != "runs"})
-    params["runs"] = tiny["runs"]
-    (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    params = merge(repo_params(), {k: v for k, v in tiny.items() if k != "runs"})
+    copy_pipeline(path, params | {"runs": tiny["runs"]})
     drop = ("MLFLOW_TRACKING_URI", "DVC_ROOT", "UGAN_PIPELINE_ID", *THREAD_VARIABLES)
     env = {k: v for k, v in os.environ.items() if k not in drop}
-    env |= {
+    env |= GIT_IDENTITY | {
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         "PYTHONPATH": str(path / "src"),
-        "GIT_AUTHOR_NAME": "b",
-        "GIT_AUTHOR_EMAIL": "b@b",
-        "GIT_COMMITTER_NAME": "b",
-        "GIT_COMMITTER_EMAIL": "b@b",
     }
     sh(["git", "init", "-q"], path, env)
     sh(["dvc", "init", "-q"], path, env)
