@@ -70,18 +70,26 @@ def write_error(path: Path, exc: OSError) -> DiskFullError | NotWritableError | 
     return error
 
 
+@contextlib.contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """An OSError of writing `path` inside the block: a full disk or a read-only folder as the
+    user error naming it (`write_error`), any other fault as it is."""
+    try:
+        yield
+    except OSError as exc:
+        error = write_error(path, exc)
+        if error is None:
+            raise
+        raise error from exc
+
+
 def ensure_writable(folder: str | os.PathLike) -> Path:
     """Create `folder` if needed and prove a file can be made in it (then removed), so that a
     read-only folder stops a stage before any work, with the error the first write would give."""
     folder = Path(folder)
-    try:
+    with writing(folder):
         folder.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix=".ugan-write-check.", dir=folder)
-    except OSError as exc:
-        error = write_error(folder, exc)
-        if error is None:
-            raise
-        raise error from exc
     os.close(fd)
     os.unlink(name)
     return folder
@@ -92,14 +100,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
     A full disk or a read-only folder raises `DiskFullError` / `NotWritableError`."""
     final = Path(path)
-    try:
+    with writing(final):
         final.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
-    except OSError as exc:
-        error = write_error(final, exc)
-        if error is None:
-            raise
-        raise error from exc
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -110,15 +113,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             if exc.errno not in NO_SPACE:
                 raise
             raise write_error(final, exc) from exc
-        try:
+        with writing(final):
             with open(tmp, "rb") as handle:
                 os.fsync(handle.fileno())
             os.replace(tmp, final)
-        except OSError as exc:
-            error = write_error(final, exc)
-            if error is None:
-                raise
-            raise error from exc
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -15,25 +15,17 @@ import signal
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import numpy as np
 import torch
 
 from ugan.core.errors import CheckpointError, ResumeMismatchError, RunLockedError
-from ugan.core.io import describe_mismatches, load_checkpoint, save_checkpoint, write_error
+from ugan.core.io import describe_mismatches, load_checkpoint, save_checkpoint, writing
 from ugan.core.paths import RESUME_ROOT
 
 FRESH_ENV = "UGAN_FRESH_START"
 KEEP = 2  # states kept on disk: the newest may be the one a crash truncated
-
-
-def _raise_write_error(path: Path, exc: OSError) -> NoReturn:
-    """A read-only or full resume folder as the user error naming it; other faults as they are."""
-    error = write_error(path, exc)
-    if error is None:
-        raise exc
-    raise error from exc
 
 
 def fresh_start_requested() -> bool:
@@ -89,11 +81,9 @@ class ResumeStore:
 
     def __enter__(self) -> ResumeStore:
         lock = self.dir / "lock"
-        try:
+        with writing(lock):
             self.dir.mkdir(parents=True, exist_ok=True)
             handle = open(lock, "a")  # "a": truncating it would clear a holder's pid
-        except OSError as exc:
-            _raise_write_error(lock, exc)
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -102,12 +92,13 @@ class ResumeStore:
                 f"another trainer is using {self.dir} (lock held); wait for it or stop it"
             ) from None
         try:
-            handle.truncate(0)
-            handle.write(str(os.getpid()))
-            handle.flush()
-        except OSError as exc:
+            with writing(lock):
+                handle.truncate(0)
+                handle.write(str(os.getpid()))
+                handle.flush()
+        except Exception:
             handle.close()
-            _raise_write_error(lock, exc)
+            raise
         self._lock_handle = handle
         return self
 
