@@ -26,8 +26,12 @@ run: $(STAMP) .dvc/config
 	PATH=$(abspath $(VENV))/bin:$$PATH $(VENV)/bin/ugan run
 	@echo "report: reports/report.md — MLflow UI: make ui"
 
+# Tests run on pytest-xdist workers, one per core (`make test TEST_WORKERS=1` for one process):
+# most of a test's time is real DVC / MLflow / Prefect processes starting, ~1 core's worth.
+TEST_WORKERS ?= auto
 test: $(STAMP) chromium
-	PATH=$(abspath $(VENV))/bin:$$PATH $(VENV)/bin/pytest -q
+	PATH=$(abspath $(VENV))/bin:$$PATH $(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadgroup \
+	    --durations=15
 
 # Headless Chromium for the browser tests (tests/test_ui_browser.py, tests/test_first_look.py;
 # Debian packages, apt-get needs root). Where it cannot be installed they skip and say why;
