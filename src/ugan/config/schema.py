@@ -11,14 +11,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from ugan.config.checks import check_labels, check_method
 from ugan.core.errors import ConfigError
@@ -263,11 +256,18 @@ class EvalParams(Strict):
     # torch-fidelity's InceptionV3 from the local weights file `weights_path` (never downloaded).
     feature_extractor: Literal["classifier", "inception"] = "classifier"
     weights_path: str | None = None
+    # k of the k-NN balls of precision / recall / density / coverage (Naeem et al. 2020: 5).
+    nearest_k: PositiveInt = 5
 
     @model_validator(mode="after")
-    def _inception_has_weights(self) -> EvalParams:
+    def _cross_checks(self) -> EvalParams:
         if self.feature_extractor == "inception" and not self.weights_path:
             raise ValueError(f"eval.weights_path is not set. {INCEPTION_WEIGHTS_HELP}")
+        if self.nearest_k >= self.num_samples:
+            raise ValueError(
+                f"eval.nearest_k must be an integer from 1 to {self.num_samples - 1} (below "
+                f"eval.num_samples, {self.num_samples}), got {self.nearest_k}"
+            )
         return self
 
 

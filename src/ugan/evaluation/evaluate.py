@@ -1,4 +1,5 @@
-"""Evaluation of one run: IS / FID / KID at every saved checkpoint against the held-out split,
+"""Evaluation of one run: IS / FID / KID and precision / recall / density / coverage
+(`ugan.evaluation.prdc`) at every saved checkpoint against the held-out split,
 the floor (train split scored as if generated), and the loss statistics of paper Fig. 3.
 
 Three JSON files per run: `score.json` is the run's DVC metrics file, `{<run>: {fid, best_fid}}`
@@ -31,7 +32,8 @@ from ugan.core.runtime import progress
 from ugan.data.prepared import PreparedData, to_uint8
 from ugan.evaluation.collapse import collapse_metrics
 from ugan.evaluation.diversity import diversity_metrics
-from ugan.evaluation.fidelity import FidelityEvaluator, floor_metrics
+from ugan.evaluation.fidelity import FidelityEvaluator, floor_metrics, floor_subset
+from ugan.evaluation.prdc import PRDC_KEYS, SCORING_KEYS, PRDCEvaluator, fid_singular
 from ugan.evaluation.stability import summarize_losses
 from ugan.nets.generator_file import load_generator, noise, sample
 from ugan.tracking.stage_run import StageRun
@@ -45,6 +47,8 @@ FIDELITY_COLUMNS = (
     "kid_std",
     "diversity_ratio",
     "collapsed",
+    *PRDC_KEYS,
+    *SCORING_KEYS,
 )
 CACHE_DIR = Path(".ugan/cache/fidelity")
 
@@ -62,8 +66,16 @@ def _write_fidelity(path: Path, rows: list[dict]) -> None:
     writer = csv.DictWriter(buffer, fieldnames=FIDELITY_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: (f"{row[k]:.6g}" if k != "step" else row[k]) for k in FIDELITY_COLUMNS})
+        writer.writerow({k: _cell(row[k]) for k in FIDELITY_COLUMNS})
     atomic_write_text(path, buffer.getvalue())
+
+
+def _cell(value) -> str:
+    """A fidelity.csv cell: integers (step, sample counts) and words (the digest) as they are,
+    every other number to 6 significant digits."""
+    if isinstance(value, (str, numbers.Integral)) and not isinstance(value, bool):
+        return str(value)
+    return f"{value:.6g}"
 
 
 def _numbers(values: dict) -> dict:
@@ -104,6 +116,29 @@ def _outputs(run_key, run, params, weights, evaluator, rows, best, num_samples):
         "collapsed_checkpoints": collapsed,
     }
     return metrics, info
+
+
+def _add_scoring(
+    metrics: dict, info: dict, rows: list[dict], scoring: dict, nearest_k: int
+) -> None:
+    """PRDC (final and per checkpoint) and the sample count into metrics.json; what the scores
+    were scored with (feature network digest, N, d, k, whether FID is singular) into info.json.
+
+    A FID at N ≤ d stays in the files, next to N and d and `scoring.fid_singular` (its reason):
+    it is the deterministic output of the same computation, so a run's curve and the champion
+    still see it, and nothing reading the row can miss its N; the report prints the reason in
+    place of the number."""
+    counts = {key: scoring[key] for key in ("num_samples", "num_reference", "feature_dim")}
+    metrics["final"] |= _numbers({**{key: rows[-1][key] for key in PRDC_KEYS}, **counts})
+    metrics["checkpoints"] = [
+        _numbers({key: row[key] for key in ("step", "fid", *PRDC_KEYS, "num_samples")})
+        for row in rows
+    ]
+    singular = fid_singular(
+        *(scoring[key] for key in ("num_samples", "num_reference", "feature_dim"))
+    )
+    info["feature_network"]["sha256"] = scoring["feature_sha256"]
+    info["scoring"] = {**scoring, "nearest_k": nearest_k, "fid_singular": singular}
 
 
 def score(metrics: dict) -> dict[str, float]:
@@ -159,6 +194,9 @@ def evaluate_run(
     weights = Path(params.weights_path) if inception else classifier_path
     evaluator = FidelityEvaluator(weights, heldout, **common)
     floor = floor_metrics(weights, heldout, train, num_samples=num_samples, **common)
+    prdc = PRDCEvaluator(evaluator, params.nearest_k)
+    scoring = prdc.scoring_record(num_samples)
+    floor |= prdc(floor_subset(train, num_samples, params.seed))
 
     rows = []
     with progress(len(steps), f"evaluate@{run_key}", unit="ckpt") as bar:
@@ -172,14 +210,18 @@ def evaluate_run(
                 device=device,
             )
             generated = to_uint8(sample(generator, z, params.batch_size)).cpu()
-            scores = {**evaluator(generated), **collapse_metrics(generated, heldout, params.seed)}
+            scores = {
+                **evaluator(generated),
+                **prdc(generated),
+                **collapse_metrics(generated, heldout, params.seed),
+            }
             if scores["collapsed"]:
                 warnings.warn(
                     f"{run_key} step {step}: generator looks collapsed (spread "
                     f"{scores['diversity_ratio']:.2f} of the real data's)",
                     stacklevel=1,
                 )
-            rows.append({"step": step, **scores})
+            rows.append({"step": step, **scores, **scoring})
             tracker.log_metrics(
                 {k: v for k, v in scores.items() if math.isfinite(float(v))}, step=step
             )
@@ -197,8 +239,9 @@ def evaluate_run(
     metrics |= {
         "diversity": _numbers(diversity),
         "losses": _numbers(losses),
-        "floor": _numbers({k: floor[k] for k in ("fid", "isc_mean", "kid_mean")}),
+        "floor": _numbers({k: floor[k] for k in ("fid", "isc_mean", "kid_mean", *PRDC_KEYS)}),
     }
+    _add_scoring(metrics, info, rows, scoring, params.nearest_k)
     atomic_write_json(out_dir / "metrics.json", metrics)
     atomic_write_json(out_dir / "score.json", {run_key: score(metrics)})
     atomic_write_json(out_dir / "info.json", info)
