@@ -11,6 +11,7 @@ from test_metrics import blobs, make_classifier, noise
 from ugan.config.load import parse_params
 from ugan.core.errors import ConfigError
 from ugan.data.prepared import to_float
+from ugan.evaluation.features import FidelityInputError
 from ugan.evaluation.fidelity import FidelityEvaluator
 from ugan.evaluation.prdc import (
     PRDC_KEYS,
@@ -102,6 +103,10 @@ def test_images_are_scored_on_the_features_fid_uses(clf_path):
         by_hand = load_classifier(clf_path).features(to_float(reference))
     assert features.shape == (200, 128)
     torch.testing.assert_close(features, by_hand)
+    with pytest.raises(
+        FidelityInputError, match=r"images: expected images of shape \(N, 1, 28, 28\)"
+    ):
+        evaluator.features(blobs(20, seed=0, size=32))
 
     prdc = PRDCEvaluator(evaluator, K)
     assert prdc.feature_dim == 128
