@@ -163,6 +163,7 @@ def test_fid_at_n_not_above_d_is_not_printed(tmp_path):
     final = _section(text, "Final numbers")
     row = next(line for line in final.splitlines() if line.startswith("| dcgan "))
     assert [c.strip() for c in row.split("|")[3:5]] == [cell, f"{cell} @ 1,600"]
+    assert f"| all runs | {cell} |" in _section(text, "Floor (held-out vs train)")
     per_step = _section(text, "FID at each checkpoint (lower is better)")
     assert per_step.count(cell) == 2 * len(STEPS) and "300.0" not in per_step
     assert "**FID is not reported: N=100 ≤ d=128: singular.**" in text

@@ -201,7 +201,7 @@ def _floor_section(runs: list[LoadedRun]) -> list[str]:
 
     def row(label: str, f: dict, no_is: str | None) -> list[str]:
         isc = NA if no_is else fmt(f["isc_mean"], 2)
-        return [label, fmt(f["fid"], 1), isc, fmt(f["kid_mean"], 4)]
+        return [label, fid_text(runs[0], f["fid"]), isc, fmt(f["kid_mean"], 4)]  # runs share N
 
     if len(distinct) == 1:
         rows = [row("all runs", floors[0][0], floors[0][2])]
