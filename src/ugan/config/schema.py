@@ -11,16 +11,9 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from ugan.config.checks import check_labels, check_method
+from ugan.config.checks import check_ema, check_labels, check_method
 from ugan.core.errors import ConfigError
 from ugan.data.sources import SOURCES
 from ugan.losses import LossName
@@ -190,9 +183,15 @@ class GANParams(Strict):
     log_every: PositiveInt = 5
     num_sample_images: PositiveInt = 64
     nonfinite_retries: Annotated[int, Field(ge=0)] = 0  # roll back to the last state and retry
+    ema: Annotated[float, Field(strict=True)] | None = None  # G's weight average (training.ema)
     began: BEGANParams = BEGANParams()
     rfgan: RFGANParams = RFGANParams()
     gaan: GAANParams = GAANParams()
+
+    @field_validator("ema")
+    @classmethod
+    def _ema_decay(cls, value: float | None) -> float | None:
+        return check_ema(value)
 
     @model_validator(mode="after")
     def _cadence_fits(self) -> GANParams:
