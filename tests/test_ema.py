@@ -146,3 +146,24 @@ def test_a_run_cannot_resume_with_another_ema_setting(tmp_path, tiny_arch, tiny_
         _train(tmp_path, tiny_arch, tiny_data, "x", _run(ema=None), wrap=_StopAtCall(4))
     with pytest.raises(ResumeMismatchError, match=r"ema: saved None → now 0.99"):
         _train(tmp_path, tiny_arch, tiny_data, "x", _run(ema=0.99))
+
+
+def test_with_ema_the_average_is_the_logged_model_the_champion_loads(
+    tmp_path, tiny_arch, tiny_data
+):
+    torch.manual_seed(0)
+    g = Generator(tiny_arch)
+    init_weights(g)
+    with StageRun("train_gan", {}, run_key="r", log_models=True) as tracker:
+        train_gan(
+            "r", _run(ema=0.9, steps=2), tiny_arch, tiny_data, generator_payload(g),
+            tmp_path / "out", tracker, resume_root=tmp_path / "resume",
+        )  # fmt: skip
+        logged = tracker.client.download_artifacts(
+            tracker.run_id, "generator/generator.pt", str(tmp_path)
+        )
+    payload = load_checkpoint(Path(logged))
+    layout = RunLayout(tmp_path / "out")
+    ema = load_checkpoint(layout.ema_checkpoint_path(2))["state_dict"]
+    assert payload["ema"] is True and payload["state_dict"].keys() == ema.keys()
+    assert all(torch.equal(payload["state_dict"][k], ema[k]) for k in ema)
