@@ -10,7 +10,10 @@ the report and the champion read: final and best FID, IS, KID, loss statistics, 
 collapsed checkpoints, why IS is missing). A feature network without class posteriors (the
 rotation-trained classifier of unlabelled data) gives no IS: fidelity.csv then holds NaN in the
 IS columns, metrics.json leaves the IS numbers out, and info.json's
-`inception_score.reason` says why."""
+`inception_score.reason` says why. Beside them: the weight average of a run trained with
+`gan.ema` scored at every checkpoint (`ugan.evaluation.ema`: fidelity_ema.csv, metrics.json's
+`ema`, score.json's `ema_fid`) and latent interpolation grids (`ugan.evaluation.interpolations`:
+interpolations/step_<step>_<mode>.png)."""
 
 from __future__ import annotations
 
@@ -31,7 +34,9 @@ from ugan.core.runtime import progress
 from ugan.data.prepared import PreparedData, to_uint8
 from ugan.evaluation.collapse import collapse_metrics
 from ugan.evaluation.diversity import diversity_metrics
+from ugan.evaluation.ema import ema_section, score_ema
 from ugan.evaluation.fidelity import FidelityEvaluator, floor_metrics
+from ugan.evaluation.interpolations import write_interpolations
 from ugan.evaluation.stability import summarize_losses
 from ugan.nets.generator_file import load_generator, noise, sample
 from ugan.tracking.stage_run import StageRun
@@ -47,6 +52,7 @@ FIDELITY_COLUMNS = (
     "collapsed",
 )
 CACHE_DIR = Path(".ugan/cache/fidelity")
+INTERPOLATIONS = "interpolations"  # evaluation/<run>/interpolations/step_<step>_<mode>.png
 
 
 def read_losses(path: Path) -> dict[str, list[float]]:
@@ -107,9 +113,11 @@ def _outputs(run_key, run, params, weights, evaluator, rows, best, num_samples):
 
 
 def score(metrics: dict) -> dict[str, float]:
-    """score.json's entry of a run: its final and best FID (a FID that could not be computed
-    is left out: DVC metrics are numbers)."""
+    """score.json's entry of a run: its final and best FID, and the final EMA generator's
+    (`ema_fid`, runs with `gan.ema`) (a FID that could not be computed is left out: DVC metrics
+    are numbers)."""
     numbers = {"fid": metrics["final"].get("fid"), "best_fid": metrics["best_fid"]}
+    numbers["ema_fid"] = metrics.get("ema", {}).get("final", {}).get("fid")
     return {k: v for k, v in numbers.items() if isinstance(v, float) and math.isfinite(v)}
 
 
@@ -180,6 +188,7 @@ def evaluate_run(
                     stacklevel=1,
                 )
             rows.append({"step": step, **scores})
+            _interpolations(generator, out_dir, step, tracker)
             tracker.log_metrics(
                 {k: v for k, v in scores.items() if math.isfinite(float(v))}, step=step
             )
@@ -191,6 +200,10 @@ def evaluate_run(
     tracker.log_metrics(diversity)
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_fidelity(out_dir / "fidelity.csv", rows)
+    ema_rows = score_ema(
+        layout, evaluator, heldout, params, num_samples, tracker, label=run_key, device=device
+    )
+    _write_fidelity(out_dir / "fidelity_ema.csv", ema_rows)  # header only without EMA
     best = min(rows, key=lambda r: r["fid"])
     losses = summarize_losses(read_losses(layout.losses_csv))
     metrics, info = _outputs(run_key, run, params, weights, evaluator, rows, best, num_samples)
@@ -199,6 +212,8 @@ def evaluate_run(
         "losses": _numbers(losses),
         "floor": _numbers({k: floor[k] for k in ("fid", "isc_mean", "kid_mean")}),
     }
+    if ema_rows:
+        metrics["ema"] = ema_section(ema_rows)
     atomic_write_json(out_dir / "metrics.json", metrics)
     atomic_write_json(out_dir / "score.json", {run_key: score(metrics)})
     atomic_write_json(out_dir / "info.json", info)
@@ -210,4 +225,13 @@ def evaluate_run(
         }
     )
     tracker.log_artifact(out_dir / "fidelity.csv")
+    tracker.log_artifact(out_dir / "fidelity_ema.csv")
     return metrics
+
+
+def _interpolations(generator, out_dir: Path, step: int, tracker: StageRun) -> None:
+    """Checkpoint `step`'s latent interpolation grids into out_dir/interpolations/ and MLflow."""
+    folder = out_dir / INTERPOLATIONS
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in write_interpolations(generator, folder, step):
+        tracker.log_artifact(path, INTERPOLATIONS)
