@@ -31,6 +31,7 @@ from ugan.reporting.comparisons import (
     verdict_line,
 )
 from ugan.reporting.figures import FIGURES, draw_figures
+from ugan.reporting.generators import generator_sections
 from ugan.reporting.inputs import LoadedRun, RunInfo, read_run
 from ugan.reporting.markdown import render_report
 
@@ -88,6 +89,7 @@ def build_report(
     markdown = render_report(
         ordered, comparisons, claims, unpaired, early_checkpoints, smoothing, modes
     )
+    markdown += generator_sections(ordered, out_dir)  # EMA beside G, latent interpolations
     atomic_write_text(out_dir / "report.md", markdown)
     atomic_write_json(out_dir / FILES["details"], summary)
     return summary
@@ -113,6 +115,7 @@ def _run_summary(run: LoadedRun) -> dict[str, Any]:
         "floor": floor_numbers(run),
         "last_step": int(run.loss_steps[-1]) if len(run.loss_steps) else None,
         "sample_steps": list(run.samples),
+        "ema": run.metrics.get("ema"),  # the weight average's scores (gan.ema), or None
     }
 
 
