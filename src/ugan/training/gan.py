@@ -1,7 +1,9 @@
 """A GAN run: its method (from `ugan.methods.table`), trained by the one loop
 (`ugan.training.loop`); per-step losses to losses.csv, generator checkpoints and sample grids at
 the checkpoint cadence, a summary and the generator as an MLflow model at the end.
-What one step does (D / G updates, n_critic, penalties) belongs to the method."""
+What one step does (D / G updates, n_critic, penalties) belongs to the method; the weight average
+of `gan.ema` (`ugan.training.ema`) belongs to the run, the same for every method: updated after
+each step, saved beside each checkpoint and in the resume state, and logged as the model."""
 
 from __future__ import annotations
 
