@@ -47,15 +47,13 @@ def _ema_section(runs: list[LoadedRun]) -> str:
     summary, steps = [], []
     for run, fids in averaged:
         ema = run.metrics.get("ema", {})
-        best_step = ema.get("best_fid_step")
         summary.append(
             [
                 run.key,
                 fmt(run.metrics.get("final", {}).get("fid"), 2),
                 fmt(ema.get("final", {}).get("fid"), 2),
-                fmt(run.metrics.get("best_fid"), 2),
-                fmt(ema.get("best_fid"), 2)
-                + (f" (step {fmt_step(best_step)})" if best_step is not None else ""),
+                _at(run.metrics.get("best_fid"), run.metrics.get("best_fid_step")),
+                _at(ema.get("best_fid"), ema.get("best_fid_step")),
             ]
         )
         for step, fid in fids.items():
@@ -71,6 +69,10 @@ def _ema_section(runs: list[LoadedRun]) -> str:
         + md_table(["run", "step", "FID (G)", "FID (EMA)"], steps, "lrrr")
         + "\n"
     )
+
+
+def _at(fid, step) -> str:
+    return fmt(fid, 2) + (f" (step {fmt_step(step)})" if step is not None else "")
 
 
 def final_grids(run: LoadedRun) -> tuple[int | None, dict[str, Path]]:

@@ -33,7 +33,6 @@ class GeneratorEMA:
         self.decay = decay
         self.updates = 0
         self.generator = copy.deepcopy(generator).requires_grad_(False)
-        self.generator.prior = getattr(generator, "prior", "normal")
 
     def current_decay(self) -> float:
         """d_t of the next update."""
