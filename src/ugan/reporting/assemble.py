@@ -37,6 +37,7 @@ from ugan.reporting.comparisons import (
     verdict_line,
 )
 from ugan.reporting.figures import FIGURES, draw_figures
+from ugan.reporting.generators import generator_sections
 from ugan.reporting.inputs import LoadedRun, RunInfo, read_run
 from ugan.reporting.markdown import render_report
 from ugan.reporting.prdc import final_prdc
@@ -101,6 +102,7 @@ def build_report(
     markdown = render_report(
         ordered, comparisons, claims, unpaired, early_checkpoints, smoothing, modes, left_out
     )
+    markdown += generator_sections(ordered, out_dir)  # EMA beside G, latent interpolations
     atomic_write_text(out_dir / "report.md", markdown)
     atomic_write_json(out_dir / FILES["details"], summary)
     return summary
@@ -128,6 +130,7 @@ def _run_summary(run: LoadedRun) -> dict[str, Any]:
         "sample_steps": list(run.samples),
         "prdc": final_prdc(run),
         "scoring": asdict(scoring_of(run)),
+        "ema": run.metrics.get("ema"),  # the weight average's scores (gan.ema), or None
     }
 
 
