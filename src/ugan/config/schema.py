@@ -106,7 +106,7 @@ class ClassifierParams(Strict):
     batch_size: PositiveInt = 64
     lr: Annotated[float, Field(gt=0.0)] = 1e-3
     seed: int = 0
-    min_accuracy: Annotated[float, Field(ge=0.0, le=1.0)] = 0.95
+    min_accuracy: Annotated[float, Field(ge=0.0, le=1.0)] = 0.98
 
 
 class VAEParams(Strict):
