@@ -152,6 +152,8 @@ class RFGANParams(Strict):
 class GAANParams(Strict):
     """GAAN (src/ugan/methods/gaan.py), Algorithm 1 with eqs. 3-7."""
 
+    # The image settings of §4.2; the 2-D mixtures use §4.1's λ_r = λ_p = 0.1, λ_w = 1
+    # (profiles/modes.yaml, `ModeBenchmarkParams`' default variants).
     lambda_r: Annotated[float, Field(ge=0.0)] = 1.0  # weight of the regulariser W (eq. 3)
     lambda_p: Annotated[float, Field(ge=0.0)] = 1.0  # gradient penalty (eq. 4)
     lambda_w: Annotated[float, Field(gt=0.0)] | None = None  # None: √(d / D) (eq. 5)
@@ -302,7 +304,12 @@ def _default_variants() -> dict[str, RunParams]:
     return {
         "gan": RunParams(init="random"),
         "gan-unbalanced": RunParams(init="vae"),
-        "gaan": RunParams(init="random", method="gaan"),
+        # GAAN §4.1's toy settings; `GAANParams`' defaults are §4.2's image settings
+        "gaan": RunParams(
+            init="random",
+            method="gaan",
+            gaan=GAANParams(lambda_r=0.1, lambda_p=0.1, lambda_w=1.0),
+        ),
     }
 
 

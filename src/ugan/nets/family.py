@@ -43,9 +43,9 @@ class NetFamily:
     vae_encoder: Callable[[object], nn.Module]  # x → (mu, logvar)
     latent_encoder: Callable[[object], nn.Module]  # x → z (GAAN's E)
     init: Callable[[nn.Module, float], None]  # the family's weight init (std where it applies)
-    # GAAN's W compares data-side means in D's feature space for images (GAAN §4.2) and in the
-    # data space itself for 2-D points (§4.1).
-    gaan_w_on_features: bool = True
+    # GAAN's reconstruction R and W's data-side f: in D's feature space for images (GAAN §4.2)
+    # and in the data space itself for 2-D points (§4.1).
+    gaan_feature_space: bool = True
 
 
 FAMILIES: dict[type, NetFamily] = {
@@ -69,7 +69,7 @@ FAMILIES: dict[type, NetFamily] = {
         latent_encoder=MLPEncoder,
         # He-normal as in the GAAN authors' code; the conv std does not apply.
         init=lambda module, std=0.0: init_mlp_weights(module),
-        gaan_w_on_features=False,
+        gaan_feature_space=False,
     ),
 }
 
