@@ -150,10 +150,8 @@ class RFGANParams(Strict):
 
 
 class GAANParams(Strict):
-    """GAAN (src/ugan/methods/gaan.py), Algorithm 1 with eqs. 3-7."""
+    """GAAN (src/ugan/methods/gaan.py), eqs. 3-7: §4.2's image λ's (2-D mixtures: §4.1's)."""
 
-    # The image settings of §4.2; the 2-D mixtures use §4.1's λ_r = λ_p = 0.1, λ_w = 1
-    # (profiles/modes.yaml, `ModeBenchmarkParams`' default variants).
     lambda_r: Annotated[float, Field(ge=0.0)] = 1.0  # weight of the regulariser W (eq. 3)
     lambda_p: Annotated[float, Field(ge=0.0)] = 1.0  # gradient penalty (eq. 4)
     lambda_w: Annotated[float, Field(gt=0.0)] | None = None  # None: √(d / D) (eq. 5)
@@ -301,16 +299,9 @@ BenchmarkName = Literal["ring8", "grid25", "stacked-mnist"]
 
 
 def _default_variants() -> dict[str, RunParams]:
-    return {
-        "gan": RunParams(init="random"),
-        "gan-unbalanced": RunParams(init="vae"),
-        # GAAN §4.1's toy settings; `GAANParams`' defaults are §4.2's image settings
-        "gaan": RunParams(
-            init="random",
-            method="gaan",
-            gaan=GAANParams(lambda_r=0.1, lambda_p=0.1, lambda_w=1.0),
-        ),
-    }
+    toy_gaan = GAANParams(lambda_r=0.1, lambda_p=0.1, lambda_w=1.0)  # GAAN §4.1's 2-D λ's
+    gans = {"gan": RunParams(init="random"), "gan-unbalanced": RunParams(init="vae")}
+    return {**gans, "gaan": RunParams(init="random", method="gaan", gaan=toy_gaan)}
 
 
 class ModeBenchmarkParams(Strict):
