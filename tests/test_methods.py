@@ -86,6 +86,37 @@ def test_every_method_takes_a_finite_step_that_moves_its_generator(
     assert type(m.generator) in GENERATORS.values()
 
 
+def _cross_sample_gradient(discriminator: torch.nn.Module, x: torch.Tensor) -> float:
+    """max |∂ D(x)[0] / ∂ x[1:]|: how much sample 0's score depends on the other samples."""
+    x = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(discriminator.train()(x)[0], x)
+    return grad[1:].abs().max().item()
+
+
+@pytest.mark.parametrize(
+    ("method", "overrides"),
+    [
+        ("gan", {"loss": "wgan-gp", "n_critic": 5}),
+        ("gan", {"loss": "dragan"}),
+        ("rfgan", {"loss": "wgan-gp"}),
+        ("gaan", {}),
+    ],
+)
+def test_a_critic_under_a_gradient_penalty_scores_each_sample_alone(
+    method, overrides, tiny_arch, dae_file
+):
+    """WGAN-GP (Gulrajani et al. §4): the penalty is on ∇_{x_i} D(x_i) per sample, so the critic
+    has no batch norm (layer norm): D(x)[i] does not depend on x[j]. Without a penalty the
+    discriminator keeps the paper's batch norm, which does couple the samples."""
+    x = torch.rand(6, 1, 28, 28) * 2 - 1
+    m = build_method(tiny_arch, _run(method, **overrides), _random_init(tiny_arch), 0.02)
+    d = m.discriminator
+    assert _cross_sample_gradient(d, x) == 0.0
+    assert not any(isinstance(layer, torch.nn.BatchNorm2d) for layer in d.trunk.modules())
+    plain = build_method(tiny_arch, _run("gan"), _random_init(tiny_arch), 0.02).discriminator
+    assert _cross_sample_gradient(plain, x) > 1e-6
+
+
 @pytest.mark.parametrize("method", ["rfgan", "gaan"])
 def test_rfgan_and_gaan_start_from_the_transferred_decoder(method, tiny_arch, dae_file):
     init = _vae_init(tiny_arch)

@@ -70,6 +70,14 @@ def _profile_modes() -> dict[str, ModeBenchmarkParams]:
     return params.modes
 
 
+@pytest.mark.parametrize("name", ["ring8", "grid25"])
+def test_wgan_gp_on_the_mixtures_uses_the_toy_settings_of_its_authors(name):
+    """Gulrajani et al.'s toy code: Adam lr 1e-4, β (0.5, 0.9), 5 critic steps, λ = 0.1."""
+    gan = _profile_modes()[name].cell("wgan-gp", 0).gan
+    assert (gan.loss, gan.n_critic, gan.gp_weight) == ("wgan-gp", 5, 0.1)
+    assert (gan.optim.lr, gan.optim.beta1, gan.optim.beta2) == (1e-4, 0.5, 0.9)
+
+
 def test_gaan_reconstruction_on_2d_points_is_in_the_data_space():
     """GAAN §4.1 / eq. 3: on 2-D points R = E_x ‖x − G(E(x))‖², not a distance between D's
     features (those are for images only, §4.2)."""

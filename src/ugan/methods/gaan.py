@@ -18,7 +18,8 @@ jointly with the GAN, in the order of Algorithm 1. Each step, on one minibatch x
 2. D, E and G fixed: maximise eq. 4, i.e. minimise
    BCE(D(x), real) + BCE(D(G(z)), fake) + BCE(D(G(E(x))), real) + λ_p E[(‖∇D(x̂)‖₂ − 1)²]
    — the reconstructions are labelled *real*; x̂ = εx + (1 − ε)G(z), ε ~ U[0, 1] (the WGAN-GP
-   penalty; the paper's squared norm inside the bracket is read as WGAN-GP's norm).
+   penalty; the paper's squared norm inside the bracket is read as WGAN-GP's norm). With
+   λ_p > 0 the conv D has layer norm instead of batch norm (`ugan.nets.family.critic_norm`).
 3. G once more, E and D fixed: maximise log σ(D(G(z)))  (the non-saturating objective).
 
 Eq. 4 is the cross-entropy objective, so the run's `loss` must be `ns`; the penalty is GAAN's own
@@ -41,7 +42,7 @@ from torch import nn
 
 from ugan.core.runtime import seed_everything
 from ugan.losses import ns_g_loss, wgan_gp_penalty
-from ugan.nets.family import family_of
+from ugan.nets.family import critic_norm, family_of
 
 
 def gaan_d_loss(d_real: torch.Tensor, d_recon: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
@@ -91,7 +92,8 @@ class GAANMethod:
         params = run.gan.gaan
         nets = family_of(arch)
         seed_everything(run.gan.seed)  # D first, then E, then a random G
-        discriminator = nets.discriminator(arch)
+        # the WGAN-GP penalty of eq. 4 goes through D: no batch norm in D when λ_p > 0
+        discriminator = nets.discriminator(arch, norm=critic_norm(params.lambda_p > 0))
         nets.init(discriminator, init_std)
         encoder = nets.latent_encoder(arch)
         nets.init(encoder, init_std)

@@ -38,8 +38,9 @@ class NetFamily:
     name: str
     config: type
     generator: Callable[[object], nn.Module]  # z → x; also the VAE / DAE decoder
-    discriminator: Callable[[object], nn.Module]  # x → logit, with `features(x)`
-    trunk: Callable[[object], nn.Module]  # x → features (N, out_features): D's body, encoders'
+    # (cfg, norm="batch" | "layer") → x → logit, with `features(x)`; see `critic_norm`
+    discriminator: Callable[..., nn.Module]
+    trunk: Callable[..., nn.Module]  # (cfg, norm) → x → features (N, out_features): D's body…
     vae_encoder: Callable[[object], nn.Module]  # x → (mu, logvar)
     latent_encoder: Callable[[object], nn.Module]  # x → z (GAAN's E)
     init: Callable[[nn.Module, float], None]  # the family's weight init (std where it applies)
@@ -63,8 +64,9 @@ FAMILIES: dict[type, NetFamily] = {
         "mlp",
         MLPConfig,
         generator=MLPGenerator,
-        discriminator=MLPDiscriminator,
-        trunk=lambda cfg: MLPTrunk(cfg.data_dim, cfg),
+        # GAAN Table 1's nets have no normalisation layer: every `norm` is already met.
+        discriminator=lambda cfg, norm="batch": MLPDiscriminator(cfg),
+        trunk=lambda cfg, norm="batch": MLPTrunk(cfg.data_dim, cfg),
         vae_encoder=MLPGaussianEncoder,
         latent_encoder=MLPEncoder,
         # He-normal as in the GAAN authors' code; the conv std does not apply.
@@ -72,6 +74,14 @@ FAMILIES: dict[type, NetFamily] = {
         gaan_feature_space=False,
     ),
 }
+
+
+def critic_norm(penalised: bool) -> str:
+    """The normalisation of a discriminator: layer norm when a gradient penalty is taken through
+    it (WGAN-GP, Gulrajani et al. 2017, §4: "no critic batch normalization"; batch norm couples
+    the samples of a batch, so ∇_{x_i} D(x_i) would not be a per-sample gradient), batch norm
+    otherwise (the nets of the Unbalanced GAN paper)."""
+    return "layer" if penalised else "batch"
 
 
 def family_of(cfg: object) -> NetFamily:
