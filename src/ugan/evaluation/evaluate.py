@@ -32,7 +32,7 @@ from ugan.data.prepared import PreparedData, to_uint8
 from ugan.evaluation.collapse import collapse_metrics
 from ugan.evaluation.diversity import diversity_metrics
 from ugan.evaluation.fidelity import FidelityEvaluator, floor_metrics
-from ugan.evaluation.stability import summarize_losses
+from ugan.evaluation.stability import paper_d_scale, summarize_losses
 from ugan.nets.generator_file import load_generator, noise, sample
 from ugan.tracking.stage_run import StageRun
 
@@ -192,7 +192,8 @@ def evaluate_run(
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_fidelity(out_dir / "fidelity.csv", rows)
     best = min(rows, key=lambda r: r["fid"])
-    losses = summarize_losses(read_losses(layout.losses_csv))
+    scale = paper_d_scale(run.gan.method, run.gan.loss)
+    losses = summarize_losses(read_losses(layout.losses_csv), d_scale=scale)
     metrics, info = _outputs(run_key, run, params, weights, evaluator, rows, best, num_samples)
     metrics |= {
         "diversity": _numbers(diversity),
