@@ -17,9 +17,10 @@ class BEGANParams(Strict):
     lambda_k: Annotated[float, Field(ge=0.0)] = 0.001  # proportional gain of k_t
     k_init: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0  # k_0
     # Learning rate halved when the moving average of M_global (decay `m_global_decay`) has
-    # not reached a new minimum for `lr_halve_patience` steps; never below `lr_min`.
+    # not reached a new minimum for `lr_halve_patience` steps (≥ 1 / λ_k: k_t's time constant),
+    # never below `lr_min`.
     m_global_decay: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.99
-    lr_halve_patience: PositiveInt = 500
+    lr_halve_patience: PositiveInt = 2000
     lr_min: Annotated[float, Field(gt=0.0)] = 1e-6
     filters: PositiveInt | None = None  # n of the nets (n, 2n, 3n…); None: model.base_channels
 
@@ -31,7 +32,7 @@ class RFGANParams(Strict):
 
 
 class GAANParams(Strict):
-    """GAAN (src/ugan/methods/gaan.py), Algorithm 1 with eqs. 3-7."""
+    """GAAN (src/ugan/methods/gaan.py), eqs. 3-7: §4.2's image λ's (2-D mixtures: §4.1's)."""
 
     lambda_r: Annotated[float, Field(ge=0.0)] = 1.0  # weight of the regulariser W (eq. 3)
     lambda_p: Annotated[float, Field(ge=0.0)] = 1.0  # gradient penalty (eq. 4)

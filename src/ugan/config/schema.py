@@ -271,11 +271,9 @@ BenchmarkName = Literal["ring8", "grid25", "stacked-mnist"]
 
 
 def _default_variants() -> dict[str, RunParams]:
-    return {
-        "gan": RunParams(init="random"),
-        "gan-unbalanced": RunParams(init="vae"),
-        "gaan": RunParams(init="random", method="gaan"),
-    }
+    toy_gaan = GAANParams(lambda_r=0.1, lambda_p=0.1, lambda_w=1.0)  # GAAN §4.1's 2-D λ's
+    gans = {"gan": RunParams(init="random"), "gan-unbalanced": RunParams(init="vae")}
+    return {**gans, "gaan": RunParams(init="random", method="gaan", gaan=toy_gaan)}
 
 
 class ModeBenchmarkParams(Strict):

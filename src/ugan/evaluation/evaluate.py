@@ -39,7 +39,7 @@ from ugan.evaluation.ema import ema_section, score_ema
 from ugan.evaluation.fidelity import FidelityEvaluator, floor_metrics, floor_subset
 from ugan.evaluation.interpolations import write_interpolations
 from ugan.evaluation.prdc import PRDC_KEYS, SCORING_KEYS, PRDCEvaluator, fid_singular
-from ugan.evaluation.stability import summarize_losses
+from ugan.evaluation.stability import paper_d_scale, summarize_losses
 from ugan.tracking.stage_run import StageRun
 
 FIDELITY_COLUMNS = (
@@ -233,7 +233,8 @@ def evaluate_run(
     ema_rows = score_ema(layout, scorer, tracker, label=run_key)
     _write_fidelity(out_dir / "fidelity_ema.csv", ema_rows)  # header only without EMA
     best = min(rows, key=lambda r: r["fid"])
-    losses = summarize_losses(read_losses(layout.losses_csv))
+    scale = paper_d_scale(run.gan.method, run.gan.loss)
+    losses = summarize_losses(read_losses(layout.losses_csv), d_scale=scale)
     metrics, info = _outputs(run_key, run, params, weights, evaluator, rows, best, num_samples)
     metrics |= {
         "diversity": _numbers(diversity),
