@@ -80,6 +80,15 @@ def test_the_candidate_is_the_run_whose_final_generator_scores_best(tmp_path):
     assert champ.pick_candidate(tmp_path, ["a"]).run_key == "a"
 
 
+def test_a_run_trained_with_ema_is_scored_by_its_average_the_model_it_logs(tmp_path):
+    _metrics(tmp_path, "a", final_fid=30.0, best_fid=10.0)
+    path = tmp_path / "evaluation" / "a" / "metrics.json"
+    ema = {"final": {"step": 12, "fid": 15.0}, "best_fid": 15.0, "best_fid_step": 12}
+    path.write_text(json.dumps({**json.loads(path.read_text()), "ema": ema}))
+    _metrics(tmp_path, "b", final_fid=20.0, best_fid=20.0)
+    assert champ.pick_candidate(tmp_path, ["a", "b"]) == Candidate("a", 15.0, 12)
+
+
 def test_missing_or_broken_scores_name_the_file(tmp_path):
     with pytest.raises(RegistryError, match=r"evaluation/a/metrics\.json: no final FID"):
         champ.pick_candidate(tmp_path, ["a"])

@@ -28,7 +28,8 @@ from ugan.evaluation.fidelity import (
     floor_metrics,
     validate_images,
 )
-from ugan.evaluation.stability import loss_statistics, summarize_losses
+from ugan.evaluation.stability import loss_statistics, paper_d_scale, summarize_losses
+from ugan.losses import lsgan_d_loss, ns_d_loss
 from ugan.nets.classifier import Classifier, load_classifier
 
 N = 128
@@ -364,3 +365,18 @@ def test_summarize_losses():
     }
     with pytest.raises(ValueError, match="g_loss"):
         summarize_losses({"d_loss": [1.0], "g_loss": []})
+
+
+def test_the_d_loss_is_also_reported_on_the_unbalanced_gan_papers_scale():
+    """Paper Fig. 3 reports D's loss as the mean of its two terms (ln 2 = 0.69 at D = ½; its
+    means 0.65 / 0.69), ours trains on their sum: the paper-scale statistic is half of ours
+    for ns (so is its std), unchanged for lsgan (already the mean, 0.25 at D = ½)."""
+    half = torch.zeros(8)  # logits 0: D = ½ everywhere
+    ns = paper_d_scale("gan", "ns") * ns_d_loss(half, half).item()
+    assert ns == pytest.approx(math.log(2))
+    assert paper_d_scale("gan", "lsgan") * lsgan_d_loss(half + 0.5, half + 0.5).item() == 0.25
+    assert paper_d_scale("rfgan", "ns") == 0.5
+    assert paper_d_scale("began", "ns") == paper_d_scale("gaan", "ns") == 1.0  # their own
+    out = summarize_losses({"d_loss": [1.0, 2.0], "g_loss": [1.0]}, d_scale=0.5)
+    assert (out["d_loss_std"], out["d_loss_paper_std"]) == (0.5, 0.25)
+    assert (out["d_loss_mean"], out["d_loss_paper_mean"]) == (1.5, 0.75)

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import math
 import shutil
+from pathlib import Path
 from typing import get_args
 
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from ugan.config.load import parse_params
-from ugan.config.schema import BenchmarkName, ModeBenchmarkParams, ModelParams
+from ugan.config.profiles import apply_profile, load_profile
+from ugan.config.schema import BenchmarkName, GANParams, ModeBenchmarkParams, ModelParams
 from ugan.core.errors import ConfigError
 from ugan.core.io import save_checkpoint
 from ugan.data.batches import InfiniteBatches
@@ -22,6 +25,8 @@ from ugan.modebench.benchmarks import BENCHMARKS, Inputs, get_benchmark
 from ugan.modebench.runner import Context, run_benchmark
 from ugan.modebench.tables import markdown
 from ugan.nets.classifier import Classifier
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_the_benchmark_names_of_params_are_the_registry():
@@ -55,7 +60,50 @@ def test_a_method_trains_on_2d_points_with_the_mlp_family(method):
         not torch.equal(a, b) for a, b in zip(g_before, m.generator.parameters(), strict=True)
     )
     if method == "gaan":  # 2-D: W compares data-space means, λ_w = √(d / D) = √(2 / 2)
-        assert m.w_on_features is False and m.lambda_w == pytest.approx(1.0)
+        assert m.feature_space is False and m.lambda_w == pytest.approx(1.0)
+
+
+def _profile_modes() -> dict[str, ModeBenchmarkParams]:
+    """The `modes:` of profiles/modes.yaml applied to the shipped params.yaml."""
+    base = yaml.safe_load((ROOT / "params.yaml").read_text())
+    _, params = apply_profile(base, load_profile("modes", ROOT / "profiles"))
+    return params.modes
+
+
+@pytest.mark.parametrize("name", ["ring8", "grid25"])
+def test_wgan_gp_on_the_mixtures_uses_the_toy_settings_of_its_authors(name):
+    """Gulrajani et al.'s toy code: Adam lr 1e-4, β (0.5, 0.9), 5 critic steps, λ = 0.1."""
+    gan = _profile_modes()[name].cell("wgan-gp", 0).gan
+    assert (gan.loss, gan.n_critic, gan.gp_weight) == ("wgan-gp", 5, 0.1)
+    assert (gan.optim.lr, gan.optim.beta1, gan.optim.beta2) == (1e-4, 0.5, 0.9)
+
+
+def test_gaan_reconstruction_on_2d_points_is_in_the_data_space():
+    """GAAN §4.1 / eq. 3: on 2-D points R = E_x ‖x − G(E(x))‖², not a distance between D's
+    features (those are for images only, §4.2)."""
+    bench, batches = _ring_batches()
+    entry = ModeBenchmarkParams(benchmark="ring8", variants={"v": {"init": "random"}})
+    arch = bench.arch(entry, ModelParams())
+    run = entry.cell("v", 0).model_copy(
+        update={"gan": entry.cell("v", 0).gan.model_copy(update={"method": "gaan"})}
+    )
+    m = get_method("gaan").build(arch, run, {"arch": arch.to_dict(), "init_std": 0.02}, 0.02)
+    x, y = batches.next()
+    with torch.no_grad():  # before the step's AE update
+        expected = (x - m.generator(m.encoder(x))).pow(2).sum(1).mean()
+    losses = m.train_step(lambda: (x, y))
+    assert float(losses["recon_loss"]) == pytest.approx(float(expected), rel=1e-5)
+
+
+@pytest.mark.parametrize("name", ["ring8", "grid25"])
+def test_gaan_on_the_mixtures_uses_the_toy_settings_of_gaan_section_4_1(name):
+    """λ_r = λ_p = 0.1, λ_w = 1 (GAAN §4.1), in the profile and in the schema's defaults."""
+    toy = {"lambda_r": 0.1, "lambda_p": 0.1, "lambda_w": 1.0}
+    entries = [_profile_modes()[name], ModeBenchmarkParams(benchmark=name)]
+    for entry in entries:
+        gaan = entry.cell("gaan", 0).gan.gaan
+        assert {k: getattr(gaan, k) for k in toy} == toy
+    assert GANParams().gaan.lambda_r == 1.0  # images keep §4.2's λ_r = λ_p = 1
 
 
 def _ring_entry(**overrides) -> ModeBenchmarkParams:

@@ -144,12 +144,17 @@ def test_full_pipeline_runs_every_stage_and_writes_the_report(project):
         assert 0 < metrics["diversity"]["msssim_real"] < 1
         info = json.loads((p / f"evaluation/{key}/info.json").read_text())
         assert info["run"] == key and info["init"] in ("random", "vae")
+        assert fidelity[0].endswith("coverage,num_samples,num_reference,feature_dim,feature_sha256")
+        assert info["scoring"]["num_samples"] == 200 and info["scoring"]["feature_dim"] == 128
+        assert info["scoring"]["fid_singular"] is None  # N = 200 > d = 128
+        assert 0 <= metrics["final"]["precision"] <= 1 and len(metrics["checkpoints"]) == 3
         score = json.loads((p / f"evaluation/{key}/score.json").read_text())
         assert score == {key: {"fid": metrics["final"]["fid"], "best_fid": metrics["best_fid"]}}
     report = (p / "reports/report.md").read_text()
     assert "dcgan-unbalanced" in report and re.search(r"(beats|does not beat) ordinary", report)
-    for figure in ("fid.png", "is.png", "losses.png", "samples.png"):
+    for figure in ("fid.png", "is.png", "losses.png", "samples.png", "prdc.png"):
         assert (p / "reports" / figure).stat().st_size > 1000
+    assert "## Precision, recall, density, coverage" in report and "Not compared" not in report
     assert set(json.loads((p / "reports/report.json").read_text())["runs"]) == {
         "dcgan",
         "dcgan-unbalanced",

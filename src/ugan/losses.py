@@ -28,6 +28,12 @@ class GANLoss:
     g_loss: Callable[[torch.Tensor], torch.Tensor]
     clip_weights: bool = False  # WGAN's Lipschitz constraint by weight clipping
     penalty: Penalty | None = None
+    # d_loss × this = the D loss on the Unbalanced GAN paper's Fig. 3 scale: `ns_d_loss` sums
+    # its two BCE terms, where the paper reports their mean (0.69 = ln 2 at D = ½, its Fig. 3
+    # means 0.65 / 0.69); `lsgan_d_loss` is already their mean (0.25 at D = ½; Fig. 3: 0.23 /
+    # 0.25). Training keeps the sum (the factor would be a learning-rate change for the ns
+    # part, and would reweigh it against a penalty); only the reported statistic converts.
+    paper_d_scale: float = 1.0
 
 
 def ns_d_loss(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
@@ -94,7 +100,7 @@ def dragan_penalty(discriminator, real: torch.Tensor, fake: torch.Tensor) -> tor
 
 
 LOSSES: dict[str, GANLoss] = {
-    "ns": GANLoss("ns", ns_d_loss, ns_g_loss),
+    "ns": GANLoss("ns", ns_d_loss, ns_g_loss, paper_d_scale=0.5),
     "lsgan": GANLoss("lsgan", lsgan_d_loss, lsgan_g_loss),
     "wgan": GANLoss("wgan", wgan_d_loss, wgan_g_loss, clip_weights=True),
     "wgan-gp": GANLoss("wgan-gp", wgan_d_loss, wgan_g_loss, penalty=wgan_gp_penalty),

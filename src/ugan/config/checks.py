@@ -23,6 +23,14 @@ def check_method(
         raise ValueError(f"runs.{key}: {exc}") from None
 
 
+def check_ema(decay: float | None) -> float | None:
+    """`gan.ema`: the decay of the generator's weight average (`ugan.training.ema`) is in
+    [0, 1) (0: the average is G itself), or null for none."""
+    if decay is not None and not 0.0 <= decay < 1.0:
+        raise ValueError("the EMA decay must be in [0, 1) (e.g. 0.999), or null for no EMA")
+    return decay
+
+
 def check_labels(data: Any, conditional: bool, modes: Mapping[str, Any]) -> None:
     """What needs class labels refuses data without them (an image folder without class
     subfolders, as LSUN or CelebA exports are): a class-conditional model and the Stacked MNIST

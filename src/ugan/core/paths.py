@@ -41,6 +41,10 @@ class RunLayout:
     def checkpoint_path(self, step: int) -> Path:
         return self.checkpoints / f"generator_step_{step:06d}.pt"
 
+    def ema_checkpoint_path(self, step: int) -> Path:
+        """The generator's weight average at `step` (`gan.ema`), in the same file format."""
+        return self.checkpoints / f"generator_ema_step_{step:06d}.pt"
+
     def discard_after(self, step: int) -> None:
         """Remove checkpoints and grids newer than `step` (all of them for a fresh start):
         the folders persist across DVC reruns so that a resumed run keeps its earlier ones."""
@@ -49,7 +53,7 @@ class RunLayout:
                 if int(path.stem.rsplit("_", 1)[1]) > step:
                     path.unlink()
 
-    def checkpoint_steps(self) -> list[int]:
-        return sorted(
-            int(p.stem.rsplit("_", 1)[1]) for p in self.checkpoints.glob("generator_step_*.pt")
-        )
+    def checkpoint_steps(self, ema: bool = False) -> list[int]:
+        """The steps of the generator checkpoints (`ema`: of the average's, if any)."""
+        pattern = "generator_ema_step_*.pt" if ema else "generator_step_*.pt"
+        return sorted(int(p.stem.rsplit("_", 1)[1]) for p in self.checkpoints.glob(pattern))

@@ -1,4 +1,5 @@
-"""Evaluation of one run: IS / FID / KID at every saved checkpoint against the held-out split,
+"""Evaluation of one run: IS / FID / KID and precision / recall / density / coverage
+(`ugan.evaluation.prdc`) at every saved checkpoint against the held-out split,
 the floor (train split scored as if generated), and the loss statistics of paper Fig. 3.
 
 Three JSON files per run: `score.json` is the run's DVC metrics file, `{<run>: {fid, best_fid}}`
@@ -10,7 +11,10 @@ the report and the champion read: final and best FID, IS, KID, loss statistics, 
 collapsed checkpoints, why IS is missing). A feature network without class posteriors (the
 rotation-trained classifier of unlabelled data) gives no IS: fidelity.csv then holds NaN in the
 IS columns, metrics.json leaves the IS numbers out, and info.json's
-`inception_score.reason` says why."""
+`inception_score.reason` says why. Beside them: the weight average of a run trained with
+`gan.ema` scored at every checkpoint (`ugan.evaluation.ema`: fidelity_ema.csv, metrics.json's
+`ema`, score.json's `ema_fid`) and latent interpolation grids (`ugan.evaluation.interpolations`:
+interpolations/step_<step>_<mode>.png)."""
 
 from __future__ import annotations
 
@@ -28,12 +32,14 @@ from ugan.core.errors import InputError, InputMissingError
 from ugan.core.io import atomic_write_json, atomic_write_text, load_checkpoint
 from ugan.core.paths import RunLayout
 from ugan.core.runtime import progress
-from ugan.data.prepared import PreparedData, to_uint8
-from ugan.evaluation.collapse import collapse_metrics
+from ugan.data.prepared import PreparedData
+from ugan.evaluation.checkpoints import CheckpointScorer
 from ugan.evaluation.diversity import diversity_metrics
-from ugan.evaluation.fidelity import FidelityEvaluator, floor_metrics
-from ugan.evaluation.stability import summarize_losses
-from ugan.nets.generator_file import load_generator, noise, sample
+from ugan.evaluation.ema import ema_section, score_ema
+from ugan.evaluation.fidelity import FidelityEvaluator, floor_metrics, floor_subset
+from ugan.evaluation.interpolations import write_interpolations
+from ugan.evaluation.prdc import PRDC_KEYS, SCORING_KEYS, PRDCEvaluator, fid_singular
+from ugan.evaluation.stability import paper_d_scale, summarize_losses
 from ugan.tracking.stage_run import StageRun
 
 FIDELITY_COLUMNS = (
@@ -45,8 +51,11 @@ FIDELITY_COLUMNS = (
     "kid_std",
     "diversity_ratio",
     "collapsed",
+    *PRDC_KEYS,
+    *SCORING_KEYS,
 )
 CACHE_DIR = Path(".ugan/cache/fidelity")
+INTERPOLATIONS = "interpolations"  # evaluation/<run>/interpolations/step_<step>_<mode>.png
 
 
 def read_losses(path: Path) -> dict[str, list[float]]:
@@ -62,8 +71,16 @@ def _write_fidelity(path: Path, rows: list[dict]) -> None:
     writer = csv.DictWriter(buffer, fieldnames=FIDELITY_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: (f"{row[k]:.6g}" if k != "step" else row[k]) for k in FIDELITY_COLUMNS})
+        writer.writerow({k: _cell(row[k]) for k in FIDELITY_COLUMNS})
     atomic_write_text(path, buffer.getvalue())
+
+
+def _cell(value) -> str:
+    """A fidelity.csv cell: integers (step, sample counts) and words (the digest) as they are,
+    every other number to 6 significant digits."""
+    if isinstance(value, (str, numbers.Integral)) and not isinstance(value, bool):
+        return str(value)
+    return f"{value:.6g}"
 
 
 def _numbers(values: dict) -> dict:
@@ -106,10 +123,35 @@ def _outputs(run_key, run, params, weights, evaluator, rows, best, num_samples):
     return metrics, info
 
 
+def _add_scoring(
+    metrics: dict, info: dict, rows: list[dict], scoring: dict, nearest_k: int
+) -> None:
+    """PRDC (final and per checkpoint) and the sample count into metrics.json; what the scores
+    were scored with (feature network digest, N, d, k, whether FID is singular) into info.json.
+
+    A FID at N ≤ d stays in the files, next to N and d and `scoring.fid_singular` (its reason):
+    it is the deterministic output of the same computation, so a run's curve and the champion
+    still see it, and nothing reading the row can miss its N; the report prints the reason in
+    place of the number."""
+    counts = {key: scoring[key] for key in ("num_samples", "num_reference", "feature_dim")}
+    metrics["final"] |= _numbers({**{key: rows[-1][key] for key in PRDC_KEYS}, **counts})
+    metrics["checkpoints"] = [
+        _numbers({key: row[key] for key in ("step", "fid", *PRDC_KEYS, "num_samples")})
+        for row in rows
+    ]
+    singular = fid_singular(
+        *(scoring[key] for key in ("num_samples", "num_reference", "feature_dim"))
+    )
+    info["feature_network"]["sha256"] = scoring["feature_sha256"]
+    info["scoring"] = {**scoring, "nearest_k": nearest_k, "fid_singular": singular}
+
+
 def score(metrics: dict) -> dict[str, float]:
-    """score.json's entry of a run: its final and best FID (a FID that could not be computed
-    is left out: DVC metrics are numbers)."""
+    """score.json's entry of a run: its final and best FID, and the final EMA generator's
+    (`ema_fid`, runs with `gan.ema`) (a FID that could not be computed is left out: DVC metrics
+    are numbers)."""
     numbers = {"fid": metrics["final"].get("fid"), "best_fid": metrics["best_fid"]}
+    numbers["ema_fid"] = metrics.get("ema", {}).get("final", {}).get("fid")
     return {k: v for k, v in numbers.items() if isinstance(v, float) and math.isfinite(v)}
 
 
@@ -159,27 +201,24 @@ def evaluate_run(
     weights = Path(params.weights_path) if inception else classifier_path
     evaluator = FidelityEvaluator(weights, heldout, **common)
     floor = floor_metrics(weights, heldout, train, num_samples=num_samples, **common)
+    prdc = PRDCEvaluator(evaluator, params.nearest_k)
+    scorer = CheckpointScorer(
+        evaluator, prdc, heldout, num_samples, params.seed, params.batch_size, device
+    )
+    floor |= prdc(floor_subset(train, num_samples, params.seed))
 
     rows = []
     with progress(len(steps), f"evaluate@{run_key}", unit="ckpt") as bar:
         for step in steps:
-            generator = load_generator(layout.checkpoint_path(step), device)
-            z = noise(
-                num_samples,
-                generator.cfg.latent_dim,
-                generator.prior,
-                seed=params.seed,
-                device=device,
-            )
-            generated = to_uint8(sample(generator, z, params.batch_size)).cpu()
-            scores = {**evaluator(generated), **collapse_metrics(generated, heldout, params.seed)}
+            generator, generated, scores = scorer(layout.checkpoint_path(step))
             if scores["collapsed"]:
                 warnings.warn(
                     f"{run_key} step {step}: generator looks collapsed (spread "
                     f"{scores['diversity_ratio']:.2f} of the real data's)",
                     stacklevel=1,
                 )
-            rows.append({"step": step, **scores})
+            rows.append(scorer.row(step, scores))
+            _interpolations(generator, out_dir, step, tracker)
             tracker.log_metrics(
                 {k: v for k, v in scores.items() if math.isfinite(float(v))}, step=step
             )
@@ -191,14 +230,20 @@ def evaluate_run(
     tracker.log_metrics(diversity)
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_fidelity(out_dir / "fidelity.csv", rows)
+    ema_rows = score_ema(layout, scorer, tracker, label=run_key)
+    _write_fidelity(out_dir / "fidelity_ema.csv", ema_rows)  # header only without EMA
     best = min(rows, key=lambda r: r["fid"])
-    losses = summarize_losses(read_losses(layout.losses_csv))
+    scale = paper_d_scale(run.gan.method, run.gan.loss)
+    losses = summarize_losses(read_losses(layout.losses_csv), d_scale=scale)
     metrics, info = _outputs(run_key, run, params, weights, evaluator, rows, best, num_samples)
     metrics |= {
         "diversity": _numbers(diversity),
         "losses": _numbers(losses),
-        "floor": _numbers({k: floor[k] for k in ("fid", "isc_mean", "kid_mean")}),
+        "floor": _numbers({k: floor[k] for k in ("fid", "isc_mean", "kid_mean", *PRDC_KEYS)}),
     }
+    _add_scoring(metrics, info, rows, scorer.scoring, params.nearest_k)
+    if ema_rows:
+        metrics["ema"] = ema_section(ema_rows)
     atomic_write_json(out_dir / "metrics.json", metrics)
     atomic_write_json(out_dir / "score.json", {run_key: score(metrics)})
     atomic_write_json(out_dir / "info.json", info)
@@ -210,4 +255,13 @@ def evaluate_run(
         }
     )
     tracker.log_artifact(out_dir / "fidelity.csv")
+    tracker.log_artifact(out_dir / "fidelity_ema.csv")
     return metrics
+
+
+def _interpolations(generator, out_dir: Path, step: int, tracker: StageRun) -> None:
+    """Checkpoint `step`'s latent interpolation grids into out_dir/interpolations/ and MLflow."""
+    folder = out_dir / INTERPOLATIONS
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in write_interpolations(generator, folder, step):
+        tracker.log_artifact(path, INTERPOLATIONS)

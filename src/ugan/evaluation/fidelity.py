@@ -30,6 +30,7 @@ import numpy as np
 import torch
 import torch_fidelity
 from torch.utils.data import Dataset
+from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
 
 from ugan.core.io import file_digest
 from ugan.evaluation.features import FidelityInputError, get_feature_extractor
@@ -184,6 +185,7 @@ class FidelityEvaluator:
         self.kid_subset_size = kid_subset_size
         self.batch_size = int(batch_size)
         self.seed = int(seed)
+        self._feature_net = None  # built on the first `features` call
 
         self.device = torch.device(device)
         if self.device.type not in ("cpu", "cuda"):
@@ -214,6 +216,24 @@ class FidelityEvaluator:
         """This reference's files in torch-fidelity's cache (empty before the first call)."""
         return sorted(self.cache_root.glob(f"{self.cache_name}-*.pt"))
 
+    def _checked(self, images, name: str) -> torch.Tensor:
+        """`images` as a contiguous CPU tensor, refused (naming `name`) unless they are uint8
+        (N ≥ MIN_SAMPLES, C, H, W) like the reference, and while the weights are unchanged."""
+        images = _as_tensor(images, name).detach().cpu().contiguous()
+        validate_images(images, channels=self.channels, name=name, min_count=MIN_SAMPLES)
+        if images.shape[1:] != self.reference.shape[1:]:
+            raise FidelityInputError(
+                f"{name}: expected images of shape (N, "
+                f"{', '.join(map(str, self.reference.shape[1:]))}) like the reference, got "
+                f"{tuple(images.shape)}"
+            )
+        if file_digest(self.weights.loaded) != self._loaded_sha256:
+            raise FidelityCacheError(
+                f"feature extractor weights {self.weights.loaded} changed since this evaluator "
+                "was built; build a new FidelityEvaluator"
+            )
+        return images
+
     def _check_cache(self) -> None:
         for path in self.reference_cache_files:
             try:
@@ -234,19 +254,7 @@ class FidelityEvaluator:
         """{"isc_mean", "isc_std", "fid", "kid_mean", "kid_std"} of `generated` (uint8
         (N, C, H, W), same C, H, W as the reference) against the reference; the IS keys are
         NaN when the network gives none (`isc_unavailable`)."""
-        generated = _as_tensor(generated, "generated").detach().cpu().contiguous()
-        validate_images(generated, channels=self.channels, name="generated", min_count=MIN_SAMPLES)
-        if generated.shape[1:] != self.reference.shape[1:]:
-            raise FidelityInputError(
-                f"generated: expected images of shape (N, "
-                f"{', '.join(map(str, self.reference.shape[1:]))}) like the reference, got "
-                f"{tuple(generated.shape)}"
-            )
-        if file_digest(self.weights.loaded) != self._loaded_sha256:
-            raise FidelityCacheError(
-                f"feature extractor weights {self.weights.loaded} changed since this evaluator "
-                "was built; build a new FidelityEvaluator"
-            )
+        generated = self._checked(generated, "generated")
         self._check_cache()
 
         n_gen, n_ref = generated.shape[0], self.reference.shape[0]
@@ -256,12 +264,7 @@ class FidelityEvaluator:
         subset = min(subset, n_gen, n_ref)
 
         cuda = self.device.type == "cuda"
-        device_ctx = (
-            torch.cuda.device(self.device.index)
-            if cuda and self.device.index is not None
-            else contextlib.nullcontext()
-        )
-        with device_ctx:
+        with self._device_context():
             raw = torch_fidelity.calculate_metrics(
                 input1=_ImageDataset(generated, self.repeat),
                 input2=_ImageDataset(self.reference, self.repeat),
@@ -293,6 +296,49 @@ class FidelityEvaluator:
             )
         return {key: float(raw.get(_TF_KEYS[key], math.nan)) for key in METRIC_KEYS}
 
+    def _device_context(self):
+        """torch-fidelity puts its work on the current CUDA device: make it ours."""
+        if self.device.type == "cuda" and self.device.index is not None:
+            return torch.cuda.device(self.device.index)
+        return contextlib.nullcontext()
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, d) float32 features of `images` (uint8, the reference's C, H, W) from the layer
+        FID and KID use (`extractor.fid_layer`), extracted by torch-fidelity's own loop, so
+        precision / recall / density / coverage (`ugan.evaluation.prdc`) see what FID sees."""
+        images = self._checked(images, "images")
+        cuda = self.device.type == "cuda"
+        with self._device_context():
+            if self._feature_net is None:
+                self._feature_net = create_feature_extractor(
+                    self.extractor.name,
+                    [self.extractor.fid_layer],
+                    cuda=cuda,
+                    feature_extractor_weights_path=str(self.weights.loaded),
+                    verbose=False,
+                )
+            dataset = _ImageDataset(images, self.repeat)
+            # save_cpu_ram=True (no loader workers), verbose=False
+            found = get_featuresdict_from_dataset(
+                dataset, self._feature_net, self.batch_size, cuda, True, False
+            )
+        return found[self.extractor.fid_layer].to(torch.float32)
+
+
+def floor_subset(train: torch.Tensor, num_samples: int | None, seed: int) -> torch.Tensor:
+    """The `num_samples` training images (a seeded random subset, in index order) that the floor
+    is scored with; all of `train` when `num_samples` is None."""
+    train = _as_tensor(train, "train")
+    if num_samples is None:
+        return train
+    if not MIN_SAMPLES <= num_samples <= train.shape[0]:
+        raise ValueError(
+            f"num_samples must be between {MIN_SAMPLES} and the {train.shape[0]} training "
+            f"images, got {num_samples}"
+        )
+    index = torch.randperm(train.shape[0], generator=torch.Generator().manual_seed(seed))
+    return train[index[:num_samples].sort().values]
+
 
 def floor_metrics(
     weights_path: str | Path,
@@ -311,14 +357,4 @@ def floor_metrics(
     generators are scored with) to score a seeded random subset of `train` of that size.
     """
     evaluator = FidelityEvaluator(weights_path, heldout, **kw)
-    train = _as_tensor(train, "train")
-    if num_samples is not None:
-        if not MIN_SAMPLES <= num_samples <= train.shape[0]:
-            raise ValueError(
-                f"num_samples must be between {MIN_SAMPLES} and the {train.shape[0]} training "
-                f"images, got {num_samples}"
-            )
-        generator = torch.Generator().manual_seed(evaluator.seed)
-        index = torch.randperm(train.shape[0], generator=generator)[:num_samples]
-        train = train[index.sort().values]
-    return evaluator(train)
+    return evaluator(floor_subset(train, num_samples, evaluator.seed))

@@ -6,6 +6,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from ugan.losses import get_loss
+
 
 def loss_statistics(values: Sequence[float] | np.ndarray) -> dict[str, float]:
     """{"mean", "std"} of a 1-D series of losses, ignoring NaN; std is the population std (ddof=0).
@@ -23,8 +25,21 @@ def loss_statistics(values: Sequence[float] | np.ndarray) -> dict[str, float]:
     return {"mean": float(finite.mean()), "std": float(finite.std(ddof=0))}
 
 
-def summarize_losses(table: Mapping[str, Sequence[float] | np.ndarray]) -> dict[str, float]:
-    """{"<name>_mean", "<name>_std"} for every column of `table` (e.g. d_loss, g_loss)."""
+def paper_d_scale(method: str, loss: str) -> float:
+    """The factor from a run's logged d_loss to the Unbalanced GAN paper's Fig. 3 scale (the
+    mean of D's two terms, not their sum: `ugan.losses.GANLoss.paper_d_scale`). Methods whose D
+    loss is their own (BEGAN's, GAAN's three terms) have no paper figure of this kind: 1."""
+    return get_loss(loss).paper_d_scale if method in ("gan", "rfgan") else 1.0
+
+
+def summarize_losses(
+    table: Mapping[str, Sequence[float] | np.ndarray], d_scale: float | None = None
+) -> dict[str, float]:
+    """{"<name>_mean", "<name>_std"} for every column of `table` (e.g. d_loss, g_loss), our
+    training losses as logged. With `d_scale` (`paper_d_scale`) also "d_loss_paper_mean" and
+    "d_loss_paper_std": the D loss on the paper's Fig. 3 scale (for ns: half our sum, so half
+    our std), to set beside the paper's numbers. Whether unbalanced's std is lower than
+    ordinary's does not depend on the scale (both runs of a pair share their loss)."""
     out: dict[str, float] = {}
     for name, values in table.items():
         try:
@@ -33,4 +48,7 @@ def summarize_losses(table: Mapping[str, Sequence[float] | np.ndarray]) -> dict[
             raise ValueError(f"loss column {name!r}: {exc}") from exc
         out[f"{name}_mean"] = stats["mean"]
         out[f"{name}_std"] = stats["std"]
+    if d_scale is not None and "d_loss_mean" in out:
+        out["d_loss_paper_mean"] = d_scale * out["d_loss_mean"]
+        out["d_loss_paper_std"] = d_scale * out["d_loss_std"]
     return out

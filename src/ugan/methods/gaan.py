@@ -2,17 +2,24 @@
 jointly with the GAN, in the order of Algorithm 1. Each step, on one minibatch x and one z:
 
 1. E and G, D fixed: minimise R + λ_r W                                          (eq. 3)
-   R = mean ‖Φ(x) − Φ(G(E(x)))‖²  — reconstruction in D's feature space: Φ is the input of
-       D's output layer (its last convolution features); the mean runs over batch and features.
-       Φ is taken with D's dropout off (batch norm as in training), so that R measures the
-       reconstruction, not two different dropout masks.
-   W = (f − λ_w g)², f = M_d(E_x Φ(x) − E_z Φ(G(z))), g = M_d(E_x E(x) − E_z z)   (eqs. 5-7)
-       M_d averages over dimensions; with images f is taken on Φ (paper §4.2), and
-       λ_w = √(d / D), d the latent and D the feature dimension, unless `gaan.lambda_w` is set.
+   The space R and f are measured in is the net family's (`gaan_feature_space`):
+   - images (§4.2, "we use Φ(x) instead x for the reconstruction loss and the AE
+     regularization"): R = mean ‖Φ(x) − Φ(G(E(x)))‖², Φ the input of D's output layer (its
+     last convolution features), the mean over batch and features. Φ is taken with D's dropout
+     off, so that R measures the reconstruction, not two different dropout masks.
+   - 2-D points (§4.1, eq. 3 as written): R = E_x ‖x − G(E(x))‖²₂ in the data space, the
+     squared norm summed over the data's dimensions; D plays no part in R or W.
+   W = (f − λ_w g)², f = M_d(E_x x − E_z G(z)), g = M_d(E_x E(x) − E_z z)          (eqs. 5-7)
+       M_d averages over dimensions; x and G(z) are replaced by Φ(x) and Φ(G(z)) for images;
+       λ_w = √(d / D), d the latent and D the feature (images) or data dimension, unless
+       `gaan.lambda_w` is set. The toy settings of §4.1 are λ_r = λ_p = 0.1, λ_w = 1
+       (profiles/modes.yaml, the schema's default mode variants); the image settings of §4.2
+       λ_r = λ_p = 1 are the `gan.gaan` defaults.
 2. D, E and G fixed: maximise eq. 4, i.e. minimise
    BCE(D(x), real) + BCE(D(G(z)), fake) + BCE(D(G(E(x))), real) + λ_p E[(‖∇D(x̂)‖₂ − 1)²]
    — the reconstructions are labelled *real*; x̂ = εx + (1 − ε)G(z), ε ~ U[0, 1] (the WGAN-GP
-   penalty; the paper's squared norm inside the bracket is read as WGAN-GP's norm).
+   penalty; the paper's squared norm inside the bracket is read as WGAN-GP's norm). With
+   λ_p > 0 the conv D has layer norm instead of batch norm (`ugan.nets.family.critic_norm`).
 3. G once more, E and D fixed: maximise log σ(D(G(z)))  (the non-saturating objective).
 
 Eq. 4 is the cross-entropy objective, so the run's `loss` must be `ns`; the penalty is GAAN's own
@@ -35,7 +42,7 @@ from torch import nn
 
 from ugan.core.runtime import seed_everything
 from ugan.losses import ns_g_loss, wgan_gp_penalty
-from ugan.nets.family import family_of
+from ugan.nets.family import critic_norm, family_of
 
 
 def gaan_d_loss(d_real: torch.Tensor, d_recon: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
@@ -85,7 +92,8 @@ class GAANMethod:
         params = run.gan.gaan
         nets = family_of(arch)
         seed_everything(run.gan.seed)  # D first, then E, then a random G
-        discriminator = nets.discriminator(arch)
+        # the WGAN-GP penalty of eq. 4 goes through D: no batch norm in D when λ_p > 0
+        discriminator = nets.discriminator(arch, norm=critic_norm(params.lambda_p > 0))
         nets.init(discriminator, init_std)
         encoder = nets.latent_encoder(arch)
         nets.init(encoder, init_std)
@@ -98,11 +106,11 @@ class GAANMethod:
         prior = params.prior or (
             generator_init.get("prior", "normal") if transferred else "uniform"
         )
-        # f of W on D's features (images) or on the data itself (2-D points)
-        w_on_features = nets.gaan_w_on_features
+        # R and W's f on D's features (images) or on the data itself (2-D points)
+        feature_space = nets.gaan_feature_space
         lambda_w = params.lambda_w
         if lambda_w is None:  # √(d / D): latent vs feature (or data) dimension
-            side = discriminator.trunk.out_features if w_on_features else arch.data_dim
+            side = discriminator.trunk.out_features if feature_space else arch.data_dim
             lambda_w = math.sqrt(arch.latent_dim / side)
         optim = run.gan.optim
         return cls(
@@ -115,7 +123,7 @@ class GAANMethod:
             lambda_p=params.lambda_p,
             lambda_w=lambda_w,
             prior=prior,
-            w_on_features=w_on_features,
+            feature_space=feature_space,
         )
 
     def __init__(
@@ -130,7 +138,7 @@ class GAANMethod:
         lambda_p: float = 1.0,
         lambda_w: float = 1.0,
         prior: str = "uniform",
-        w_on_features: bool = True,
+        feature_space: bool = True,
     ):
         self.generator = generator
         self.discriminator = discriminator
@@ -139,7 +147,7 @@ class GAANMethod:
         self.lambda_p = lambda_p
         self.lambda_w = lambda_w
         self.prior = prior
-        self.w_on_features = w_on_features
+        self.feature_space = feature_space
         self.latent_dim = generator.cfg.latent_dim
         ae_params = [*encoder.parameters(), *generator.parameters()]
         self.opt_ae = torch.optim.Adam(ae_params, lr=lr, betas=betas)
@@ -167,12 +175,14 @@ class GAANMethod:
         # (1) E, G: minimise R + λ_r W with D fixed (Algorithm 1, line 6).
         with frozen(D), without_dropout(D):
             code = E(real, y)
-            phi_real = D.features(real, y)
-            recon_loss = F.mse_loss(D.features(G(code, y), y), phi_real)
+            recon = G(code, y)
             fake = G(z, y)
-            if self.w_on_features:
+            if self.feature_space:  # images: Φ(x) instead of x (§4.2)
+                phi_real = D.features(real, y)
+                recon_loss = F.mse_loss(D.features(recon, y), phi_real)
                 f = phi_real.mean() - D.features(fake, y).mean()
-            else:
+            else:  # 2-D points: the data space (§4.1, eq. 3)
+                recon_loss = (real - recon).pow(2).flatten(1).sum(1).mean()
                 f = real.mean() - fake.mean()
             g = code.mean() - z.mean()
             w_reg = (f - self.lambda_w * g) ** 2

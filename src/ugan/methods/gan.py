@@ -13,7 +13,7 @@ from torch import nn
 
 from ugan.core.runtime import seed_everything
 from ugan.losses import GANLoss, get_loss
-from ugan.nets.family import family_of
+from ugan.nets.family import critic_norm, family_of
 
 
 class GANMethod:
@@ -25,13 +25,20 @@ class GANMethod:
         """What draws a fresh discriminator (given the init std). Called before the run's
         seed is set, so it may load files without touching the random stream."""
         nets = family_of(arch)
+        norm = critic_norm(cls.penalised(run))
 
         def make(init_std: float) -> nn.Module:
-            discriminator = nets.discriminator(arch)
+            discriminator = nets.discriminator(arch, norm=norm)
             nets.init(discriminator, init_std)
             return discriminator
 
         return make
+
+    @staticmethod
+    def penalised(run) -> bool:
+        """Whether the run's loss takes a gradient penalty through D (its critic then has no
+        batch norm: `ugan.nets.family.critic_norm`)."""
+        return get_loss(run.gan.loss).penalty is not None and run.gan.gp_weight > 0
 
     @classmethod
     def options(cls, run) -> dict:

@@ -8,7 +8,8 @@ generator learns from both kinds of features, and gradient penalties see the who
 never into its parameters, which stay fixed and in eval mode.
 
 Any loss of the registry applies (the paper: ns, lsgan, dragan, wgan-gp); its penalty, if any,
-is taken on the whole discriminator, weight clipping (wgan) on the trainable part only. One step
+is taken on the whole discriminator (its trunk then has layer norm, not batch norm:
+`ugan.nets.family.critic_norm`), weight clipping (wgan) on the trainable part only. One step
 is `n_critic` discriminator updates followed by `rfgan.g_updates` generator updates (the
 reference code: 1 and 2; WGAN-GP: 5 and 1).
 
@@ -30,16 +31,18 @@ from ugan.core.errors import ResumeMismatchError
 from ugan.core.paths import DAE_PATH
 from ugan.methods.gan import GANMethod
 from ugan.models.dae import load_frozen_encoder
-from ugan.nets.family import family_of
+from ugan.nets.family import critic_norm, family_of
 
 
 class RFDiscriminator(nn.Module):
     """x → one logit per sample, from [h2 (trainable trunk), h1 (frozen DAE encoder)]."""
 
-    def __init__(self, cfg, encoder: nn.Module):
+    def __init__(self, cfg, encoder: nn.Module, norm: str = "batch"):
         super().__init__()
         self.cfg = cfg
-        self.trunk = family_of(cfg).trunk(cfg)  # x → (N, F): discriminative features h2
+        # x → (N, F): discriminative features h2; `norm` "layer" under a gradient penalty (the
+        # frozen encoder's batch norm runs on its stored statistics: per sample already)
+        self.trunk = family_of(cfg).trunk(cfg, norm=norm)
         self.encoder = encoder.requires_grad_(False).eval()  # x → (N, F_e): h1
         # (N, F + F_e) → (N, 1)
         self.head = nn.Linear(self.trunk.out_features + encoder.out_features, 1)
@@ -66,9 +69,10 @@ class RFGANMethod(GANMethod):
     def discriminator_maker(cls, arch, run, resources: dict) -> Callable[[float], nn.Module]:
         encoder = load_frozen_encoder(Path(resources.get("dae_path", DAE_PATH)), arch)
         nets = family_of(arch)
+        norm = critic_norm(cls.penalised(run))
 
         def make(init_std: float) -> RFDiscriminator:
-            discriminator = RFDiscriminator(arch, encoder)
+            discriminator = RFDiscriminator(arch, encoder, norm)
             nets.init(discriminator.trunk, init_std)
             nets.init(discriminator.head, init_std)
             return discriminator

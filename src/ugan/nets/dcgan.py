@@ -3,6 +3,10 @@
 - 3×3 convolutions with stride 2 down, 3×3 transposed convolutions with stride 2 up.
 - Generator / decoder: LeakyReLU(0.2) hidden, tanh output, batch norm everywhere but the output.
 - Discriminator / encoder: ReLU hidden + dropout 0.25, batch norm everywhere but the input layer.
+  A critic that a gradient penalty differentiates (wgan-gp, dragan, GAAN's) uses layer norm
+  instead (`norm="layer"`: per sample over channels and positions, a gain and bias per channel),
+  as WGAN-GP (Gulrajani et al. 2017, §4) advises: batch norm makes D(x_i) depend on the other
+  samples of the batch, so the penalty on ‖∇_{x_i} D(x_i)‖ would not be a per-sample gradient.
 - Image sizes 28, 32, 64 by adding or removing layers: the smallest feature map is 7×7 for
   28 px and 4×4 for 32 and 64 px (§4.2-4.4).
 - Class-conditional when `num_classes > 0` (the paper trained MNIST and CIFAR-10 with labels):
@@ -66,6 +70,18 @@ def with_label_maps(x: torch.Tensor, y: torch.Tensor | None, num_classes: int) -
     return torch.cat([x, maps], dim=1)
 
 
+NORMS = ("batch", "layer")  # a trunk's normalisation: batch norm, or layer norm for a critic
+
+
+def norm_2d(kind: str, width: int) -> nn.Module:
+    """(N, width, s, s) → same: batch norm, or layer norm over (width, s, s) per sample."""
+    if kind == "batch":
+        return nn.BatchNorm2d(width)
+    if kind == "layer":
+        return nn.GroupNorm(1, width)  # one group: layer norm, with a gain / bias per channel
+    raise ValueError(f"norm must be one of {NORMS}, got {kind!r}")
+
+
 def init_weights(module: nn.Module, std: float = 0.02) -> None:
     """Zero-centred normal init with std 0.02 for conv/linear weights (paper §4.1)."""
     for m in module.modules():
@@ -73,7 +89,7 @@ def init_weights(module: nn.Module, std: float = 0.02) -> None:
             nn.init.normal_(m.weight, 0.0, std)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
             nn.init.normal_(m.weight, 1.0, std)
             nn.init.zeros_(m.bias)
 
@@ -127,10 +143,12 @@ class Generator(nn.Module):
 
 
 class DownTrunk(nn.Module):
-    """image (N, C, H, W) → features (N, F): the shared body of discriminator and encoder."""
+    """image (N, C, H, W) → features (N, F): the shared body of discriminator and encoder.
+    `norm`: "batch", or "layer" for a critic under a gradient penalty (see the module)."""
 
-    def __init__(self, cfg: ArchConfig):
+    def __init__(self, cfg: ArchConfig, norm: str = "batch"):
         super().__init__()
+        norm_2d(norm, 1)  # the name is checked even where no layer is normalised
         widths = _widths(cfg)
         layers: list[nn.Module] = []
         self.num_classes = cfg.num_classes
@@ -139,7 +157,7 @@ class DownTrunk(nn.Module):
             # (N, w_in, s, s) → (N, w_out, s/2, s/2); no batch norm on the input layer
             layers.append(nn.Conv2d(w_in, w_out, 3, stride=2, padding=1, bias=i == 0))
             if i > 0:
-                layers.append(nn.BatchNorm2d(w_out))
+                layers.append(norm_2d(norm, w_out))
             layers += [nn.ReLU(), nn.Dropout(cfg.dropout)]
             w_in = w_out
         self.body = nn.Sequential(*layers)
@@ -152,12 +170,13 @@ class DownTrunk(nn.Module):
 
 class Discriminator(nn.Module):
     """image → one logit per sample. The sigmoid of the paper lives in the loss (BCE with
-    logits), which is the same function, numerically stable, and lets WGAN use the raw score."""
+    logits), which is the same function, numerically stable, and lets WGAN use the raw score.
+    `norm="layer"` for a critic under a gradient penalty (see the module)."""
 
-    def __init__(self, cfg: ArchConfig):
+    def __init__(self, cfg: ArchConfig, norm: str = "batch"):
         super().__init__()
         self.cfg = cfg
-        self.trunk = DownTrunk(cfg)
+        self.trunk = DownTrunk(cfg, norm)
         self.head = nn.Linear(self.trunk.out_features, 1)
 
     def features(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:

@@ -38,14 +38,15 @@ class NetFamily:
     name: str
     config: type
     generator: Callable[[object], nn.Module]  # z → x; also the VAE / DAE decoder
-    discriminator: Callable[[object], nn.Module]  # x → logit, with `features(x)`
-    trunk: Callable[[object], nn.Module]  # x → features (N, out_features): D's body, encoders'
+    # (cfg, norm="batch" | "layer") → x → logit, with `features(x)`; see `critic_norm`
+    discriminator: Callable[..., nn.Module]
+    trunk: Callable[..., nn.Module]  # (cfg, norm) → x → features (N, out_features): D's body…
     vae_encoder: Callable[[object], nn.Module]  # x → (mu, logvar)
     latent_encoder: Callable[[object], nn.Module]  # x → z (GAAN's E)
     init: Callable[[nn.Module, float], None]  # the family's weight init (std where it applies)
-    # GAAN's W compares data-side means in D's feature space for images (GAAN §4.2) and in the
-    # data space itself for 2-D points (§4.1).
-    gaan_w_on_features: bool = True
+    # GAAN's reconstruction R and W's data-side f: in D's feature space for images (GAAN §4.2)
+    # and in the data space itself for 2-D points (§4.1).
+    gaan_feature_space: bool = True
 
 
 FAMILIES: dict[type, NetFamily] = {
@@ -63,15 +64,24 @@ FAMILIES: dict[type, NetFamily] = {
         "mlp",
         MLPConfig,
         generator=MLPGenerator,
-        discriminator=MLPDiscriminator,
-        trunk=lambda cfg: MLPTrunk(cfg.data_dim, cfg),
+        # GAAN Table 1's nets have no normalisation layer: every `norm` is already met.
+        discriminator=lambda cfg, norm="batch": MLPDiscriminator(cfg),
+        trunk=lambda cfg, norm="batch": MLPTrunk(cfg.data_dim, cfg),
         vae_encoder=MLPGaussianEncoder,
         latent_encoder=MLPEncoder,
         # He-normal as in the GAAN authors' code; the conv std does not apply.
         init=lambda module, std=0.0: init_mlp_weights(module),
-        gaan_w_on_features=False,
+        gaan_feature_space=False,
     ),
 }
+
+
+def critic_norm(penalised: bool) -> str:
+    """The normalisation of a discriminator: layer norm when a gradient penalty is taken through
+    it (WGAN-GP, Gulrajani et al. 2017, §4: "no critic batch normalization"; batch norm couples
+    the samples of a batch, so ∇_{x_i} D(x_i) would not be a per-sample gradient), batch norm
+    otherwise (the nets of the Unbalanced GAN paper)."""
+    return "layer" if penalised else "batch"
 
 
 def family_of(cfg: object) -> NetFamily:

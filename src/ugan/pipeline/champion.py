@@ -4,6 +4,8 @@ After a pipeline execution, its *candidate* is the run of `runs:` whose final ge
 the lowest FID (`final.fid` in `evaluation/<run>/metrics.json`). The final generator is the one
 `train_gan@<run>` logs as the MLflow model `generator`, so the score compared is the score of the
 model registered (`best_fid` may belong to an earlier checkpoint that is not in the registry).
+A run trained with `gan.ema` logs its weight average as that model: its score is then the
+average's (`ema.final.fid`), not the raw generator's.
 
 The candidate becomes a version of the registered model (tags `ugan.fid`, `ugan.run_key`); the
 alias `champion` moves to it only when its FID is lower than the champion's recorded `ugan.fid`.
@@ -93,8 +95,10 @@ def is_better(candidate_fid: float, champion_fid: float) -> bool:
 
 
 def read_final_fid(metrics_file: Path) -> tuple[float, int]:
+    """(FID, step) of the final generator logged as the model: the EMA one's when scored."""
     try:
-        final = json.loads(metrics_file.read_text())["final"]
+        metrics = json.loads(metrics_file.read_text())
+        final = metrics["ema"]["final"] if "ema" in metrics else metrics["final"]
         fid, step = float(final["fid"]), int(final["step"])
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise RegistryError(

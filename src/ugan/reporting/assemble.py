@@ -1,11 +1,15 @@
 """The report's entry point: `build_report` reads every run, compares the pairs, and writes into
-one folder ``report.md``, ``fid.png``, ``is.png``, ``losses.png``, ``samples.png``
+one folder ``report.md``, ``fid.png``, ``is.png``, ``losses.png``, ``samples.png``, ``prdc.png``
 and ``report.json``, every file atomically.
 
 Runs are ordered pair by pair (ordinary, then unbalanced), then the runs without a pair; every
-table, legend and summary entry follows that order. report.json holds everything the report
-computed (per run, per pair, the claims, the file names); it is JSON-safe: numpy values become
-Python ones, NaN and inf become null, paths become strings. The DVC metrics are the evaluate
+table, legend and summary entry follows that order. Runs scored with another feature network or
+sample count than the rest (`ugan.reporting.scoring`) are left out of all of it: the report
+lists them and why (report.json's "left_out"), and a warning says so.
+
+report.json holds everything the report computed (per run, per pair, the claims, the file
+names, the runs left out); it is JSON-safe: numpy values become Python ones, NaN and inf become
+null, paths become strings. The DVC metrics are the evaluate
 stages' `score.json` files (`ugan.evaluation.evaluate`), so an experiment that runs some cells
 only (a grid's cell on a worker) shows its scores too.
 """
@@ -13,6 +17,8 @@ only (a grid's cell on a worker) shows its scores too.
 from __future__ import annotations
 
 import math
+import warnings
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +37,11 @@ from ugan.reporting.comparisons import (
     verdict_line,
 )
 from ugan.reporting.figures import FIGURES, draw_figures
+from ugan.reporting.generators import generator_sections
 from ugan.reporting.inputs import LoadedRun, RunInfo, read_run
 from ugan.reporting.markdown import render_report
+from ugan.reporting.prdc import final_prdc
+from ugan.reporting.scoring import mismatch, scoring_of, split_comparable
 
 # The files besides the figures: the markdown, everything as JSON.
 FILES = {"report": "report.md", "details": "report.json"}
@@ -61,14 +70,18 @@ def build_report(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
+    loaded = {r.key: read_run(r) for r in runs}
+    kept, left_out = _comparable(list(loaded.values()))
+    runs = [r for r in runs if r.key in {k.key for k in kept}]
+    keys = [r.key for r in runs]
     pairs = pair_runs(runs)
     paired_keys = [k for o, u in pairs for k in (o.key, u.key)]
     unpaired = [k for k in keys if k not in paired_keys]
     order = paired_keys + unpaired
-    loaded = {r.key: read_run(r) for r in runs}
     ordered = [loaded[k] for k in order]
     comparisons = [compare_pair(loaded[o.key], loaded[u.key], early_checkpoints) for o, u in pairs]
     for cmp in comparisons:
+        cmp["fid_singular"] = scoring_of(loaded[cmp["ordinary"]]).fid_singular
         cmp["verdict"] = verdict_line(cmp)
 
     draw_figures(ordered, out_dir, smoothing, sample_columns)
@@ -83,11 +96,13 @@ def build_report(
             "early_checkpoints": early_checkpoints,
             "smoothing": smoothing,
             "files": {**FILES, **FIGURES},
+            "left_out": {r.key: asdict(scoring_of(r)) for r in left_out},
         }
     )
     markdown = render_report(
-        ordered, comparisons, claims, unpaired, early_checkpoints, smoothing, modes
+        ordered, comparisons, claims, unpaired, early_checkpoints, smoothing, modes, left_out
     )
+    markdown += generator_sections(ordered, out_dir)  # EMA beside G, latent interpolations
     atomic_write_text(out_dir / "report.md", markdown)
     atomic_write_json(out_dir / FILES["details"], summary)
     return summary
@@ -113,7 +128,18 @@ def _run_summary(run: LoadedRun) -> dict[str, Any]:
         "floor": floor_numbers(run),
         "last_step": int(run.loss_steps[-1]) if len(run.loss_steps) else None,
         "sample_steps": list(run.samples),
+        "prdc": final_prdc(run),
+        "scoring": asdict(scoring_of(run)),
+        "ema": run.metrics.get("ema"),  # the weight average's scores (gan.ema), or None
     }
+
+
+def _comparable(runs: list[LoadedRun]) -> tuple[list[LoadedRun], list[LoadedRun]]:
+    """`split_comparable`, with a warning naming the runs left out."""
+    kept, left_out = split_comparable(runs)
+    if left_out:
+        warnings.warn(mismatch(kept, left_out), UserWarning, stacklevel=3)
+    return kept, left_out
 
 
 def _json_safe(obj: Any) -> Any:

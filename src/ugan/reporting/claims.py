@@ -11,7 +11,8 @@ claim 3). Its verdict reads from the 95 % confidence interval of the mean over s
 t): "holds" when the interval lies entirely on the favourable side, "does not hold" when it lies
 entirely on the other side, "inconclusive" otherwise — and always with fewer than two seeds. The
 IS claim is "not measured" when the pairs have no Inception Score (unlabelled data: the feature
-network predicts rotations, not classes).
+network predicts rotations, not classes); the FID claims when FID is no honest number at the
+sample count (N ≤ the feature dimension: `fid_singular` of the pairs, ugan.reporting.scoring).
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ CLAIMS: list[tuple[str, str, Callable[[dict], float], float]] = [
 
 
 NEEDS_IS = frozenset({"2. IS better early"})
+NEEDS_FID = frozenset({"2. FID better early", "3. converges faster"})
 NOT_MEASURED = "not measured"
 
 
@@ -93,7 +95,11 @@ def claims_table(pairs: list[dict]) -> list[dict]:
                     values.append(math.nan)
             interval = mean_ci(values)
             reason = next((p["isc_unavailable"] for p in members if p.get("isc_unavailable")), None)
-            unmeasured = claim in NEEDS_IS and reason is not None
+            singular = next((p["fid_singular"] for p in members if p.get("fid_singular")), None)
+            unmeasured = (claim in NEEDS_IS and reason is not None) or (
+                claim in NEEDS_FID and singular is not None
+            )
+            why = f"Inception Score {reason}" if claim in NEEDS_IS else f"FID {singular}"
             rows.append(
                 {
                     "method": method,
@@ -103,7 +109,7 @@ def claims_table(pairs: list[dict]) -> list[dict]:
                     "values": values,
                     **asdict(interval),
                     "verdict": NOT_MEASURED if unmeasured else verdict(interval, neutral),
-                    **({"reason": f"Inception Score {reason}"} if unmeasured else {}),
+                    **({"reason": why} if unmeasured else {}),
                 }
             )
     return rows
@@ -113,6 +119,12 @@ def _fmt(x: float) -> str:
     return "—" if not math.isfinite(x) else f"{x:.3g}"
 
 
+def _unmeasured(row: dict) -> str:
+    if row["verdict"] != NOT_MEASURED:
+        return ""
+    return " (no IS: unlabelled data)" if row["claim"] in NEEDS_IS else " (no FID: N ≤ d)"
+
+
 def claims_cells(rows: list[dict]) -> tuple[list[str], list[list[str]], str]:
     """(header, cells, alignment) of the claims table, for the report's table renderer."""
     header = ["GAN", "claim", "measure", "seeds", "mean", "95 % CI", "verdict"]
@@ -120,7 +132,7 @@ def claims_cells(rows: list[dict]) -> tuple[list[str], list[list[str]], str]:
         [
             f"{r['method']}/{r['loss']}",
             r["claim"],
-            r["measure"] + (" (no IS: unlabelled data)" if r["verdict"] == NOT_MEASURED else ""),
+            r["measure"] + _unmeasured(r),
             str(r["n"]),
             _fmt(r["mean"]),
             f"[{_fmt(r['low'])}, {_fmt(r['high'])}]" if r["n"] >= 2 else "n < 2",

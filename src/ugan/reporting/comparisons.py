@@ -187,6 +187,8 @@ def compare_pair(
 def verdict_line(cmp: dict[str, Any]) -> str:
     """One sentence on the early checkpoints of a `compare_pair` result, with its numbers."""
     n, wins = cmp["early_checkpoints"], cmp["unbalanced_wins_early"]
+    if cmp.get("fid_singular"):  # set by build_report (ugan.reporting.scoring)
+        return f"FID is not compared: {cmp['fid_singular']}."
     if n == 0:
         return (
             "No common checkpoint with a FID for both runs: the early checkpoints cannot be "

@@ -1,5 +1,6 @@
 """The report's figures (matplotlib, PNG): FID and Inception Score vs training step, the D and G
-losses, and the sample grids over training.
+losses, the sample grids over training, and precision / recall / density / coverage
+(`ugan.reporting.prdc`).
 
 `draw_figures` writes the four files named in `FIGURES` into a folder, each atomically, at
 `DPI`. Every (method, loss) group gets one hue: ordinary runs light and dashed, unbalanced runs
@@ -29,9 +30,12 @@ from ugan.reporting.comparisons import (
 )
 from ugan.reporting.formatting import finite, fmt, fmt_step
 from ugan.reporting.inputs import LoadedRun
+from ugan.reporting.prdc import FIGURE as PRDC_FIGURE
+from ugan.reporting.prdc import plot_prdc
 
 DPI = 110
 FIGURES = {"fid": "fid.png", "is": "is.png", "losses": "losses.png", "samples": "samples.png"}
+FIGURES["prdc"] = PRDC_FIGURE  # drawn by ugan.reporting.prdc
 
 # One hue family per (method, loss) group: (ordinary shade, unbalanced shade).
 _FAMILIES = [
@@ -51,6 +55,7 @@ def draw_figures(runs: list[LoadedRun], out_dir: Path, smoothing: int, sample_co
     plot_is(runs, styles, out_dir / FIGURES["is"])
     plot_losses(runs, styles, out_dir / FIGURES["losses"], smoothing)
     plot_samples(runs, out_dir / FIGURES["samples"], sample_columns)
+    plot_prdc(runs, styles, out_dir / FIGURES["prdc"], DPI)
 
 
 def run_styles(runs: list[LoadedRun]) -> dict[str, dict[str, Any]]:

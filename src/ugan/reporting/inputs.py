@@ -2,7 +2,8 @@
 
 * ``runs/R/losses.csv`` (``step,d_loss,g_loss[,...]``, one row per training step),
 * ``runs/R/samples/step_NNNNNN.png`` (sample grids at a fixed z),
-* ``evaluation/R/fidelity.csv`` (``step,fid,isc_mean,isc_std,kid_mean,kid_std``),
+* ``evaluation/R/fidelity.csv`` (``step,fid,isc_mean,isc_std,kid_mean,kid_std``, and where
+  recorded ``precision,recall,density,coverage``: NaN in a file from before them),
 * ``evaluation/R/metrics.json`` (numbers only: final numbers, best FID, loss stats, floor),
 * ``evaluation/R/info.json`` (run, init / loss / method, why IS is missing, …).
 
@@ -29,6 +30,7 @@ import numpy as np
 from ugan.core.errors import InputError, InputMissingError
 
 SAMPLE_RE = re.compile(r"^step_(\d+)\.png$")
+PRDC_COLUMNS = ("precision", "recall", "density", "coverage")  # ugan.evaluation.prdc.PRDC_KEYS
 
 
 @dataclass
@@ -99,8 +101,11 @@ def to_float(text: Any) -> float:
         return math.nan
 
 
-def _read_csv(path: Path, required: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """Columns `required` of a CSV as float arrays, sorted by step, last row per step kept."""
+def _read_csv(
+    path: Path, required: tuple[str, ...], optional: tuple[str, ...] = ()
+) -> dict[str, np.ndarray]:
+    """Columns `required` (and `optional`, NaN where absent) of a CSV as float arrays, sorted by
+    step, last row per step kept."""
     with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.reader(handle)
         header = next(reader, None)
@@ -111,7 +116,8 @@ def _read_csv(path: Path, required: tuple[str, ...]) -> dict[str, np.ndarray]:
         if missing:
             raise InputError(f"{path}: missing column(s) {missing}; header is {header}")
         index = {c: header.index(c) for c in required}
-        cols: dict[str, list[float]] = {c: [] for c in required}
+        index |= {c: header.index(c) if c in header else len(header) for c in optional}
+        cols: dict[str, list[float]] = {c: [] for c in index}
         for row in reader:
             if not row or all(not cell.strip() for cell in row):
                 continue
@@ -150,6 +156,7 @@ class LoadedRun:
     loss_stats: dict[str, float]
     samples: dict[int, Path] = field(default_factory=dict)
     about: dict = field(default_factory=dict)  # info.json: the words and bookkeeping
+    prdc: dict[str, np.ndarray] = field(default_factory=dict)  # precision … coverage per step
 
     @property
     def key(self) -> str:
@@ -176,7 +183,9 @@ def read_run(info: RunInfo) -> LoadedRun:
     metrics = _read_json(Path(info.metrics_json))
     about = _read_json(Path(info.info_json))
     fidelity = _read_csv(
-        Path(info.fidelity_csv), ("step", "fid", "isc_mean", "isc_std", "kid_mean", "kid_std")
+        Path(info.fidelity_csv),
+        ("step", "fid", "isc_mean", "isc_std", "kid_mean", "kid_std"),
+        PRDC_COLUMNS,
     )
     losses = _read_csv(Path(info.losses_csv), ("step", "d_loss", "g_loss"))
     stats: dict[str, float] = {}
@@ -213,4 +222,5 @@ def read_run(info: RunInfo) -> LoadedRun:
         loss_stats=stats,
         samples=dict(sorted(samples.items())),
         about=about,
+        prdc={name: fidelity[name] for name in PRDC_COLUMNS},
     )

@@ -30,6 +30,8 @@ from ugan.reporting.comparisons import (
 from ugan.reporting.figures import FIGURES
 from ugan.reporting.formatting import DASH, NA, finite, fmt, fmt_pm, fmt_step
 from ugan.reporting.inputs import LoadedRun
+from ugan.reporting.prdc import prdc_section
+from ugan.reporting.scoring import fid_text, sample_count, scoring_note, scoring_section
 
 
 def render_report(
@@ -40,14 +42,18 @@ def render_report(
     early_checkpoints: int,
     smoothing: int,
     modes: dict | None = None,
+    left_out: list[LoadedRun] | None = None,
 ) -> str:
-    """The text of report.md; `runs` in report order, `claims` from `claims_table`, `modes`
-    the mode-coverage summaries (no section when empty or None)."""
+    """report.md's text; `runs` in report order, `claims` from `claims_table`, `modes` the mode
+    summaries (none: no section), `left_out` runs scored unlike `runs` (listed, not compared)."""
+    notes = [n for n in (_isc_note(runs), scoring_note(runs, left_out or [])) if n]
     lines = [
-        *_glance_section(comparisons, unpaired, _isc_note(runs)),
+        *_glance_section(comparisons, unpaired, "\n\n".join(notes) or None),
         *_claims_section(claims),
+        *scoring_section(runs, left_out or []),
         *_runs_section(runs),
         *_final_section(runs),
+        *prdc_section(runs),
         *_floor_section(runs),
         *_checkpoint_sections(runs),
         *_loss_and_samples_sections(runs, smoothing),
@@ -166,17 +172,20 @@ def _final_section(runs: list[LoadedRun]) -> list[str]:
             [
                 run.key,
                 fmt_step(final["step"]) if finite(final["step"]) else DASH,
-                fmt(final["fid"], 1),
-                fmt(best, 1) + (f" @ {fmt_step(best_step)}" if best_step is not None else ""),
+                fid_text(run, final["fid"]),
+                fid_text(run, best, at=best_step),
                 NA if isc_unavailable(run) else fmt(final["isc_mean"], 2),
                 fmt(final["kid_mean"], 4),
+                sample_count(run),
             ]
         )
     return [
         "## Final numbers",
         "",
         md_table(
-            ["run", "final step", "FID ↓", "best FID ↓ @ step", "IS ↑", "KID ↓"], rows, "lrrrrr"
+            ["run", "final step", "FID ↓", "best FID ↓ @ step", "IS ↑", "KID ↓", "N"],
+            rows,
+            "lrrrrrr",
         ),
         "",
     ]
@@ -192,7 +201,7 @@ def _floor_section(runs: list[LoadedRun]) -> list[str]:
 
     def row(label: str, f: dict, no_is: str | None) -> list[str]:
         isc = NA if no_is else fmt(f["isc_mean"], 2)
-        return [label, fmt(f["fid"], 1), isc, fmt(f["kid_mean"], 4)]
+        return [label, fid_text(runs[0], f["fid"]), isc, fmt(f["kid_mean"], 4)]  # runs share N
 
     if len(distinct) == 1:
         rows = [row("all runs", floors[0][0], floors[0][2])]
@@ -246,7 +255,7 @@ def _checkpoint_sections(runs: list[LoadedRun]) -> list[str]:
     return [
         "## FID at each checkpoint (lower is better)",
         "",
-        _metric_table(runs, lambda r, i: fmt(r.fid[i], 1)),
+        _metric_table(runs, lambda r, i: fid_text(r, r.fid[i])),
         "",
         f"![FID vs training step]({FIGURES['fid']})",
         "",
@@ -313,7 +322,7 @@ def _pair_section(cmp: dict[str, Any]) -> list[str]:
         f"**Verdict: {verdict_line(cmp)}**",
         "",
     ]
-    if cmp["early_checkpoints"]:
+    if cmp["early_checkpoints"] and not cmp.get("fid_singular"):  # no FID table at N ≤ d
         rows = []
         for s, fo, fu in zip(
             cmp["early_steps"], cmp["early_fid_ordinary"], cmp["early_fid_unbalanced"], strict=True
@@ -365,6 +374,8 @@ def _std_line(cmp: dict[str, Any], which: str, label: str) -> str:
 
 
 def _convergence_text(cmp: dict[str, Any]) -> str:
+    if cmp.get("fid_singular"):
+        return "not measured: FID is not reported at this N."
     target_step = cmp["match_target_step"]
     if target_step is None:
         return "the unbalanced run has no checkpoint with a FID, so convergence is not measured."

@@ -8,9 +8,17 @@ costs with labels (Gidaris, Singh & Komodakis 2018, "Unsupervised representation
 predicting image rotations"). Its 128-d features then
 feed FID / KID; its posteriors are over rotations, so it gives no Inception Score. No GAN, VAE or
 discriminator is involved: the instrument is the same for every run it scores.
+
+Every training batch is augmented (`augment`): each image gets its own small random rotation
+(±10°), shift (±2/28 of the side) and scale (±10 %), drawn from a generator seeded from
+`classifier.seed`, so a run is as repeatable as its data order. With 4,000 MNIST training images
+this, and the net's 3 × 3 feature map, raised held-out accuracy from 96.3 % to 98.7–99.2 %
+(seeds 0, 1) at the same 600 steps; the default floor `classifier.min_accuracy` is 0.98.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +35,12 @@ from ugan.tracking.stage_run import StageRun
 # this, twice chance. Real photos reach far more; images that look alike at every quarter turn
 # (textures, top-down views) stay near chance and give features that cannot tell samples apart.
 ROTATION_MIN_ACCURACY = 0.5
+
+# The augmentation's ranges (uniform, each image its own draw): small enough that a digit stays
+# itself (a 6 is not turned into a 9, a 1 not cut off at the edge).
+MAX_DEGREES = 10.0
+MAX_SHIFT = 2 / 28  # of the image side
+MAX_SCALE = 0.1
 
 
 def objective_of(data: PreparedData) -> str:
@@ -46,6 +60,27 @@ def rotate_all(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _inputs(x: torch.Tensor, y: torch.Tensor, objective: str) -> tuple[torch.Tensor, torch.Tensor]:
     return rotate_all(x) if objective == "rotation" else (x, y)
+
+
+@torch.no_grad()
+def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """(N, C, H, W) → the same images, each rotated by up to ±MAX_DEGREES, shifted by up to
+    ±MAX_SHIFT of its side and scaled by up to ±MAX_SCALE; pixels from outside the image repeat
+    its border (MNIST's black background). The draws come from `generator` (on the CPU), so the
+    same seed gives the same images on every device."""
+    n = len(x)
+
+    def uniform(bound: float) -> torch.Tensor:
+        return ((torch.rand(n, generator=generator) * 2 - 1) * bound).to(x.device)
+
+    angle, scale = uniform(math.radians(MAX_DEGREES)), 1 + uniform(MAX_SCALE)
+    shift_x, shift_y = uniform(2 * MAX_SHIFT), uniform(2 * MAX_SHIFT)  # [-1, 1] spans 2 sides
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack(
+        [torch.stack([cos, -sin, shift_x], 1), torch.stack([sin, cos, shift_y], 1)], 1
+    )  # (N, 2, 3): output coordinates → where to sample the input
+    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, padding_mode="border", align_corners=False)
 
 
 @torch.no_grad()
@@ -81,13 +116,13 @@ def train_classifier(
         params.batch_size if objective == "labels" else max(1, params.batch_size // ROTATIONS)
     )
     batches = InfiniteBatches(images, labels, per_step, seed=params.seed, device=device)
+    # Its own stream, apart from the data order's (seeded with `seed`): the two never correlate.
+    augmentation = torch.Generator().manual_seed(params.seed + 1)
     model.train()
     with progress(params.steps, f"train_classifier ({objective})") as bar:
         for step in range(1, params.steps + 1):
             x, y = batches.next()
-            # Small random shifts: cheap augmentation that buys a point of held-out accuracy.
-            x = torch.roll(x, shifts=tuple(torch.randint(-2, 3, (2,)).tolist()), dims=(2, 3))
-            x, y = _inputs(x, y, objective)
+            x, y = _inputs(augment(x, augmentation), y, objective)
             loss = F.cross_entropy(model(x), y)
             optim.zero_grad(set_to_none=True)
             loss.backward()

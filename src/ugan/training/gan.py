@@ -1,7 +1,9 @@
 """A GAN run: its method (from `ugan.methods.table`), trained by the one loop
 (`ugan.training.loop`); per-step losses to losses.csv, generator checkpoints and sample grids at
 the checkpoint cadence, a summary and the generator as an MLflow model at the end.
-What one step does (D / G updates, n_critic, penalties) belongs to the method."""
+What one step does (D / G updates, n_critic, penalties) belongs to the method; the weight average
+of `gan.ema` (`ugan.training.ema`) belongs to the run, the same for every method: updated after
+each step, saved beside each checkpoint and in the resume state, and logged as the model."""
 
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from ugan.nets.dcgan import ArchConfig, one_hot
 from ugan.nets.generator_file import GENERATOR_FILE, generator_payload, noise, sample
 from ugan.tracking.stage_run import StageRun
 from ugan.training.accel import Accel, numeric_identity
+from ugan.training.ema import GeneratorEMA
 from ugan.training.loop import Schedule, Task, run_loop
 from ugan.training.resume import ResumeStore
 
@@ -83,29 +86,40 @@ def resume_fingerprint(
 
 
 class GANTask(Task):
-    """A method in the loop. Its part of the resume state is the method's state and the loss
-    rows so far (losses.csv is rewritten from them at each checkpoint)."""
+    """A method in the loop. Its part of the resume state is the method's state, the loss
+    rows so far (losses.csv is rewritten from them at each checkpoint) and, with `ema`, the
+    generator's weight average (updated after every step, saved beside each checkpoint)."""
 
-    def __init__(self, run_key, method, layout: RunLayout, tracker, render, z_fixed) -> None:
+    def __init__(
+        self, run_key, method, layout: RunLayout, tracker, render, z_fixed, ema=None
+    ) -> None:
         self.name = f"train_gan@{run_key}"
         self.method, self.layout, self.tracker = method, layout, tracker
         self.render, self.z_fixed = render, z_fixed
+        self.ema: GeneratorEMA | None = ema
         self.rows: list[dict] = []
 
     def train_step(self, next_batch):
-        return self.method.train_step(next_batch)
+        losses = self.method.train_step(next_batch)
+        if self.ema is not None:
+            self.ema.update(self.method.generator)
+        return losses
 
     def state_dict(self) -> dict:
         columns = list(self.rows[0]) if self.rows else []
         losses = [[float(r[c]) for c in columns] for r in self.rows]
+        ema = {"ema": self.ema.state_dict()} if self.ema is not None else {}
         return {
             "method": self.method.state_dict(),
             "loss_columns": columns,
             "losses": torch.tensor(losses, dtype=torch.float64),
+            **ema,
         }
 
     def load_state_dict(self, state: dict) -> None:
         self.method.load_state_dict(state["method"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
         columns = state["loss_columns"]
         self.rows = [
             {
@@ -130,6 +144,11 @@ class GANTask(Task):
             self.layout.checkpoint_path(step),
             generator_payload(generator, self.method.prior, step=step),
         )
+        if self.ema is not None:
+            save_checkpoint(
+                self.layout.ema_checkpoint_path(step),
+                generator_payload(self.ema.generator, self.method.prior, step=step, ema=True),
+            )
         grid = self.render(sample(generator, self.z_fixed), self.layout.sample_path(step))
         self.tracker.log_artifact(grid, "samples")
         _write_losses(self.layout.losses_csv, self.rows)
@@ -163,6 +182,8 @@ def train_gan(
     accel = Accel.from_params(perf, device)  # before any CUDA work (deterministic cuBLAS)
     method = build_method(arch, run, generator_init, init_std, resources)
     method.to(device)
+    # the average: a plain copy of G, before compile / channels_last / data-parallel wrapping
+    ema = None if cfg.ema is None else GeneratorEMA(method.generator, cfg.ema)
     images, labels = data.train
     batches = InfiniteBatches(images, labels, cfg.batch_size, seed=cfg.seed, device=device)
     method = accel.prepare(method, batches)
@@ -177,7 +198,7 @@ def train_gan(
         resume_root,
     )
 
-    task = GANTask(run_key, method, layout, tracker, render, z_fixed)
+    task = GANTask(run_key, method, layout, tracker, render, z_fixed, ema)
     schedule = Schedule(
         cfg.steps, cfg.log_every, cfg.checkpoint_every, cfg.nonfinite_retries, cfg.seed
     )
@@ -202,13 +223,14 @@ def train_gan(
             [example, one_hot(torch.arange(2) % arch.num_classes, arch.num_classes)], 1
         )
     example = example.numpy()
-    tracker.log_torch_model(method.generator, "generator", input_example=example)
+    # With EMA on, the average is the run's model: logged, and what the champion loads.
+    model = method.generator if ema is None else ema.generator
+    tracker.log_torch_model(model, "generator", input_example=example)
     if tracker.log_models:  # beside it, the weights-only file the champion is safely loaded from
         with tempfile.TemporaryDirectory() as tmp:
             weights = Path(tmp) / GENERATOR_FILE
-            save_checkpoint(
-                weights, generator_payload(method.generator, method.prior, step=cfg.steps)
-            )
+            marks = {"step": cfg.steps} | ({"ema": True} if ema is not None else {})
+            save_checkpoint(weights, generator_payload(model, method.prior, **marks))
             tracker.log_artifact(weights, "generator")
     store.clear()  # finished: the next execution of this stage starts fresh
     return summary
