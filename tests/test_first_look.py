@@ -178,6 +178,7 @@ def test_dvc_plots_show_draws_every_plot_offline(browser_installed, made, tmp_pa
             "fid.png",
             "is.png",
             "losses.png",
+            "prdc.png",
             "samples.png",
         ]
         shot = save_screenshot(browser, tmp_path, "dvc-plots.png")

@@ -58,8 +58,8 @@ def _merge(base: dict, override: dict) -> dict:
     return out
 
 
-def _sh(cmd: list[str], cwd: Path, env: dict) -> str:
-    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+def _sh(cmd: list[str], cwd: Path, env: dict, timeout: int = 600) -> str:
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, (
         f"{cmd} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     )
@@ -147,7 +147,8 @@ def test_full_pipeline_runs_every_stage_and_writes_the_report(project):
         assert fidelity[0].endswith("coverage,num_samples,num_reference,feature_dim,feature_sha256")
         assert info["scoring"]["num_samples"] == 200 and info["scoring"]["feature_dim"] == 128
         assert info["scoring"]["fid_singular"] is None  # N = 200 > d = 128
-        assert 0 <= metrics["final"]["precision"] <= 1 and len(metrics["checkpoints"]) == 3
+        assert 0 <= metrics["final"]["precision"] <= 1
+        assert sorted(metrics["checkpoints"], key=int) == ["4", "8", "12"]
         score = json.loads((p / f"evaluation/{key}/score.json").read_text())
         assert score == {key: {"fid": metrics["final"]["fid"], "best_fid": metrics["best_fid"]}}
     report = (p / "reports/report.md").read_text()
@@ -385,7 +386,10 @@ def test_a_profile_grid_runs_as_a_dvc_experiment_with_claims_over_seeds(project)
     _sh(["git", "add", "-A"], proj.path, proj.env)
     _sh(["git", "commit", "-qm", "state before the grid"], proj.path, proj.env)
     output = _sh(
-        [sys.executable, "-m", "ugan.pipeline.cli", "grid", "tiny", "--here"], proj.path, proj.env
+        [sys.executable, "-m", "ugan.pipeline.cli", "grid", "tiny", "--here"],
+        proj.path,
+        proj.env,
+        timeout=1500,  # 8 stages and an experiment: ~2 min alone, far more beside other tests
     )
     ran = _ran(output)
     assert {"train_gan@dcgan-s0", "train_gan@dcgan-unbalanced-s1", "report"} <= ran

@@ -135,10 +135,11 @@ def _add_scoring(
     place of the number."""
     counts = {key: scoring[key] for key in ("num_samples", "num_reference", "feature_dim")}
     metrics["final"] |= _numbers({**{key: rows[-1][key] for key in PRDC_KEYS}, **counts})
-    metrics["checkpoints"] = [
-        _numbers({key: row[key] for key in ("step", "fid", *PRDC_KEYS, "num_samples")})
+    # Keyed by step, so metrics.json stays numbers only (what `dvc metrics` can read).
+    metrics["checkpoints"] = {
+        str(int(row["step"])): _numbers({key: row[key] for key in ("fid", *PRDC_KEYS)})
         for row in rows
-    ]
+    }
     singular = fid_singular(
         *(scoring[key] for key in ("num_samples", "num_reference", "feature_dim"))
     )
