@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from test_fast_paths import _StopAtCall  # train_gan interrupted at a chosen step
 
 from ugan.config.load import parse_params
 from ugan.core.errors import ConfigError, ResumeMismatchError
@@ -78,26 +79,6 @@ def test_the_update_averages_parameters_with_the_warmed_up_decay_and_copies_buff
 
 
 # -- training: files, resume -----------------------------------------------------------------
-
-
-class _StopAtCall:
-    """train_gan's `wrap` hook: the real method, interrupted (as by Ctrl-C) at call `at`."""
-
-    def __init__(self, at: int) -> None:
-        self.at, self.calls = at, 0
-
-    def __call__(self, method, batches):
-        self.method = method
-        return self
-
-    def __getattr__(self, name: str):
-        return getattr(self.__dict__["method"], name)
-
-    def train_step(self, next_batch):
-        self.calls += 1
-        if self.calls == self.at:
-            raise KeyboardInterrupt
-        return self.method.train_step(next_batch)
 
 
 def _train(tmp_path, tiny_arch, tiny_data, name: str, run, wrap=None) -> RunLayout:
