@@ -182,8 +182,8 @@ def test_evaluate_writes_prdc_and_what_scored_it_everywhere(tmp_path, tiny_arch,
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["final"]["num_samples"] == 64 and metrics["final"]["feature_dim"] == 128
     assert metrics["final"]["coverage"] == pytest.approx(float(rows[-1]["coverage"]), rel=1e-5)
-    assert [c["step"] for c in metrics["checkpoints"]] == [1, 2]
-    assert metrics["checkpoints"][0]["recall"] == pytest.approx(float(collapsed["recall"]))
+    assert list(metrics["checkpoints"]) == ["1", "2"]  # keyed by step: numbers only for dvc
+    assert metrics["checkpoints"]["1"]["recall"] == pytest.approx(float(collapsed["recall"]))
     assert set(PRDC_KEYS) <= set(metrics["floor"])
     for step in (1, 2):
         assert set(PRDC_KEYS) <= set(tracker.metrics[step])
