@@ -32,27 +32,24 @@ def _isolated_tracking(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
-# -- parallel runs (`make test` runs pytest-xdist workers with `--dist loadgroup`) ---------------
+# -- parallel runs (`make test` runs pytest-xdist workers with `--dist loadscope`) ---------------
 
-# A test module's tests stay on one worker, so a module-scoped fixture (one real `dvc repro`)
-# runs once; modules that share a session fixture share a group. The slowest groups are sent
-# first so no worker starts a long one last.
-SHARED_GROUPS = {"test_flows": "nightly", "test_ui_browser": "nightly"}
-SLOW_FIRST = ("test_pipeline", "nightly", "test_cluster", "test_first_look", "test_unlabelled")
+# xdist's `loadscope` keeps a test module's tests on one worker, so a module-scoped fixture (one
+# real `dvc repro`) runs once. (`loadgroup` does not group with pytest 9: xdist 3.8 renames
+# `item._nodeid`, which pytest 9 no longer reads, so every test was sent alone and module
+# fixtures ran on both workers.) The slowest modules are collected first and the Makefile passes
+# `--no-loadscope-reorder`, so no worker starts a long module last.
+SLOW_FIRST = ("test_pipeline", "test_flows", "test_cluster", "test_first_look", "test_unlabelled")
 
 if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
     # Stage processes of parallel workers share the cores: size torch's threads for that.
     os.environ.setdefault("UGAN_JOBS", os.environ["PYTEST_XDIST_WORKER_COUNT"])
 
 
-def _group(item: pytest.Item) -> str:
-    module = item.module.__name__.rpartition(".")[2] if item.module else item.nodeid
-    return SHARED_GROUPS.get(module, module)
+def _module(item: pytest.Item) -> str:
+    return item.module.__name__.rpartition(".")[2] if item.module else item.nodeid
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the group markers
 def pytest_collection_modifyitems(config, items):
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(_group(item)))
-    rank = {group: i for i, group in enumerate(SLOW_FIRST)}
-    items.sort(key=lambda item: rank.get(_group(item), len(rank)))  # stable: order kept within
+    rank = {module: i for i, module in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(_module(item), len(rank)))  # stable: order kept within
