@@ -9,7 +9,7 @@ with one torch thread.
 
 Each way trains in its own temporary folder with its own sqlite MLflow store (created before the
 clock starts), so none reuses another's cells; a way's time runs from `run_benchmark` to its
-summary, worker processes' start included. A 1-cell, 5-step run first, untimed, pays this
+summary, worker processes' start included. A 1-seed, 5-step run first, untimed, pays this
 process's first-use costs (lazy imports, plotting) that would otherwise fall on the reference.
 Each way's `result.json` scores are compared with the reference's: they must be identical (each
 cell is seeded). The 2-thread reference is sensitive to other load on the machine (torch's
