@@ -114,6 +114,7 @@ def _ring_entry(**overrides) -> ModeBenchmarkParams:
         "batch_size": 32,
         "pretrain_steps": 5,
         "num_samples": 100,
+        "workers": 1,  # one after another in this process (tests/test_mode_pool.py: workers)
         "variants": {
             "gan": {"init": "random"},
             "rfgan": {"init": "random", "method": "rfgan"},
@@ -169,6 +170,7 @@ def test_stacked_mnist_is_scored_by_the_digit_classifier_per_channel(tmp_path, m
                     "num_samples": 40,
                     "train_images": 64,
                     "base_channels": 4,
+                    "workers": 1,
                     "variants": {
                         "began": {"init": "random", "method": "began"},
                         "gan-unbalanced": {"init": "vae"},

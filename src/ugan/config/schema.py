@@ -292,6 +292,18 @@ class ModeBenchmarkParams(Strict):
     train_images: PositiveInt = 25_600  # stacked-mnist: training images (GAAN §4.2: 25,600)
     dae_noise_std: Annotated[float, Field(gt=0.0)] = 0.1  # RFGAN's DAE input noise ([-1, 1])
     variants: dict[str, RunParams] = Field(default_factory=_default_variants)
+    # Cells trained at once, each in its own process with one torch thread (2-D cells are
+    # bound by per-step Python overhead); `auto`: usable cores ÷ UGAN_JOBS (1 on a CUDA
+    # device), at most the cells left to train; 1: one after another in the stage's process.
+    # Not part of a cell's fingerprint: the scores do not depend on it.
+    workers: int | Literal["auto"] = "auto"
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _workers(cls, value: Any) -> Any:
+        if value == "auto" or (type(value) is int and value > 0):
+            return value
+        raise ValueError("must be a positive number of processes or 'auto'")
 
     @model_validator(mode="after")
     def _check_variants(self) -> ModeBenchmarkParams:

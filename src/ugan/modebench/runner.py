@@ -10,13 +10,16 @@ Layout under `modes/<name>/`:
 
 A finished cell is reused on the next execution when its fingerprint (its params, the nets,
 the data, the init file and the ugan code itself) is unchanged, so a stage interrupted after
-some cells loses none of them; an unfinished cell resumes from its last state.
+some cells loses none of them; an unfinished cell resumes from its last state. The cells to
+train run `workers` at a time, each in its own process (`ugan.modebench.pool`); `workers: 1`
+trains them one after another in this process.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +32,7 @@ from ugan.core.paths import RunLayout
 from ugan.evaluation.intervals import mean_ci
 from ugan.methods.catalog import CATALOG
 from ugan.modebench.benchmarks import BenchData, Benchmark, Inputs, get_benchmark
+from ugan.modebench.pool import finished, resolve_workers, run_parallel
 from ugan.models.transfer import max_output_difference, transfer_decoder
 from ugan.nets.family import family_of
 from ugan.nets.generator_file import generator_payload, load_generator, noise, sample
@@ -161,6 +165,27 @@ def _reusable(path: Path, fingerprint: str) -> dict | None:
     except json.JSONDecodeError:
         return None
     return result if result.get("fingerprint") == fingerprint else None
+
+
+@dataclass(frozen=True)
+class CellInputs:
+    """What every cell of one benchmark reads (pickled once per worker process)."""
+
+    ctx: Context
+    arch: object
+    data: BenchData
+    inits: dict[str, dict]  # init name → generator init
+    resources: dict
+
+
+def train_cell(shared: CellInputs, variant: str, seed: int, init: str, fingerprint: str) -> dict:
+    """Train and score one cell, then write its `result.json` (with its fingerprint, for reuse).
+    Runs in the stage's process or in a worker process (`ugan.modebench.pool`)."""
+    s = shared
+    result = run_cell(s.ctx, variant, seed, s.arch, s.data, s.inits[init], s.resources)
+    result["fingerprint"] = fingerprint
+    atomic_write_json(s.ctx.out / "cells" / f"{variant}-s{seed}" / "result.json", result)
+    return result
 
 
 def run_cell(
@@ -330,7 +355,8 @@ def run_benchmark(ctx: Context) -> dict:
             ctx, "dae", code, lambda: _pretrain_dae(ctx, arch, data)
         )
     dae_digest = file_digest(resources["dae_path"]) if resources else None  # read once
-    results: list[dict] = []
+    results: dict[tuple[str, int], dict] = {}
+    todo: dict[tuple[str, int], tuple] = {}  # to train: (variant, seed, init, fingerprint)
     for (variant, seed), run in runs.items():
         result_path = ctx.out / "cells" / f"{variant}-s{seed}" / "result.json"
         extra = {"dae": dae_digest} if run.gan.method == "rfgan" else {}
@@ -338,10 +364,20 @@ def run_benchmark(ctx: Context) -> dict:
         reused = _reusable(result_path, fingerprint)
         if reused is not None:
             print(f"modes/{ctx.name}: {variant}-s{seed} unchanged, reused")
-            results.append(reused)
+            results[variant, seed] = reused
             continue
-        result = run_cell(ctx, variant, seed, arch, data, inits[run.init], resources)
-        result["fingerprint"] = fingerprint
-        atomic_write_json(result_path, result)
-        results.append(result)
-    return _aggregate(ctx, results, bench.reference(entry, data, ctx.inputs))
+        todo[variant, seed] = (variant, seed, run.init, fingerprint)
+    shared = CellInputs(ctx, arch, data, inits, resources)
+    workers = resolve_workers(entry.workers, len(todo), ctx.device)
+    if workers > 1:
+        results |= run_parallel(
+            train_cell, shared, todo, workers, f"modes/{ctx.name}", name=lambda c: f"{c[0]}-s{c[1]}"
+        )
+    else:
+        for done, (cell, args) in enumerate(todo.items(), 1):
+            start = time.perf_counter()
+            results[cell] = train_cell(shared, *args)
+            seconds = time.perf_counter() - start
+            finished(f"modes/{ctx.name}", f"{cell[0]}-s{cell[1]}", seconds, done, len(todo))
+    ordered = [results[cell] for cell in cells]  # the params' order, however they finished
+    return _aggregate(ctx, ordered, bench.reference(entry, data, ctx.inputs))
