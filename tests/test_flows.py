@@ -26,7 +26,7 @@ import httpx
 import mlflow
 import pytest
 import yaml
-from test_pipeline import TINY, _merge
+from pipeline_project import TINY, _merge
 
 from ugan.pipeline import champion as champ
 from ugan.pipeline.flows import (

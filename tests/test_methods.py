@@ -562,7 +562,7 @@ def test_dvc_pipeline_trains_method_runs_with_the_dae_stage(tmp_path):
     BEGAN run: pretrain_dae runs and feeds rfgan, the BEGAN generator is evaluated in another
     process. (evaluate/report of the rest are the same code as for method gan.)"""
     sys.path.insert(0, str(Path(__file__).parent))
-    from test_pipeline import ROOT, TINY, _merge, _ran, _sh
+    from pipeline_project import ROOT, TINY, _merge, _ran, _sh
 
     path = tmp_path / "project"
     for name in ("src", "stages"):

@@ -9,105 +9,23 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import mlflow
 import pytest
 import torch
 import yaml
+from pipeline_project import Project, _ran, _sh, new_project
 
-ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
-
-TINY = {
-    "classifier": {"steps": 60, "min_accuracy": 0.0},
-    "model": {"latent_dim": 16, "base_channels": 8},
-    "vae": {"steps": 20, "sample_every": 10},
-    "dae": {"steps": 10, "sample_every": 5},
-    "gan": {"steps": 12, "checkpoint_every": 4, "batch_size": 32, "num_sample_images": 16},
-    "eval": {"num_samples": 200, "kid_subset_size": 100},
-    "tracking": {"log_models": True},
-    "device": "cpu",
-    # One tiny mode-coverage benchmark: a VAE-initialised GAN and RFGAN (own DAE), 2 seeds.
-    "modes": {
-        "ring": {
-            "benchmark": "ring8",
-            "seeds": [0, 1],
-            "steps": 20,
-            "batch_size": 32,
-            "pretrain_steps": 10,
-            "num_samples": 200,
-            "variants": {
-                "gan-unbalanced": {"init": "vae"},
-                "rfgan": {"init": "random", "method": "rfgan"},
-            },
-        }
-    },
-}
-
-
-def _merge(base: dict, override: dict) -> dict:
-    out = dict(base)
-    for key, value in override.items():
-        out[key] = _merge(base.get(key, {}), value) if isinstance(value, dict) else value
-    return out
-
-
-def _sh(cmd: list[str], cwd: Path, env: dict, timeout: int = 600) -> str:
-    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert result.returncode == 0, (
-        f"{cmd} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    )
-    return result.stdout + result.stderr
-
-
-def _ran(output: str) -> set[str]:
-    return set(re.findall(r"Running stage '([^']+)'", output))
-
-
-class Project:
-    def __init__(self, path: Path, env: dict):
-        self.path, self.env = path, env
-
-    def repro(self) -> str:
-        return _sh(["dvc", "repro"], self.path, self.env)
-
-    def set_params(self, override: dict) -> None:
-        params = yaml.safe_load((self.path / "params.yaml").read_text())
-        (self.path / "params.yaml").write_text(yaml.safe_dump(_merge(params, override)))
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> tuple[Project, str]:
-    path = tmp_path_factory.mktemp("pipeline")
-    for name in ("src", "stages", "data/sources"):
-        shutil.copytree(ROOT / name, path / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("dvc.yaml", ".gitignore"):
-        shutil.copy(ROOT / name, path / name)
-    params = _merge(yaml.safe_load((ROOT / "params.yaml").read_text()), TINY)
-    (path / "params.yaml").write_text(yaml.safe_dump(params))
-    env = dict(
-        os.environ,
-        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        PYTHONPATH=str(path / "src"),  # the copy's code runs, the copy's code is hashed
-        MLFLOW_TRACKING_URI=f"sqlite:///{path / 'mlflow.db'}",
-        GIT_AUTHOR_NAME="t",
-        GIT_AUTHOR_EMAIL="t@t",
-        GIT_COMMITTER_NAME="t",
-        GIT_COMMITTER_EMAIL="t@t",
-    )
-    env.pop("UGAN_PIPELINE_ID", None)
-    _sh(["git", "init", "-q"], path, env)
-    _sh(["dvc", "init", "-q"], path, env)
-    _sh(["dvc", "config", "core.analytics", "false"], path, env)
-    _sh(["git", "add", "-A"], path, env)
-    _sh(["git", "commit", "-qm", "tiny project"], path, env)
-    proj = Project(path, env)
+    proj = new_project(tmp_path_factory.mktemp("pipeline"))
     return proj, proj.repro()
 
 
@@ -401,3 +319,47 @@ def test_a_profile_grid_runs_as_a_dvc_experiment_with_claims_over_seeds(project)
     assert claims["2. FID better early"]["n"] == 2
     assert claims["2. FID better early"]["verdict"] in {"holds", "does not hold", "inconclusive"}
     assert "Claims of the paper, across seeds" in (proj.path / "reports/report.md").read_text()
+
+
+def test_reproduce_runs_a_rows_profile_as_an_experiment_and_writes_its_verdict(project):
+    """`ugan reproduce ROW`: the row's profile runs as a DVC experiment of the `modes` stage,
+    the row is assessed from what it wrote (5 seeds of RFGAN on ring8, tiny here), params.yaml
+    gets its bytes back, a row that is not CPU-sized says why, and the table reaches MLflow."""
+    proj, _ = project
+    p = proj.path
+    (p / "profiles").mkdir(exist_ok=True)
+    variants = {"gan": {"init": "random"}, "rfgan": {"init": "random", "method": "rfgan"}}
+    ring8 = {"benchmark": "ring8", "seeds": [0, 1, 2, 3, 4], "steps": 20, "batch_size": 32,
+             "pretrain_steps": 10, "num_samples": 200, "variants": variants}  # fmt: skip
+    (p / "profiles/repro-ring8.yaml").write_text(
+        yaml.safe_dump({"params": {"modes": {"ring8": ring8}}, "runs": {"dcgan": {}}})
+    )
+    _sh(["git", "add", "-A"], p, proj.env)
+    _sh(["git", "commit", "-qm", "the ring8 row, tiny"], p, proj.env)
+    before = (p / "params.yaml").read_bytes()
+    cli = [sys.executable, "-m", "ugan.pipeline.cli", "reproduce"]
+    bad = subprocess.run([*cli, "nope"], cwd=p, env=proj.env, capture_output=True, text=True)
+    assert bad.returncode == 2 and "unknown reproduction rows ['nope']" in bad.stderr
+    assert "rfgan-ring8" in bad.stderr and not (p / "metrics/reproduction.json").exists()
+
+    _sh([*cli, "rfgan-ring8", "began-mnist"], p, proj.env, timeout=1500)
+    assert (p / "params.yaml").read_bytes() == before
+    rows = {r["row"]: r for r in json.loads((p / "metrics/reproduction.json").read_text())["rows"]}
+    ring = rows["rfgan-ring8"]
+    (check,) = ring["checks"]
+    modes = json.loads((p / "metrics/modes.json").read_text())["benchmarks"]["ring8"]
+    assert check["values"] == modes["variants"]["rfgan"]["metrics"]["modes_covered"]["values"]
+    assert check["variant"] == "rfgan" and check["n"] == 5 and ring["steps"] == 20
+    assert ring["verdict"] == ("reproduced" if min(check["values"]) >= 8 else "not reproduced")
+    assert [b["variant"] for b in ring["beside"]] == ["gan"] and ring["run"]["wall_s"] > 0
+    assert ring["run"]["commit"] == _sh(["git", "rev-parse", "HEAD"], p, proj.env).strip()
+    assert rows["began-mnist"]["verdict"] == "not comparable"
+    assert rows["began-mnist"]["reason"].startswith("not run here: needs")
+    assert ring["run"]["experiment"] in _sh(["dvc", "exp", "show", "--json"], p, proj.env)
+    section = (p / "reports/reproduction.md").read_text()
+    assert f"**rfgan-ring8: {ring['verdict']}**" in section and "| rfgan modes_covered" in section
+    client = mlflow.MlflowClient(proj.env["MLFLOW_TRACKING_URI"])
+    experiment = client.get_experiment_by_name("ugan")
+    (tracked,) = client.search_runs([experiment.experiment_id], "attributes.run_name = 'reproduce'")
+    assert tracked.data.tags["ugan.verdict.rfgan-ring8"] == ring["verdict"]
+    assert tracked.data.metrics["rfgan-ring8.rfgan.modes_covered"] == check["mean"]

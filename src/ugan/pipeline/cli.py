@@ -15,6 +15,7 @@ from ugan.core.errors import UserError
 from ugan.core.io import atomic_write_text
 from ugan.core.runtime import JOBS_ENV
 from ugan.pipeline import processes
+from ugan.pipeline.reproduce import REPRODUCE_COMMANDS
 from ugan.pipeline.workers import CLUSTER_COMMANDS
 from ugan.tracking.pipeline_run import (
     PARENT_ENV,
@@ -368,6 +369,7 @@ def queue(args: argparse.Namespace) -> int:
 
 
 COMMANDS.update(CLUSTER_COMMANDS)  # services, worker, cluster (pipeline/workers.py)
+COMMANDS.update(REPRODUCE_COMMANDS)  # reproduce (pipeline/reproduce.py)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,155 @@
+"""`ugan reproduce [ROW …]`: run the profile behind each row of the reproduction table as a DVC
+experiment in this workspace, assess the row from what the experiment wrote, and keep the
+table in `metrics/reproduction.json` and `reports/reproduction.md`.
+
+Rows that share a profile (GAAN's and WGAN-GP's grid25 rows) share one experiment. Every
+selected profile is validated before anything runs. params.yaml gets its bytes back after each
+experiment (the experiment itself keeps the profile's params: `dvc exp show`), so the
+workspace's own pipeline is untouched. Rows not selected keep their last assessment, so
+`ugan reproduce ROW` refreshes one row. Every stage of an experiment is an MLflow run under
+the pipeline id `repro-<profile>-<time>`, and the table goes to MLflow as a `reproduce` run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import yaml
+
+from ugan.config.load import load_params
+from ugan.config.profiles import apply_profile, load_profile, render_params
+from ugan.core.errors import ConfigError, UserError
+from ugan.core.io import atomic_write_json, atomic_write_text
+from ugan.pipeline import processes
+from ugan.reporting.reproduction import BY_NAME, ROWS, Row, assess, markdown, not_run
+from ugan.tracking.pipeline_run import PIPELINE_ENV
+from ugan.tracking.stage_run import StageRun
+from ugan.tracking.store import tracking_uri
+
+TABLE = Path("metrics/reproduction.json")
+SECTION = Path("reports/reproduction.md")
+MODES = Path("metrics/modes.json")
+TARGET = "modes"  # the stage every CPU-sized row's profile needs (with its upstream)
+REPRODUCE_COMMANDS: dict[str, tuple] = {}  # cli.py adds these to its registry
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    names = ", ".join(row.name for row in ROWS)
+    parser.add_argument("rows", nargs="*", help=f"rows to run (default: every row): {names}")
+    parser.add_argument("--list", action="store_true", help="print the rows and what they run")
+
+
+def _selected(names: list[str]) -> list[Row]:
+    unknown = [n for n in names if n not in BY_NAME]
+    if unknown:
+        raise ConfigError(f"unknown reproduction rows {unknown}; valid: {list(BY_NAME)}")
+    return [BY_NAME[n] for n in names] if names else list(ROWS)
+
+
+def _profiles(rows: list[Row], params_path: Path) -> dict[str, str]:
+    """Each selected row's profile applied to params.yaml and validated, before any run:
+    profile name → the params text its experiment runs with."""
+    original = params_path.read_text()
+    texts = {}
+    for row in rows:
+        if row.profile and row.profile not in texts:
+            merged, _ = apply_profile(yaml.safe_load(original), load_profile(row.profile))
+            texts[row.profile] = render_params(original, merged)
+    return texts
+
+
+def _head() -> str:
+    out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
+    return out.stdout.strip() or "unknown (not a git repo)"
+
+
+def run_profile(profile: str, text: str, params_path: Path) -> dict:
+    """One `dvc exp run` of the profile's `modes` stage in this workspace; what ran, and how
+    long. Raises if the experiment fails."""
+    name = f"repro-{profile.removeprefix('repro-')}-{time.strftime('%Y%m%d-%H%M%S')}"
+    env = dict(os.environ)
+    env[PIPELINE_ENV] = name
+    env.setdefault("MLFLOW_TRACKING_URI", tracking_uri())
+    print(f"reproduce: profile {profile} → experiment {name}", flush=True)
+    start = time.perf_counter()
+    with processes.params_swapped(params_path, text):
+        code = processes.call(["dvc", "exp", "run", "-n", name, TARGET], env=env)
+    if code:
+        raise UserError(f"profile {profile}: `dvc exp run {TARGET}` failed (exit {code})")
+    return {
+        "profile": profile,
+        "experiment": name,
+        "commit": _head(),
+        "wall_s": round(time.perf_counter() - start, 1),
+    }
+
+
+def _read_table() -> dict[str, dict]:
+    if not TABLE.is_file():
+        return {}
+    return {row["row"]: row for row in json.loads(TABLE.read_text())["rows"]}
+
+
+def _write_table(rows: dict[str, dict]) -> str:
+    ordered = [rows[row.name] for row in ROWS if row.name in rows]
+    atomic_write_json(TABLE, {"rows": ordered})
+    text = markdown(ordered)
+    atomic_write_text(SECTION, "# Reproduction of the papers' central claims\n\n" + text)
+    return text
+
+
+def reproduce(args: argparse.Namespace) -> int:
+    rows = _selected(args.rows)
+    if args.list:
+        for row in rows:
+            what = f"profile {row.profile}" if row.profile else f"not CPU-sized: {row.needs}"
+            print(f"{row.name:20s} {row.where:26s} {what}")
+        return 0
+    params_path = Path(args.params)
+    load_params(params_path)  # the workspace's own params are valid before anything runs
+    texts = _profiles(rows, params_path)
+    table = _read_table()
+    runs: dict[str, dict] = {}
+    for row in rows:
+        if row.profile is None:
+            table[row.name] = not_run(row).as_dict()
+            continue
+        if row.profile not in runs:
+            runs[row.profile] = run_profile(row.profile, texts[row.profile], params_path)
+        summaries = json.loads(MODES.read_text())["benchmarks"]
+        found = assess(row, summaries)
+        found.run = {**runs[row.profile], "command": f"ugan reproduce {row.name}"}
+        table[row.name] = found.as_dict()
+        _write_table(table)  # a later row's failure keeps this one
+    text = _write_table(table)
+    print(text)
+    _track(table, load_params(params_path).tracking.experiment)
+    return 0
+
+
+def _track(table: dict[str, dict], experiment: str) -> None:
+    """The table as one MLflow run: a metric per check (the mean over seeds), a tag per verdict,
+    the markdown and json as artifacts."""
+    with StageRun("reproduce", {"rows": sorted(table)}, experiment=experiment) as tracker:
+        tracker.set_tags({f"ugan.verdict.{name}": row["verdict"] for name, row in table.items()})
+        tracker.log_metrics(
+            {
+                f"{name}.{c['variant']}.{c['metric']}": c["mean"]
+                for name, row in table.items()
+                for c in row["checks"]
+            }
+        )
+        tracker.log_artifact(TABLE, "reproduction")
+        tracker.log_artifact(SECTION, "reproduction")
+
+
+REPRODUCE_COMMANDS["reproduce"] = (
+    "run the profiles behind the papers' claims and write the reproduction table",
+    reproduce,
+    _arguments,
+)

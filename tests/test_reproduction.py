@@ -1,0 +1,118 @@
+"""The reproduction table's verdicts, from mode-benchmark summaries shaped as the `modes` stage
+writes them (`ugan.modebench.runner._aggregate`). The command itself runs for real in
+`tests/test_pipeline.py::test_reproduce_runs_a_rows_profile_as_an_experiment_and_writes_its_verdict`.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from ugan.evaluation.intervals import mean_ci
+from ugan.reporting.reproduction import (
+    BY_NAME,
+    NOT_COMPARABLE,
+    NOT_REPRODUCED,
+    REPRODUCED,
+    ROWS,
+    assess,
+    markdown,
+    not_run,
+)
+
+
+def _stat(values: list[float]) -> dict:
+    ci = mean_ci(values)
+    return {"mean": ci.mean, "low": ci.low, "high": ci.high, "n": ci.n, "values": values}
+
+
+def _summary(steps: int, **variants: dict[str, list[float]]) -> dict:
+    return {
+        "variants": {
+            name: {
+                "steps": steps,
+                "seeds": list(range(len(next(iter(metrics.values()))))),
+                "metrics": {metric: _stat(values) for metric, values in metrics.items()},
+                "paper": {"modes_covered": "25.00 ± 0.00"} if name == "gaan" else None,
+            }
+            for name, metrics in variants.items()
+        }
+    }
+
+
+def _grid(steps: int, gaan_modes: list[float], gaan_points: list[float]) -> dict:
+    n = len(gaan_modes)
+    return {
+        "grid25": _summary(
+            steps,
+            gan={"modes_covered": [21.0] * n, "registered_points": [1800.0] * n},
+            gaan={"modes_covered": gaan_modes, "registered_points": gaan_points},
+            **{"wgan-gp": {"modes_covered": [24.0] * n, "registered_points": [1700.0] * n}},
+        )
+    }
+
+
+def test_a_row_meeting_every_bar_over_five_seeds_is_reproduced():
+    found = assess(BY_NAME["gaan-grid25"], _grid(195_000, [25, 25, 25, 24, 25], [1800] * 5))
+    assert found.verdict == REPRODUCED and all(c["passed"] for c in found.checks)
+    assert found.checks[0]["paper"] == "25.00 ± 0.00" and found.checks[0]["n"] == 5
+    assert [b["variant"] for b in found.beside] == ["gan"]
+
+
+def test_a_missed_bar_names_itself_and_the_shortened_steps():
+    found = assess(BY_NAME["gaan-grid25"], _grid(5_000, [16, 18, 17, 20, 15], [1800] * 5))
+    assert found.verdict == NOT_REPRODUCED
+    assert "gaan modes_covered mean ≥ 24.5" in found.reason
+    assert "registered_points" not in found.reason  # that bar was met
+    assert "at 5,000 steps, the paper trained ~195,000" in found.reason
+
+
+def test_fewer_seeds_than_the_bar_asks_is_never_reproduced():
+    found = assess(BY_NAME["gaan-grid25"], _grid(195_000, [25, 25, 25], [1900] * 3))
+    assert found.verdict == NOT_COMPARABLE and "3 seeds" in found.reason
+
+
+def test_every_seed_must_cover_the_ring_not_only_the_mean():
+    ring = {"ring8": _summary(5000, gan={"modes_covered": [1, 2, 1, 1, 3]},
+                              rfgan={"modes_covered": [8, 8, 8, 7, 8]})}  # fmt: skip
+    assert assess(BY_NAME["rfgan-ring8"], ring).verdict == NOT_REPRODUCED  # mean 7.8, one 7
+    ring["ring8"]["variants"]["rfgan"]["metrics"]["modes_covered"] = _stat([8] * 5)
+    assert assess(BY_NAME["rfgan-ring8"], ring).verdict == REPRODUCED
+
+
+@pytest.mark.parametrize(
+    "gan_modes, verdict", [([21.5] * 5, REPRODUCED), ([8] * 5, NOT_REPRODUCED)]
+)
+def test_gan_must_drop_modes_as_in_the_paper_not_more(gan_modes, verdict):
+    grid = _grid(195_000, [25] * 5, [1800] * 5)
+    grid["grid25"]["variants"]["gan"]["metrics"]["modes_covered"] = _stat(gan_modes)
+    assert assess(BY_NAME["wgan-gp-grid25"], grid).verdict == verdict
+
+
+def test_results_without_the_rows_benchmark_or_variant_are_not_comparable():
+    assert assess(BY_NAME["rfgan-ring8"], {}).verdict == NOT_COMPARABLE
+    ring = {"ring8": _summary(100, gan={"modes_covered": [1] * 5})}
+    found = assess(BY_NAME["rfgan-ring8"], ring)
+    assert found.verdict == NOT_COMPARABLE and "rfgan" in found.reason
+
+
+def test_every_row_either_runs_a_shipped_profile_or_says_what_it_needs():
+    from pathlib import Path
+
+    from ugan.config.profiles import available
+
+    shipped = set(available(Path(__file__).resolve().parents[1] / "profiles"))
+    for row in ROWS:
+        assert (row.profile in shipped) if row.profile else len(row.needs) > 40, row.name
+        if not row.profile:
+            assert not_run(row).verdict == NOT_COMPARABLE
+
+
+def test_the_section_shows_paper_beside_ours_and_each_verdict():
+    found = assess(BY_NAME["gaan-grid25"], _grid(5_000, [16, 18, 17, 20, 15], [1800] * 5))
+    found.run = {"command": "ugan reproduce gaan-grid25", "experiment": "repro-grid25-x",
+                 "commit": "a" * 40, "wall_s": 600.0}  # fmt: skip
+    text = markdown([found.as_dict(), not_run(BY_NAME["began-mnist"]).as_dict()])
+    line = next(x for x in text.splitlines() if "gaan modes_covered" in x)
+    assert "25.00 ± 0.00" in line and "17.20 [" in line and "mean ≥ 24.5 ✗" in line
+    assert "**gaan-grid25: not reproduced**" in text and "10.0 min" in text
+    assert "**began-mnist: not comparable** — not run here" in text
