@@ -331,9 +331,8 @@ def test_reproduce_runs_a_rows_profile_as_an_experiment_and_writes_its_verdict(p
     variants = {"gan": {"init": "random"}, "rfgan": {"init": "random", "method": "rfgan"}}
     ring8 = {"benchmark": "ring8", "seeds": [0, 1, 2, 3, 4], "steps": 20, "batch_size": 32,
              "pretrain_steps": 10, "num_samples": 200, "variants": variants}  # fmt: skip
-    (p / "profiles/repro-ring8.yaml").write_text(
-        yaml.safe_dump({"params": {"modes": {"ring8": ring8}}, "runs": {"dcgan": {}}})
-    )
+    profile = {"params": {"modes": {"ring8": ring8}}, "runs": {"dcgan": {"init": "random"}}}
+    (p / "profiles/repro-ring8.yaml").write_text(yaml.safe_dump(profile))
     _sh(["git", "add", "-A"], p, proj.env)
     _sh(["git", "commit", "-qm", "the ring8 row, tiny"], p, proj.env)
     before = (p / "params.yaml").read_bytes()
