@@ -9,9 +9,8 @@ each with `torch.set_num_threads(1)`.
   (and MLflow) may already run threads, which is unsafe. A spawned worker gets the parent's
   `sys.path` and working directory, so a package run from a copied `src` (PYTHONPATH) is the
   package the workers import, and relative folders (`.ugan/resume`, `.ugan/spool`) are the same.
-- What every cell shares (the context, nets, data, inits) is pickled once, into bytes, and
-  handed to each worker when it starts; a task carries only its cell's arguments. Plain pickle
-  bytes keep tensors out of torch's shared-memory reductions.
+- What every cell shares (the context, nets, data, inits) goes to each worker once, as the
+  pool's initializer argument (the pool pickles it); a task carries only its cell's arguments.
 - A worker writes its cell's `result.json` itself, so a cell that finished stays finished
   whatever happens to the others or to the parent.
 - The first cell that raises stops the benchmark: the cells not started yet are cancelled, the
@@ -23,9 +22,9 @@ each with `torch.set_num_threads(1)`.
 
 from __future__ import annotations
 
+import copy
 import multiprocessing
 import os
-import pickle
 import signal
 import threading
 import time
@@ -39,7 +38,7 @@ from ugan.core.runtime import JOBS_ENV, available_cores
 
 START_METHOD = "spawn"
 
-_shared: dict[str, Any] = {}  # in a worker: what every cell reads, unpickled once
+_shared: dict[str, Any] = {}  # in a worker: what every cell reads, received once
 
 
 def resolve_workers(setting: int | str, cells: int, device: torch.device | str = "cpu") -> int:
@@ -58,10 +57,10 @@ def finished(label: str, key: str, seconds: float, done: int, total: int) -> Non
     print(f"{label}: {key} finished in {seconds:.1f} s ({done}/{total})", flush=True)
 
 
-def _start_worker(shared: bytes) -> None:
+def _start_worker(shared: Any) -> None:
     torch.set_num_threads(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a training loop installs its own handler
-    _shared["value"] = pickle.loads(shared)
+    _shared["value"] = shared  # the pool sent it once, with the worker's start
 
 
 def _run(call: Callable, args: tuple) -> tuple[Any, float]:
@@ -70,7 +69,7 @@ def _run(call: Callable, args: tuple) -> tuple[Any, float]:
         result = call(_shared["value"], *args)
     except Exception as error:
         try:  # the parent must be able to rebuild it, or the whole pool reads as broken
-            pickle.loads(pickle.dumps(error))
+            copy.deepcopy(error)  # the same reduce-and-rebuild as the pool's pickling
         except Exception:
             raise RuntimeError(f"{type(error).__name__}: {error}") from error
         raise
@@ -118,7 +117,7 @@ def run_parallel(
     main = threading.current_thread() is threading.main_thread()  # signals: main thread only
     previous = signal.signal(signal.SIGTERM, _pass_sigterm) if main else None
     pool = ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_start_worker, initargs=(pickle.dumps(shared),)
+        workers, mp_context=context, initializer=_start_worker, initargs=(shared,)
     )
     try:
         futures = {pool.submit(_run, call, args): key for key, args in tasks.items()}

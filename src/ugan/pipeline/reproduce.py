@@ -111,7 +111,7 @@ def reproduce(args: argparse.Namespace) -> int:
             print(f"{row.name:20s} {row.where:26s} {what}")
         return 0
     params_path = Path(args.params)
-    load_params(params_path)  # the workspace's own params are valid before anything runs
+    params = load_params(params_path)  # the workspace's own params are valid before any run
     texts = _profiles(rows, params_path)
     table = _read_table()
     runs: dict[str, dict] = {}
@@ -128,7 +128,7 @@ def reproduce(args: argparse.Namespace) -> int:
         _write_table(table)  # a later row's failure keeps this one
     text = _write_table(table)
     print(text)
-    _track(table, load_params(params_path).tracking.experiment)
+    _track(table, params.tracking.experiment)
     return 0
 
 
