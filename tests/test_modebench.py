@@ -210,6 +210,22 @@ def test_benchmark_params_name_what_is_wrong():
     assert "ugan grid modes" in markdown({})
 
 
+def test_a_variant_with_its_own_steps_is_scored_at_its_own_last_step():
+    # A benchmark of 50,000 steps with a 10,000-step variant was refused ("checkpoint_every
+    # (50000) must be ≤ steps (10000)"): the variant inherited the benchmark's last step.
+    variants = {"long": {"init": "random"}, "short": {"init": "random", "steps": 40}}
+    raw = {"benchmark": "grid25", "steps": 100, "variants": variants}
+    entry = parse_params({"modes": {"g": raw}}).modes["g"]
+    long, short = entry.cell("long", 0).gan, entry.cell("short", 3).gan
+    assert (long.steps, long.checkpoint_every, short.steps, short.checkpoint_every) == (
+        100, 100, 40, 40,
+    )  # fmt: skip
+    every = parse_params({"modes": {"g": {**raw, "checkpoint_every": 20}}}).modes["g"]
+    assert every.cell("short", 0).gan.checkpoint_every == 20
+    with pytest.raises(ConfigError, match=r"checkpoint_every \(60\) must be ≤ steps \(40\)"):
+        parse_params({"modes": {"g": {**raw, "checkpoint_every": 60}}})
+
+
 def test_2d_points_go_through_the_batches_as_they_are():
     points = np.array([[0.5, -0.25], [0.1, 0.2]], dtype=np.float32)
     batch, _ = InfiniteBatches(points, np.zeros(2, dtype=np.int64), 2, seed=0).next()

@@ -312,7 +312,7 @@ class ModeBenchmarkParams(Strict):
         for key, variant in self.variants.items():
             if not RUN_KEY.match(key):
                 raise ValueError(f"variant keys must match {RUN_KEY.pattern}, got {key!r}")
-            variant.resolve(self.gan_defaults()).check(key, conditional=False)
+            variant.resolve(self.gan_defaults(variant)).check(key, conditional=False)
             if self.benchmark != "stacked-mnist" and variant.method == "began":
                 raise ValueError(
                     f"variants.{key}: BEGAN's autoencoder discriminator is convolutional; "
@@ -322,18 +322,21 @@ class ModeBenchmarkParams(Strict):
             raise ValueError(f"seeds must be distinct, got {self.seeds}")
         return self
 
-    def gan_defaults(self) -> GANParams:
+    def gan_defaults(self, variant: RunParams | None = None) -> GANParams:
+        """The benchmark's settings for `variant`'s run; a variant with its own `steps` is
+        checkpointed (and scored) at its own last step unless `checkpoint_every` says otherwise."""
+        steps = variant.steps if variant is not None and variant.steps else self.steps
         return GANParams(
-            steps=self.steps,
+            steps=steps,
             batch_size=self.batch_size,
             optim=self.optim,
-            checkpoint_every=self.checkpoint_every or self.steps,
-            log_every=min(10, self.steps),
+            checkpoint_every=self.checkpoint_every or steps,
+            log_every=min(10, steps),
         )
 
     def cell(self, variant: str, seed: int) -> ResolvedRun:
         """The resolved run of one (variant, seed)."""
-        run = self.variants[variant].resolve(self.gan_defaults())
+        run = self.variants[variant].resolve(self.gan_defaults(self.variants[variant]))
         return ResolvedRun(init=run.init, gan=run.gan.model_copy(update={"seed": seed}))
 
 
