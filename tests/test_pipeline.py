@@ -322,9 +322,10 @@ def test_a_profile_grid_runs_as_a_dvc_experiment_with_claims_over_seeds(project)
 
 
 def test_reproduce_runs_a_rows_profile_as_an_experiment_and_writes_its_verdict(project):
-    """`ugan reproduce ROW`: the row's profile runs as a DVC experiment of the `modes` stage,
-    the row is assessed from what it wrote (5 seeds of RFGAN on ring8, tiny here), params.yaml
-    gets its bytes back, a row that is not CPU-sized says why, and the table reaches MLflow."""
+    """`ugan reproduce ROW`: the row's profile runs as a DVC experiment of its stage (`modes`
+    for ring8's 5 seeds of RFGAN, `evaluate` of every run for BEGAN's γ sweep; tiny here), the
+    row is assessed from what it wrote, params.yaml gets its bytes back, a row that is not
+    CPU-sized says why, and the table reaches MLflow."""
     proj, _ = project
     p = proj.path
     (p / "profiles").mkdir(exist_ok=True)
@@ -333,15 +334,18 @@ def test_reproduce_runs_a_rows_profile_as_an_experiment_and_writes_its_verdict(p
              "pretrain_steps": 10, "num_samples": 200, "variants": variants}  # fmt: skip
     profile = {"params": {"modes": {"ring8": ring8}}, "runs": {"dcgan": {"init": "random"}}}
     (p / "profiles/repro-ring8.yaml").write_text(yaml.safe_dump(profile))
+    run = {"init": "random", "method": "began"}
+    sweep = {f"began-g0{g}": run | {"began": {"gamma": int(g) / 10, "filters": 8}} for g in "357"}
+    (p / "profiles/repro-began-mnist.yaml").write_text(yaml.safe_dump({"runs": sweep}))
     _sh(["git", "add", "-A"], p, proj.env)
-    _sh(["git", "commit", "-qm", "the ring8 row, tiny"], p, proj.env)
+    _sh(["git", "commit", "-qm", "the ring8 and BEGAN rows, tiny"], p, proj.env)
     before = (p / "params.yaml").read_bytes()
     cli = [sys.executable, "-m", "ugan.pipeline.cli", "reproduce"]
     bad = subprocess.run([*cli, "nope"], cwd=p, env=proj.env, capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown reproduction rows ['nope']" in bad.stderr
     assert "rfgan-ring8" in bad.stderr and not (p / "metrics/reproduction.json").exists()
 
-    _sh([*cli, "rfgan-ring8", "began-mnist"], p, proj.env, timeout=1500)
+    _sh([*cli, "rfgan-ring8", "began-mnist", "unbalanced-mnist"], p, proj.env, timeout=1500)
     assert (p / "params.yaml").read_bytes() == before
     rows = {r["row"]: r for r in json.loads((p / "metrics/reproduction.json").read_text())["rows"]}
     ring = rows["rfgan-ring8"]
@@ -352,8 +356,18 @@ def test_reproduce_runs_a_rows_profile_as_an_experiment_and_writes_its_verdict(p
     assert ring["verdict"] == ("reproduced" if min(check["values"]) >= 8 else "not reproduced")
     assert [b["variant"] for b in ring["beside"]] == ["gan"] and ring["run"]["wall_s"] > 0
     assert ring["run"]["commit"] == _sh(["git", "rev-parse", "HEAD"], p, proj.env).strip()
-    assert rows["began-mnist"]["verdict"] == "not comparable"
-    assert rows["began-mnist"]["reason"].startswith("not run here: needs")
+    assert rows["unbalanced-mnist"]["verdict"] == "not comparable"
+    assert rows["unbalanced-mnist"]["reason"].startswith("not run here: needs")
+    began = rows["began-mnist"]  # the γ sweep: its runs trained and evaluated by the experiment
+    assert began["verdict"] in ("reproduced", "not reproduced") and began["steps"] == 12
+    assert "one seed per γ (0.3, 0.5, 0.7), at 12 steps" in began["reason"]
+    g05 = json.loads((p / "evaluation/began-g05/metrics.json").read_text())["diversity"]
+    gap = next(c for c in began["checks"] if c["metric"] == "MS-SSIM − real's")
+    assert gap["variant"] == "began-g05" and gap["mean"] == g05["msssim"] - g05["msssim_real"]
+    ranks = [c for c in began["checks"] if c["metric"] == "Spearman(M_global, FID)"]
+    assert [c["variant"] for c in ranks] == ["began-g03", "began-g05", "began-g07"]
+    assert all(c["shown"].endswith("over 3 checkpoints") for c in ranks)
+    assert began["run"]["experiment"] != ring["run"]["experiment"]
     assert ring["run"]["experiment"] in _sh(["dvc", "exp", "show", "--json"], p, proj.env)
     section = (p / "reports/reproduction.md").read_text()
     assert f"**rfgan-ring8: {ring['verdict']}**" in section and "| rfgan modes_covered" in section

@@ -5,9 +5,12 @@ writes them (`ugan.modebench.runner._aggregate`). The command itself runs for re
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from ugan.evaluation.intervals import mean_ci
+from ugan.reporting.began_row import assess_began, m_global_at_checkpoints
 from ugan.reporting.reproduction import (
     BY_NAME,
     NOT_COMPARABLE,
@@ -111,8 +114,65 @@ def test_the_section_shows_paper_beside_ours_and_each_verdict():
     found = assess(BY_NAME["gaan-grid25"], _grid(5_000, [16, 18, 17, 20, 15], [1800] * 5))
     found.run = {"command": "ugan reproduce gaan-grid25", "experiment": "repro-grid25-x",
                  "commit": "a" * 40, "wall_s": 600.0}  # fmt: skip
-    text = markdown([found.as_dict(), not_run(BY_NAME["began-mnist"]).as_dict()])
+    text = markdown([found.as_dict(), not_run(BY_NAME["gaan-stacked-mnist"]).as_dict()])
     line = next(x for x in text.splitlines() if "gaan modes_covered" in x)
     assert "25.00 ± 0.00" in line and "17.20 [" in line and "mean ≥ 24.5 ✗" in line
     assert "**gaan-grid25: not reproduced**" in text and "10.0 min" in text
-    assert "**began-mnist: not comparable** — not run here" in text
+    assert "**gaan-stacked-mnist: not comparable** — not run here" in text
+
+
+def _began_run(gamma: float, msssim: float, fids: list[float], m_global: list[float], collapsed=()):
+    steps = [100 * (i + 1) for i in range(len(fids))]
+    rows = [(s - 50, m) for s, m in zip(steps, m_global, strict=True)]  # one log row per window
+    rows += [(s, m) for s, m in zip(steps, m_global, strict=True)]
+    fid = dict(zip(steps, fids, strict=True))
+    return {"gamma": gamma, "fid": fid, "msssim": msssim, "msssim_real": 0.13,
+            "collapsed_steps": list(collapsed), "m_global": sorted(rows)}  # fmt: skip
+
+
+def _sweep(**changes) -> dict:
+    falling = [90.0, 60.0, 40.0, 30.0, 25.0]
+    sweep = {
+        "began-g03": _began_run(0.3, 0.19, falling, [0.30, 0.20, 0.15, 0.12, 0.11], [100]),
+        "began-g05": _began_run(0.5, 0.16, falling, [0.31, 0.22, 0.16, 0.13, 0.12]),
+        "began-g07": _began_run(0.7, 0.14, falling, [0.33, 0.21, 0.17, 0.14, 0.13]),
+    }
+    for key, change in changes.items():
+        sweep[key] |= change
+    return sweep
+
+
+def test_the_began_row_is_reproduced_when_the_sweep_meets_every_bar():
+    found = assess_began(BY_NAME["began-mnist"], _sweep())
+    assert found.verdict == REPRODUCED, found.reason
+    assert "one seed per γ (0.3, 0.5, 0.7), at 500 steps" in found.reason
+    metrics = [c["metric"] for c in found.checks]
+    assert metrics[:3] == ["collapsed checkpoints after the first", "MS-SSIM − real's",
+                           "MS-SSIM as γ rises"]  # fmt: skip
+    assert metrics.count("Spearman(M_global, FID)") == 3
+    assert found.checks[2]["shown"] == "γ 0.3: 0.190 → γ 0.5: 0.160 → γ 0.7: 0.140"
+    text = markdown([found.as_dict()])
+    assert "0.160 vs real 0.130 (gap +0.030)" in text and "1.00 over 5 checkpoints" in text
+
+
+def test_the_began_row_names_every_bar_the_sweep_misses():
+    collapsed = {"collapsed_steps": [100, 300]}  # a later checkpoint collapsed
+    unordered = {"msssim": 0.25}  # γ 0.7 less diverse than γ 0.3, 0.12 from the real digits
+    untracked = {"m_global": [(s, 0.1 * (s % 200 == 0)) for s in range(50, 501, 50)]}
+    found = assess_began(
+        BY_NAME["began-mnist"], _sweep(**{"began-g07": collapsed | unordered,
+                                          "began-g05": untracked | {"msssim": 0.25}})
+    )  # fmt: skip
+    assert found.verdict == NOT_REPRODUCED
+    for missed in ("began-g07 collapsed checkpoints after the first 0 in every run",
+                   "began-g05 MS-SSIM − real's |gap| ≤ 0.05", "γ sweep MS-SSIM as γ rises falls",
+                   "began-g05 Spearman(M_global, FID) ≥ 0.8"):  # fmt: skip
+        assert missed in found.reason
+    assert "began-g03 Spearman" not in found.reason
+    assert assess_began(BY_NAME["began-mnist"], {}).verdict == NOT_COMPARABLE
+
+
+def test_a_checkpoints_m_global_is_the_mean_since_the_previous_checkpoint():
+    rows = [(10, 1.0), (20, 3.0), (30, 5.0), (40, float("nan")), (50, 7.0)]
+    means = m_global_at_checkpoints(rows, [20, 50, 60])
+    assert means[:2] == [2.0, 6.0] and math.isnan(means[2])  # NaN rows skipped; none logged

@@ -21,12 +21,21 @@ from pathlib import Path
 
 import yaml
 
-from ugan.config.load import load_params
+from ugan.config.load import load_params, parse_params
 from ugan.config.profiles import apply_profile, load_profile, render_params
 from ugan.core.errors import ConfigError, UserError
 from ugan.core.io import atomic_write_json, atomic_write_text
 from ugan.pipeline import processes
-from ugan.reporting.reproduction import BY_NAME, ROWS, Row, assess, markdown, not_run
+from ugan.reporting.began_row import assess_began, load_evidence
+from ugan.reporting.reproduction import (
+    BY_NAME,
+    ROWS,
+    Assessment,
+    Row,
+    assess,
+    markdown,
+    not_run,
+)
 from ugan.tracking.pipeline_run import PIPELINE_ENV
 from ugan.tracking.stage_run import StageRun
 from ugan.tracking.store import tracking_uri
@@ -34,7 +43,7 @@ from ugan.tracking.store import tracking_uri
 TABLE = Path("metrics/reproduction.json")
 SECTION = Path("reports/reproduction.md")
 MODES = Path("metrics/modes.json")
-TARGET = "modes"  # the stage every CPU-sized row's profile needs (with its upstream)
+RUNS, EVALUATION = Path("runs"), Path("evaluation")
 REPRODUCE_COMMANDS: dict[str, tuple] = {}  # cli.py adds these to its registry
 
 
@@ -68,9 +77,25 @@ def _head() -> str:
     return out.stdout.strip() or "unknown (not a git repo)"
 
 
-def run_profile(profile: str, text: str, params_path: Path) -> dict:
-    """One `dvc exp run` of the profile's `modes` stage in this workspace; what ran, and how
-    long. Raises if the experiment fails."""
+def _judge_modes(row: Row, text: str) -> Assessment:
+    return assess(row, json.loads(MODES.read_text())["benchmarks"])
+
+
+def _judge_began(row: Row, text: str) -> Assessment:
+    """The profile's BEGAN runs (key → γ), read from runs/ and evaluation/."""
+    params = parse_params(yaml.safe_load(text))
+    resolved = {key: params.run(key).gan for key in params.runs}
+    gammas = {key: gan.began.gamma for key, gan in resolved.items() if gan.method == "began"}
+    return assess_began(row, load_evidence(gammas, RUNS, EVALUATION))
+
+
+# How a row's results are read once its experiment ran (Row.judge → reader and assessment).
+JUDGES = {"modes": _judge_modes, "began": _judge_began}
+
+
+def run_profile(profile: str, text: str, params_path: Path, target: str) -> dict:
+    """One `dvc exp run` of the profile's `target` stage in this workspace (every entry of a
+    `foreach` stage); what ran, and how long. Raises if the experiment fails."""
     name = f"repro-{profile.removeprefix('repro-')}-{time.strftime('%Y%m%d-%H%M%S')}"
     env = dict(os.environ)
     env[PIPELINE_ENV] = name
@@ -78,9 +103,9 @@ def run_profile(profile: str, text: str, params_path: Path) -> dict:
     print(f"reproduce: profile {profile} → experiment {name}", flush=True)
     start = time.perf_counter()
     with processes.params_swapped(params_path, text):
-        code = processes.call(["dvc", "exp", "run", "-n", name, TARGET], env=env)
+        code = processes.call(["dvc", "exp", "run", "-n", name, target], env=env)
     if code:
-        raise UserError(f"profile {profile}: `dvc exp run {TARGET}` failed (exit {code})")
+        raise UserError(f"profile {profile}: `dvc exp run {target}` failed (exit {code})")
     return {
         "profile": profile,
         "experiment": name,
@@ -120,9 +145,9 @@ def reproduce(args: argparse.Namespace) -> int:
             table[row.name] = not_run(row).as_dict()
             continue
         if row.profile not in runs:
-            runs[row.profile] = run_profile(row.profile, texts[row.profile], params_path)
-        summaries = json.loads(MODES.read_text())["benchmarks"]
-        found = assess(row, summaries)
+            text = texts[row.profile]
+            runs[row.profile] = run_profile(row.profile, text, params_path, row.target)
+        found = JUDGES[row.judge](row, texts[row.profile])
         found.run = {**runs[row.profile], "command": f"ugan reproduce {row.name}"}
         table[row.name] = found.as_dict()
         _write_table(table)  # a later row's failure keeps this one

@@ -43,6 +43,8 @@ class Row:
     min_seeds: int = 5
     paper_steps: int | None = None  # generator steps the paper trained, when it says
     needs: str = ""  # what a row without a CPU-sized profile needs
+    target: str = "modes"  # the DVC stage (with its upstream) the profile's experiment runs
+    judge: str = "modes"  # how its results are read and assessed (`ugan reproduce`'s JUDGES)
 
 
 def _mean_at_least(bound: float) -> Callable[[dict], bool]:
@@ -99,13 +101,10 @@ ROWS: tuple[Row, ...] = (
         "began-mnist",
         "BEGAN: γ trades diversity for quality; M_global tracks convergence",
         "BEGAN §3.4, Fig. 3–4",
-        None,
-        needs=(
-            "a γ sweep (0.3 / 0.5 / 0.7) of BEGAN on MNIST long enough for k_t to settle "
-            "(the paper: 64 filters, ~100k+ steps): per-checkpoint `collapsed`, MS-SSIM against "
-            "the real data's, and Spearman(M_global, FID) over checkpoints — not CPU-sized, "
-            "and its assessment is not built yet"
-        ),
+        "repro-began-mnist",
+        min_seeds=1,
+        target="evaluate",
+        judge="began",
     ),
     Row(
         "gaan-stacked-mnist",
@@ -162,8 +161,8 @@ def _stat(summary: dict, variant: str, metric: str) -> dict[str, Any]:
     found = summary["variants"][variant]
     stat = found["metrics"][metric]
     paper = (found.get("paper") or {}).get(metric, "figure only")
-    keys = ("mean", "low", "high", "n", "values")
-    return {"variant": variant, "metric": metric, "paper": paper, **{k: stat[k] for k in keys}}
+    numbers = {k: stat[k] for k in ("mean", "low", "high", "n", "values")}
+    return {"variant": variant, "metric": metric, "paper": paper, "steps": found["steps"]} | numbers
 
 
 def assess(row: Row, summaries: dict[str, dict]) -> Assessment:
@@ -193,14 +192,24 @@ def assess(row: Row, summaries: dict[str, dict]) -> Assessment:
         failed = [f"{c['variant']} {c['metric']} {c['bar']}" for c in checks if not c["passed"]]
         verdict, reason = NOT_REPRODUCED, "missed: " + "; ".join(failed)
         if row.paper_steps and steps < row.paper_steps:
-            reason += f" — at {steps:,} steps, the paper trained ~{row.paper_steps:,}"
+            reason += f" — at {_steps_of(checks)}, the paper trained ~{row.paper_steps:,}"
     return Assessment(
         row.name, row.claim, row.where, verdict, reason, checks, beside,
         steps, row.paper_steps, seeds,
     )  # fmt: skip
 
 
+def _steps_of(checks: list[dict]) -> str:
+    """ "5,000 steps", or each variant's when they differ ("wgan-gp 10,000, gan 50,000 steps")."""
+    steps = {c["variant"]: c["steps"] for c in checks}
+    if len(set(steps.values())) == 1:
+        return f"{next(iter(steps.values())):,} steps"
+    return ", ".join(f"{variant} {n:,}" for variant, n in steps.items()) + " steps"
+
+
 def _ours(stat: dict) -> str:
+    if "shown" in stat:
+        return stat["shown"]
     values = ", ".join(f"{v:g}" for v in stat["values"])
     return f"{stat['mean']:.2f} [{stat['low']:.2f}, {stat['high']:.2f}] (n={stat['n']}: {values})"
 
@@ -216,7 +225,7 @@ def markdown(rows: list[dict]) -> str:
             lines.append([
                 row["row"], f"{row['claim']} ({row['where']})",
                 f"{check['variant']} {check['metric']}", check["bar"] + mark,
-                check["paper"], _ours(check), f"{row['steps']:,}",
+                check["paper"], _ours(check), f"{check.get('steps', row['steps']):,}",
             ])  # fmt: skip
         if not row["checks"]:
             lines.append([row["row"], f"{row['claim']} ({row['where']})", "—", "—", "—", "—", "—"])
