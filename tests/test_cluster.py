@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 
@@ -177,6 +178,59 @@ def _wait(check, timeout: float, what: str, proc: subprocess.Popen | None = None
             raise AssertionError(f"{what}: the grid ended first ({proc.returncode})")
         time.sleep(0.2)
     raise AssertionError(f"{what}: not within {timeout} s")
+
+
+def _trigger(home, env, name: str) -> subprocess.CompletedProcess:
+    """`ugan trigger --name`, once `ugan serve` has created the deployment."""
+    cmd = [str(BIN / "ugan"), "trigger", "--name", name, "--timeout", "900"]
+    deadline = time.monotonic() + 120
+    while True:
+        done = subprocess.run(cmd, cwd=home, env=env, capture_output=True, text=True)
+        if "has no deployment" not in done.stderr or time.monotonic() > deadline:
+            return done
+        time.sleep(2)
+
+
+@pytest.mark.slow
+def test_the_nightly_deployment_fans_its_runs_out_over_the_pool(grid):
+    """`ugan serve --pool`: the nightly deployment sends params.yaml's runs to the pool as cells
+    (the serving machine trains nothing), `ugan trigger` gets its result, and the champion is
+    decided from the tracking server's scores of this nightly run."""
+    cluster, _, _, _ = grid
+    home = cluster.clone("nightly-host")  # the machine that serves the nightly deployment
+    env = cluster.env | {"PREFECT_HOME": str(cluster.base / "nightly-prefect")}
+    refused = subprocess.run([str(BIN / "ugan"), "serve", "--pool", POOL], cwd=home, env=env,
+                             capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert refused.returncode == 2 and "params.yaml not found" in refused.stderr, refused.stderr
+    sh(["git", "checkout", "-q", "main"], home, env)  # the team's branch (the remote has no HEAD)
+    log = open(cluster.base / "serve.log", "w")
+    serve = subprocess.Popen(
+        [str(BIN / "ugan"), "serve", "--pool", POOL, "--name", "nightly-pool"],
+        cwd=home, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        done = _trigger(home, env, "nightly-pool")
+    finally:
+        kill_tree(serve, signal.SIGTERM)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    state, _, payload = done.stdout.partition("\n")
+    assert state.endswith(": Completed"), done.stdout
+    result = json.loads(payload)
+    cells = {c["run_key"]: c for c in result["cells"]}
+    assert set(cells) == {"dcgan", "dcgan-unbalanced"} and result["ok"]
+    assert {c["worker"] for c in cells.values()} <= {"machine-a", "machine-b"}
+    assert result["upstream"]["worker"] in {"machine-a", "machine-b"}
+    assert not list((home / "runs").glob("*/checkpoints/*")), "the serving clone trained nothing"
+    nightly = result["grid"]
+    assert nightly.startswith("nightly-")
+    fids = dict(_sql(cluster, "SELECT k.value, m.value FROM latest_metrics m "
+                     "JOIN tags k ON k.run_uuid = m.run_uuid AND k.key = 'ugan.run_key' "
+                     "JOIN tags s ON s.run_uuid = m.run_uuid AND s.key = 'ugan.stage' "
+                     "AND s.value = 'evaluate' JOIN tags p ON p.run_uuid = m.run_uuid "
+                     "AND p.key = 'ugan.pipeline_id' AND p.value = %s WHERE m.key = 'fid'",
+                     nightly))  # fmt: skip
+    assert set(fids) == set(cells)
+    assert result["champion"]["candidate"]["run_key"] == min(fids, key=fids.get)
 
 
 @pytest.mark.slow

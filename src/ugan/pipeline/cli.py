@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from ugan.core.errors import UserError
 from ugan.core.io import atomic_write_text
 from ugan.core.runtime import JOBS_ENV
 from ugan.pipeline import processes
+from ugan.pipeline.flow_commands import FLOW_COMMANDS
 from ugan.pipeline.reproduce import REPRODUCE_COMMANDS
 from ugan.pipeline.workers import CLUSTER_COMMANDS
 from ugan.tracking.pipeline_run import (
@@ -134,69 +134,6 @@ def ui(args: argparse.Namespace) -> int:
     ]
     print(f"MLflow UI on http://127.0.0.1:{args.port}  (store {tracking_uri()})")
     return processes.call(cmd, env=env, grace=10.0)
-
-
-def _flow_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--project", default=".", help="the DVC project (default: .)")
-    parser.add_argument(
-        "--model-name",
-        default="ugan-generator",
-        help="registered MLflow model holding the champion (default: ugan-generator)",
-    )
-
-
-@command(
-    "flow",
-    "run the Prefect pipeline flow once, here: DVC stages, then the champion check",
-    lambda p: (
-        _flow_arguments(p),
-        p.add_argument("--no-compare", action="store_true", help="skip the champion check"),
-    ),
-)
-def flow(args: argparse.Namespace) -> int:
-    from ugan.pipeline.flows import pipeline_flow
-
-    result = pipeline_flow(
-        project=args.project, model_name=args.model_name, compare=not args.no_compare
-    )
-    print(json.dumps(result, indent=2))
-    return 0
-
-
-@command(
-    "serve",
-    "serve the nightly deployment against the Prefect server in PREFECT_API_URL (blocks)",
-    lambda p: (
-        _flow_arguments(p),
-        p.add_argument("--cron", default="0 2 * * *", help="schedule, UTC (default: 0 2 * * *)"),
-        p.add_argument("--name", default="nightly", help="deployment name (default: nightly)"),
-    ),
-)
-def serve(args: argparse.Namespace) -> int:
-    from ugan.pipeline.flows import serve_nightly
-
-    serve_nightly(args.project, name=args.name, cron=args.cron, model_name=args.model_name)
-    return 0
-
-
-@command(
-    "trigger",
-    "start a run of the served deployment now and print its result",
-    lambda p: (
-        p.add_argument("--name", default="nightly", help="deployment name (default: nightly)"),
-        p.add_argument(
-            "--timeout", type=float, default=None, help="seconds to wait (default: until done)"
-        ),
-    ),
-)
-def trigger(args: argparse.Namespace) -> int:
-    from ugan.pipeline.flows import trigger as start
-
-    run = start(args.name, timeout=args.timeout)
-    print(f"flow run {run.name} ({run.id}): {run.state.name}")
-    if run.state.is_completed():
-        print(json.dumps(run.state.result(), indent=2))
-    return 0 if run.state.is_completed() or not run.state.is_final() else 1
 
 
 @command("sync", "send tracking data spooled while the MLflow store was unreachable")
@@ -368,6 +305,7 @@ def queue(args: argparse.Namespace) -> int:
     return 0 if all(states.get(n) == "Success" for n in names) else 1
 
 
+COMMANDS.update(FLOW_COMMANDS)  # flow, serve, trigger (pipeline/flow_commands.py)
 COMMANDS.update(CLUSTER_COMMANDS)  # services, worker, cluster (pipeline/workers.py)
 COMMANDS.update(REPRODUCE_COMMANDS)  # reproduce (pipeline/reproduce.py)
 

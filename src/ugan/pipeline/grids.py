@@ -1,5 +1,6 @@
 """Sending a grid to a work pool, waiting for it, and crowning the champion from the tracking
-server's scores (not from one workspace's files).
+server's scores (not from one workspace's files); the nightly run fanned out the same way
+(`nightly_on_pool`: params.yaml's runs as the grid, `ugan serve --pool`).
 
 The flows' outcomes travel through the shared services only: a cell's summary is a Prefect
 artifact of its flow run (stored by the Prefect server), the grid's commit is a branch of the
@@ -17,12 +18,14 @@ from typing import Any
 
 import yaml
 from mlflow.tracking import MlflowClient
+from prefect import flow, get_run_logger
 
-from ugan.config.load import parse_params
+from ugan.config.load import load_params, parse_params
 from ugan.config.profiles import apply_profile, load_profile, render_params
 from ugan.core.errors import UserError
 from ugan.pipeline import champion
 from ugan.pipeline.cluster import CELL_FLOW, SUMMARY_KEY, UPSTREAM_FLOW
+from ugan.pipeline.flows import FLOW_NAME, require_server
 from ugan.tracking.pipeline_run import close_pipeline_run, open_pipeline_run
 
 RESUBMITS = 2  # a cell that Crashed outright (worker alive) is submitted again this often
@@ -95,14 +98,15 @@ def wait(
 
 def submit_grid(
     project: Path,
-    profile: str,
+    profile: str | None,
     pool: str,
     name: str,
     remote: str = "origin",
     model_name: str = champion.DEFAULT_MODEL,
     params_file: Path = Path("params.yaml"),
 ) -> dict[str, Any]:
-    """The whole grid on the pool: shared stages once, then every cell, then the champion."""
+    """The whole grid on the pool: shared stages once, then every cell, then the champion.
+    `profile` None: the runs of params.yaml as they are (the nightly run)."""
     import os
 
     from prefect.client.orchestration import get_client
@@ -110,11 +114,12 @@ def submit_grid(
     from ugan.tracking.pipeline_run import PARENT_ENV, PIPELINE_ENV
 
     original = (project / params_file).read_text()
-    merged, params = apply_profile(
-        yaml.safe_load(original), load_profile(profile, project / "profiles")
-    )
-    parse_params(merged)
-    text = render_params(original, merged)
+    if profile is None:
+        text, params = original, parse_params(yaml.safe_load(original))
+    else:
+        profiled = load_profile(profile, project / "profiles")
+        merged, params = apply_profile(yaml.safe_load(original), profiled)
+        text = render_params(original, merged)
     repo, commit = base_commit(project, remote)
     uri = os.environ["MLFLOW_TRACKING_URI"]
     parent = open_pipeline_run(name, params.tracking.experiment, uri)
@@ -175,6 +180,58 @@ def submit_grid(
         if parent:
             close_pipeline_run(parent, "FINISHED" if result["ok"] else "FAILED", uri)
     return result
+
+
+# -- the nightly run on the pool ------------------------------------------------------------
+
+
+# Named as the one-process nightly flow (`ugan.pipeline.flows`), so the deployment is
+# `ugan-pipeline/<name>` whichever way it runs and `ugan trigger` starts either.
+@flow(name=FLOW_NAME, persist_result=True, result_serializer="json")
+def nightly_on_pool(
+    project: str = ".",
+    pool: str = "ugan",
+    model_name: str = champion.DEFAULT_MODEL,
+    remote: str = "origin",
+) -> dict[str, Any]:
+    """The nightly run fanned out over work pool `pool`: params.yaml's runs are the cells of a
+    grid (the shared stages once, then one flow run per run, taken by the pool's workers), and
+    the champion is decided from the tracking server's scores. HEAD must be on `remote`."""
+    logger = get_run_logger()
+    root = Path(project).resolve()
+    load_params(root / "params.yaml")  # a config error fails the run before anything is sent
+    name = f"nightly-{time.strftime('%Y%m%d-%H%M%S')}"
+    logger.info("nightly %s: params.yaml's runs as cells on pool %s", name, pool)
+    result = submit_grid(root, None, pool, name, remote, model_name)
+    for cell in result["cells"]:
+        logger.info("%s: %s on %s, FID %.3f", cell["run_key"], cell["state"],
+                    cell.get("worker", "-"), cell["fid"])  # fmt: skip
+    if not result["ok"]:
+        failed = [c["run_key"] for c in result["cells"] if c["state"] != "Completed"]
+        raise UserError(f"nightly {name}: cells {failed} did not complete (see the Prefect UI)")
+    logger.info(result["champion"]["summary"])
+    return result
+
+
+def serve_nightly_on_pool(
+    project: str | Path, pool: str, *, name: str, cron: str, model_name: str, remote: str
+) -> None:
+    """Deployment `ugan-pipeline/<name>` of `nightly_on_pool`, served here until interrupted:
+    this process only sends cells to the pool and waits for them; the workers train."""
+    from prefect.deployments.runner import EntrypointType
+
+    require_server()
+    parameters = {"project": str(Path(project).resolve()), "pool": pool,
+                  "model_name": model_name, "remote": remote}  # fmt: skip
+    nightly_on_pool.serve(
+        name=name,
+        cron=cron,
+        parameters=parameters,
+        description=f"nightly: params.yaml's runs as cells on work pool {pool}, champion "
+        "from the tracking server",
+        limit=1,
+        entrypoint_type=EntrypointType.MODULE_PATH,
+    )
 
 
 # -- the champion, from the tracking server ---------------------------------------------------

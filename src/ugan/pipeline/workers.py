@@ -76,7 +76,7 @@ def services(args: argparse.Namespace) -> int:
 # -- the pool, its deployments, the lost-machine automation -----------------------------------
 
 
-def _require_servers() -> str:
+def require_servers() -> str:
     from ugan.pipeline.flows import require_server
 
     uri = os.environ.get("MLFLOW_TRACKING_URI", "")
@@ -184,7 +184,7 @@ def _worker_arguments(parser: argparse.ArgumentParser) -> None:
 def worker(args: argparse.Namespace) -> int:
     from ugan.pipeline.cluster import SLOT_GPUS_ENV, SLOTS_ENV, WORKDIR_ENV
 
-    _require_servers()
+    require_servers()
     ensure_pool(args.pool)
     name = args.name or f"{os.uname().nodename}-{os.getpid()}"
     workdir = Path(args.workdir).resolve()
@@ -221,7 +221,7 @@ def _cluster_arguments(parser: argparse.ArgumentParser) -> None:
 def cluster(args: argparse.Namespace) -> int:
     from ugan.pipeline.grids import submit_grid
 
-    _require_servers()
+    require_servers()
     deploy(args.pool, args.lost_after)
     if args.action == "deploy":
         print(f"deployed the grid flows on pool {args.pool}")
