@@ -362,9 +362,9 @@ def test_reproduce_runs_a_rows_profile_as_an_experiment_and_writes_its_verdict(p
     assert began["verdict"] in ("reproduced", "not reproduced") and began["steps"] == 12
     assert "one seed per γ (0.3, 0.5, 0.7), at 12 steps" in began["reason"]
     g05 = json.loads((p / "evaluation/began-g05/metrics.json").read_text())["diversity"]
-    gap = next(c for c in began["checks"] if c["metric"] == "MS-SSIM − real's")
+    gap = next(c for c in began["checks"] if c["metric"] == "msssim_gap_to_real")
     assert gap["variant"] == "began-g05" and gap["mean"] == g05["msssim"] - g05["msssim_real"]
-    ranks = [c for c in began["checks"] if c["metric"] == "Spearman(M_global, FID)"]
+    ranks = [c for c in began["checks"] if c["metric"] == "spearman_m_global_fid"]
     assert [c["variant"] for c in ranks] == ["began-g03", "began-g05", "began-g07"]
     assert all(c["shown"].endswith("over 3 checkpoints") for c in ranks)
     assert began["run"]["experiment"] != ring["run"]["experiment"]
@@ -376,3 +376,4 @@ def test_reproduce_runs_a_rows_profile_as_an_experiment_and_writes_its_verdict(p
     (tracked,) = client.search_runs([experiment.experiment_id], "attributes.run_name = 'reproduce'")
     assert tracked.data.tags["ugan.verdict.rfgan-ring8"] == ring["verdict"]
     assert tracked.data.metrics["rfgan-ring8.rfgan.modes_covered"] == check["mean"]
+    assert tracked.data.metrics["began-mnist.began-g05.msssim_gap_to_real"] == gap["mean"]

@@ -6,6 +6,7 @@ writes them (`ugan.modebench.runner._aggregate`). The command itself runs for re
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 
@@ -147,9 +148,12 @@ def test_the_began_row_is_reproduced_when_the_sweep_meets_every_bar():
     assert found.verdict == REPRODUCED, found.reason
     assert "one seed per γ (0.3, 0.5, 0.7), at 500 steps" in found.reason
     metrics = [c["metric"] for c in found.checks]
-    assert metrics[:3] == ["collapsed checkpoints after the first", "MS-SSIM − real's",
-                           "MS-SSIM as γ rises"]  # fmt: skip
-    assert metrics.count("Spearman(M_global, FID)") == 3
+    assert metrics[:3] == ["late_collapsed_checkpoints", "msssim_gap_to_real", "msssim_by_gamma"]
+    assert metrics.count("spearman_m_global_fid") == 3
+    assert all(
+        re.fullmatch(r"[\w.\- /]+", f"{c['variant']}.{m}", re.ASCII)
+        for c, m in zip(found.checks, metrics, strict=True)
+    )  # MLflow metric names
     assert found.checks[2]["shown"] == "γ 0.3: 0.190 → γ 0.5: 0.160 → γ 0.7: 0.140"
     text = markdown([found.as_dict()])
     assert "0.160 vs real 0.130 (gap +0.030)" in text and "1.00 over 5 checkpoints" in text
@@ -165,7 +169,8 @@ def test_the_began_row_names_every_bar_the_sweep_misses():
     )  # fmt: skip
     assert found.verdict == NOT_REPRODUCED
     for missed in ("began-g07 collapsed checkpoints after the first 0 in every run",
-                   "began-g05 MS-SSIM − real's |gap| ≤ 0.05", "γ sweep MS-SSIM as γ rises falls",
+                   "began-g05 MS-SSIM − real's |gap| ≤ 0.05",
+                   "gamma-sweep MS-SSIM as γ rises falls",
                    "began-g05 Spearman(M_global, FID) ≥ 0.8"):  # fmt: skip
         assert missed in found.reason
     assert "began-g03 Spearman" not in found.reason

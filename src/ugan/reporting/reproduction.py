@@ -224,7 +224,7 @@ def markdown(rows: list[dict]) -> str:
             mark = {True: " ✓", False: " ✗"}.get(check.get("passed"), "")
             lines.append([
                 row["row"], f"{row['claim']} ({row['where']})",
-                f"{check['variant']} {check['metric']}", check["bar"] + mark,
+                f"{check['variant']} {check.get('label', check['metric'])}", check["bar"] + mark,
                 check["paper"], _ours(check), f"{check.get('steps', row['steps']):,}",
             ])  # fmt: skip
         if not row["checks"]:
