@@ -1,9 +1,9 @@
-"""Benchmark — OpenMP's wait policy for stage processes: GAN steps/s of the default DCGAN
-(28 px, batch 64, torch on every core) with idle OpenMP threads spinning (libgomp's default,
-the reference) against sleeping at once (`OMP_WAIT_POLICY=PASSIVE`, what `ugan.pipeline.stage`
-sets), each alone and two trainers at once (as `dvc queue start -j 2`, a grid beside a test, or
-any other job on the cores). Every figure is a fresh process; the ratios are against the
-spinning reference measured in the same run.
+"""Benchmark — OpenMP's wait policy: GAN steps/s of the default DCGAN (28 px, batch 64, torch on
+every core) with idle OpenMP threads spinning (libgomp's default, the reference) against
+sleeping at once (`OMP_WAIT_POLICY=PASSIVE`), each alone and two trainers at once that were not
+told of each other (two users' jobs, a run beside a test; `ugan queue -j N` splits the threads
+instead). Every figure is a fresh process; the ratios are against the spinning reference
+measured in the same run. It decides the default: README "Performance", Threads.
 
     python benchmarks/omp_wait.py [--steps 60]
 """

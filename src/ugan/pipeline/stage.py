@@ -6,18 +6,11 @@ from __future__ import annotations
 
 import os
 
-# Before anything loads torch's OpenMP, which reads its wait policy once: idle threads sleep at
-# once instead of spinning 300,000 times, so stage processes sharing the cores (a queue, a grid
-# beside a test, mode-cell workers, which inherit it) do not burn each other's time. Measured
-# beside other jobs: a BEGAN step at 2 threads 0.6 → 3.7 steps/s (benchmarks/omp_wait.py).
-# A user's own OMP_WAIT_POLICY wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-from ugan.config.load import load_params  # noqa: E402  (after the OpenMP setting)
-from ugan.config.schema import Params  # noqa: E402
-from ugan.core.errors import ConfigError  # noqa: E402
-from ugan.core.paths import PARAMS_FILE  # noqa: E402
-from ugan.core.runtime import entry_point  # noqa: E402
+from ugan.config.load import load_params
+from ugan.config.schema import Params
+from ugan.core.errors import ConfigError
+from ugan.core.paths import PARAMS_FILE
+from ugan.core.runtime import entry_point
 
 __all__ = ["entry_point", "params", "run_key"]
 
