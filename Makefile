@@ -70,7 +70,8 @@ bench: $(STAMP)
 	  $(abspath $(PY)) pipeline_overhead.py --json results/pipeline_overhead.json && \
 	  $(abspath $(PY)) stage_start.py --json results/stage_start.json && \
 	  $(abspath $(PY)) queue_jobs.py --json results/queue_jobs.json && \
-	  $(abspath $(PY)) mode_cells.py --json results/mode_cells.json
+	  $(abspath $(PY)) mode_cells.py --json results/mode_cells.json && \
+	  $(abspath $(PY)) omp_wait.py --json results/omp_wait.json
 
 # On a GPU runner, one command of at most ~8 minutes: the CUDA tests (none may skip), throughput
 # per preset at 28 / 64 px, the method x preset matrix (finite losses, loadable checkpoints, a

@@ -105,7 +105,7 @@ def _checks(evidence: dict[str, dict]) -> list[dict]:
         e = evidence[paper[0]]
         gap = e["msssim"] - e["msssim_real"]
         checks.append(_check(
-            paper[0], "msssim_gap_to_real", gap, f"|gap| ≤ {DIVERSITY_TOLERANCE}",
+            paper[0], "msssim_gap_to_real", gap, f"within ±{DIVERSITY_TOLERANCE} of real",
             abs(gap) <= DIVERSITY_TOLERANCE, steps[paper[0]],
             shown=f"{e['msssim']:.3f} vs real {e['msssim_real']:.3f} (gap {gap:+.3f})",
         ))  # fmt: skip
