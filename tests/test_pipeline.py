@@ -336,7 +336,10 @@ def test_reproduce_runs_a_rows_profile_as_an_experiment_and_writes_its_verdict(p
     (p / "profiles/repro-ring8.yaml").write_text(yaml.safe_dump(profile))
     run = {"init": "random", "method": "began"}
     sweep = {f"began-g0{g}": run | {"began": {"gamma": int(g) / 10, "filters": 8}} for g in "357"}
-    (p / "profiles/repro-began-mnist.yaml").write_text(yaml.safe_dump({"runs": sweep}))
+    tiny = {"gan": {"steps": 12, "checkpoint_every": 4}}  # whatever earlier tests left in params
+    (p / "profiles/repro-began-mnist.yaml").write_text(
+        yaml.safe_dump({"params": tiny, "runs": sweep})
+    )
     _sh(["git", "add", "-A"], p, proj.env)
     _sh(["git", "commit", "-qm", "the ring8 and BEGAN rows, tiny"], p, proj.env)
     before = (p / "params.yaml").read_bytes()
