@@ -14,7 +14,7 @@ from ugan.core.errors import UserError
 from ugan.core.io import atomic_write_text
 from ugan.core.runtime import JOBS_ENV
 from ugan.pipeline import processes
-from ugan.pipeline.flow_commands import FLOW_COMMANDS
+from ugan.pipeline.flow_commands import FLOW_COMMANDS, model_name_argument
 from ugan.pipeline.reproduce import REPRODUCE_COMMANDS
 from ugan.pipeline.workers import CLUSTER_COMMANDS
 from ugan.tracking.pipeline_run import (
@@ -50,11 +50,7 @@ def validate(args: argparse.Namespace) -> int:
 
 def _run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("targets", nargs="*", help="stages to reproduce (default: all)")
-    parser.add_argument(
-        "--model-name",
-        default="ugan-generator",
-        help="registered MLflow model holding the champion (default: ugan-generator)",
-    )
+    model_name_argument(parser)
 
 
 @command(

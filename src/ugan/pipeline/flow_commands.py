@@ -19,13 +19,18 @@ def command(name: str, help: str, arguments=lambda parser: None):
     return decorate
 
 
-def _flow_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--project", default=".", help="the DVC project (default: .)")
+def model_name_argument(parser: argparse.ArgumentParser) -> None:
+    """`--model-name`: the registered model whose champion a command checks (`ugan run` too)."""
     parser.add_argument(
         "--model-name",
         default="ugan-generator",
         help="registered MLflow model holding the champion (default: ugan-generator)",
     )
+
+
+def _flow_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--project", default=".", help="the DVC project (default: .)")
+    model_name_argument(parser)
 
 
 @command(

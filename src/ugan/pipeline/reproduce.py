@@ -144,10 +144,10 @@ def reproduce(args: argparse.Namespace) -> int:
         if row.profile is None:
             table[row.name] = not_run(row).as_dict()
             continue
+        text = texts[row.profile]
         if row.profile not in runs:
-            text = texts[row.profile]
             runs[row.profile] = run_profile(row.profile, text, params_path, row.target)
-        found = JUDGES[row.judge](row, texts[row.profile])
+        found = JUDGES[row.judge](row, text)
         found.run = {**runs[row.profile], "command": f"ugan reproduce {row.name}"}
         table[row.name] = found.as_dict()
         _write_table(table)  # a later row's failure keeps this one
