@@ -444,14 +444,6 @@ def test_gaan_features_for_the_reconstruction_loss_are_taken_without_dropout(tin
     assert all(m.training for m in d.modules())
 
 
-def test_gaan_prior_is_uniform_unless_the_generator_is_a_transferred_decoder(tiny_arch):
-    assert build_method(tiny_arch, _run("gaan"), _random_init(tiny_arch), 0.02).prior == "uniform"
-    init = _vae_init(tiny_arch)
-    assert build_method(tiny_arch, _run("gaan", init="vae"), init, 0.02).prior == "normal"
-    forced = _run("gaan", init="vae", gaan={"prior": "uniform"})
-    assert build_method(tiny_arch, forced, init, 0.02).prior == "uniform"
-
-
 def test_gaan_state_round_trip(tiny_arch, tiny_data, tmp_path):
     a = build_method(tiny_arch, _run("gaan"), _random_init(tiny_arch), 0.02)
     next_batch = _batches(tiny_data)

@@ -101,6 +101,17 @@ class OptimParams(Strict):
     beta2: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.999
 
 
+class LRDecay(Strict):
+    """Staircase decay of every optimizer of a GAN run: lr × rate^⌊step / every⌋, the step
+    counted in generator steps (GAAN §4.1: "decayed every 10K steps with a base of 0.9")."""
+
+    every: PositiveInt
+    rate: Annotated[float, Field(gt=0.0, le=1.0)]
+
+
+LatentPrior = Literal["normal", "uniform"]
+
+
 class ClassifierParams(Strict):
     steps: PositiveInt = 600
     batch_size: PositiveInt = 64
@@ -150,6 +161,10 @@ class GANParams(Strict):
     num_sample_images: PositiveInt = 64
     nonfinite_retries: Annotated[int, Field(ge=0)] = 0  # roll back to the last state and retry
     ema: Annotated[float, Field(strict=True)] | None = None  # G's weight average (training.ema)
+    # z ~ N(0, I) or U[-1, 1]; None: the method's own for a random generator (gan, rfgan:
+    # normal; began, gaan: uniform) and the decoder's own for a transferred one (init vae)
+    prior: LatentPrior | None = None
+    lr_decay: LRDecay | None = None  # None: a constant learning rate
     began: BEGANParams = BEGANParams()
     rfgan: RFGANParams = RFGANParams()
     gaan: GAANParams = GAANParams()
@@ -160,11 +175,16 @@ class GANParams(Strict):
         return check_ema(value)
 
     @model_validator(mode="after")
-    def _cadence_fits(self) -> GANParams:
+    def _cross_checks(self) -> GANParams:
         if self.checkpoint_every > self.steps:
             raise ValueError(
                 f"checkpoint_every ({self.checkpoint_every}) must be ≤ steps ({self.steps}) "
                 "so that at least one checkpoint is evaluated"
+            )
+        if self.method == "began" and self.lr_decay is not None:
+            raise ValueError(
+                "lr_decay does not apply to method 'began': it halves its learning rate itself "
+                "when M_global stalls (began.lr_halve_patience); set lr_decay: null"
             )
         return self
 
@@ -183,6 +203,8 @@ class RunParams(Strict):
     seed: int | None = None
     checkpoint_every: PositiveInt | None = None
     optim: OptimParams | None = None
+    prior: LatentPrior | None = None
+    lr_decay: LRDecay | None = None
     # Per-method params: only the keys a run sets replace the `gan` defaults.
     began: BEGANParams | None = None
     rfgan: RFGANParams | None = None
@@ -286,6 +308,8 @@ class ModeBenchmarkParams(Strict):
     batch_size: PositiveInt = 100
     checkpoint_every: PositiveInt | None = None  # None: only the last step
     optim: OptimParams = OptimParams(lr=1e-3)
+    prior: LatentPrior | None = None  # every variant's `prior` unless it sets its own
+    lr_decay: LRDecay | None = None  # every variant's `lr_decay` unless it sets its own
     num_samples: PositiveInt = 2000  # generated samples scored (GAAN §4.1: 2,000)
     pretrain_steps: PositiveInt = 1000  # the VAE (unbalanced variants) and the DAE (rfgan)
     base_channels: PositiveInt = 32  # stacked-mnist conv nets (n, 2n…)
@@ -330,6 +354,8 @@ class ModeBenchmarkParams(Strict):
             steps=steps,
             batch_size=self.batch_size,
             optim=self.optim,
+            prior=self.prior,
+            lr_decay=self.lr_decay,
             checkpoint_every=self.checkpoint_every or steps,
             log_every=min(10, steps),
         )

@@ -31,3 +31,21 @@ class Method(Protocol):
     def state_dict(self) -> dict: ...
 
     def load_state_dict(self, state: dict) -> None: ...
+
+
+def run_prior(run, generator_init: dict, default: str) -> str:
+    """The latent prior a run's generator is trained with: `gan.prior` when set; otherwise a
+    transferred decoder's own (the init file's) and, for a random generator, `default` (the
+    method's: the prior of its paper)."""
+    if run.gan.prior is not None:
+        return run.gan.prior
+    if "state_dict" in generator_init:
+        return generator_init.get("prior", "normal")
+    return default
+
+
+def draw_latent(batch: int, latent_dim: int, prior: str, device) -> torch.Tensor:
+    """z for one training step, drawn on `device`: N(0, I) or U[-1, 1]."""
+    if prior == "uniform":
+        return torch.rand(batch, latent_dim, device=device) * 2 - 1
+    return torch.randn(batch, latent_dim, device=device)

@@ -40,6 +40,7 @@ from collections.abc import Callable
 import torch
 
 from ugan.core.runtime import seed_everything
+from ugan.methods.base import draw_latent
 from ugan.nets.began import BEGANDiscriminator, BEGANGenerator
 from ugan.nets.dcgan import ArchConfig
 
@@ -78,6 +79,7 @@ class BEGANMethod:
             m_global_decay=params.m_global_decay,
             lr_halve_patience=params.lr_halve_patience,
             lr_min=params.lr_min,
+            prior=run.gan.prior or cls.prior,
         )
 
     def __init__(
@@ -93,8 +95,10 @@ class BEGANMethod:
         m_global_decay: float = 0.99,
         lr_halve_patience: int = 500,
         lr_min: float = 1e-6,
+        prior: str = "uniform",
     ):
         self.generator = generator
+        self.prior = prior
         self.discriminator = discriminator
         self.latent_dim = generator.cfg.latent_dim
         self.gamma = gamma
@@ -149,7 +153,7 @@ class BEGANMethod:
         return self.opt_d.param_groups[0]["lr"]
 
     def _noise(self, batch: int, like: torch.Tensor) -> torch.Tensor:
-        return torch.rand(batch, self.latent_dim, device=like.device) * 2 - 1
+        return draw_latent(batch, self.latent_dim, self.prior, like.device)
 
     def train_step(
         self, next_batch: Callable[[], tuple[torch.Tensor, torch.Tensor]]

@@ -26,7 +26,7 @@ Eq. 4 is the cross-entropy objective, so the run's `loss` must be `ns`; the pena
 (`gaan.lambda_p`), not `gp_weight`. Separate Adam optimizers for (E, G), D and G, each with the
 run's `optim`. The prior is the paper's U[-1, 1] for a random generator and, for a transferred
 VAE decoder (the unbalanced variant), the decoder's own prior (the init file's, N(0, I)),
-unless `gaan.prior` says otherwise.
+unless `gan.prior` says otherwise (`ugan.methods.base.run_prior`).
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from torch import nn
 
 from ugan.core.runtime import seed_everything
 from ugan.losses import ns_g_loss, wgan_gp_penalty
+from ugan.methods.base import draw_latent, run_prior
 from ugan.nets.family import critic_norm, family_of
 
 
@@ -98,14 +99,10 @@ class GAANMethod:
         encoder = nets.latent_encoder(arch)
         nets.init(encoder, init_std)
         generator = nets.generator(arch)
-        transferred = "state_dict" in generator_init
-        if transferred:
+        if "state_dict" in generator_init:
             generator.load_state_dict(generator_init["state_dict"])
         else:
             nets.init(generator, generator_init.get("init_std", init_std))
-        prior = params.prior or (
-            generator_init.get("prior", "normal") if transferred else "uniform"
-        )
         # R and W's f on D's features (images) or on the data itself (2-D points)
         feature_space = nets.gaan_feature_space
         lambda_w = params.lambda_w
@@ -122,7 +119,7 @@ class GAANMethod:
             lambda_r=params.lambda_r,
             lambda_p=params.lambda_p,
             lambda_w=lambda_w,
-            prior=prior,
+            prior=run_prior(run, generator_init, cls.prior),
             feature_space=feature_space,
         )
 
@@ -160,9 +157,7 @@ class GAANMethod:
         return self
 
     def _noise(self, batch: int, like: torch.Tensor) -> torch.Tensor:
-        if self.prior == "uniform":
-            return torch.rand(batch, self.latent_dim, device=like.device) * 2 - 1
-        return torch.randn(batch, self.latent_dim, device=like.device)
+        return draw_latent(batch, self.latent_dim, self.prior, like.device)
 
     def train_step(
         self, next_batch: Callable[[], tuple[torch.Tensor, torch.Tensor]]

@@ -13,6 +13,7 @@ from torch import nn
 
 from ugan.core.runtime import seed_everything
 from ugan.losses import GANLoss, get_loss
+from ugan.methods.base import draw_latent, run_prior
 from ugan.nets.family import critic_norm, family_of
 
 
@@ -66,6 +67,7 @@ class GANMethod:
             get_loss(run.gan.loss),
             lr=optim.lr,
             betas=(optim.beta1, optim.beta2),
+            prior=run_prior(run, generator_init, cls.prior),
             **cls.options(run),
         )
 
@@ -80,6 +82,7 @@ class GANMethod:
         n_critic: int = 1,
         clip_value: float = 0.01,
         gp_weight: float = 10.0,
+        prior: str | None = None,
     ):
         self.generator = generator
         self.discriminator = discriminator
@@ -87,6 +90,7 @@ class GANMethod:
         self.n_critic = n_critic
         self.clip_value = clip_value
         self.gp_weight = gp_weight
+        self.prior = prior or type(self).prior
         self.latent_dim = generator.cfg.latent_dim
         self.opt_g = torch.optim.Adam(generator.parameters(), lr=lr, betas=betas)
         self.opt_d = torch.optim.Adam(self.d_parameters(), lr=lr, betas=betas)
@@ -109,7 +113,7 @@ class GANMethod:
         return self
 
     def _noise(self, batch: int, like: torch.Tensor) -> torch.Tensor:
-        return torch.randn(batch, self.latent_dim, device=like.device)
+        return draw_latent(batch, self.latent_dim, self.prior, like.device)
 
     def train_step(
         self, next_batch: Callable[[], tuple[torch.Tensor, torch.Tensor]]

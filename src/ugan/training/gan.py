@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from ugan.config.schema import PerfParams, ResolvedRun
+from ugan.config.schema import LRDecay, PerfParams, ResolvedRun
 from ugan.core.errors import InputError
 from ugan.core.io import atomic_write_json, atomic_write_text, save_checkpoint
 from ugan.core.paths import RESUME_ROOT, RunLayout
@@ -26,7 +26,7 @@ from ugan.methods.table import get_method
 from ugan.nets.dcgan import ArchConfig, one_hot
 from ugan.nets.generator_file import GENERATOR_FILE, generator_payload, noise, sample
 from ugan.tracking.stage_run import StageRun
-from ugan.training.accel import Accel, numeric_identity
+from ugan.training.accel import Accel, numeric_identity, optimizers_of
 from ugan.training.ema import GeneratorEMA
 from ugan.training.loop import Schedule, Task, run_loop
 from ugan.training.resume import ResumeStore
@@ -85,19 +85,44 @@ def resume_fingerprint(
     }
 
 
+class StepDecay:
+    """`gan.lr_decay` on a method's optimizers: lr = initial lr × rate^⌊done / every⌋ before
+    each step. The initial lr is kept in each param group (`initial_lr`, torch's own key), so
+    it travels with the optimizer's state through a resume."""
+
+    def __init__(self, decay: LRDecay, optimizers) -> None:
+        self.decay, self.optimizers = decay, list(optimizers)
+        for group in self._groups():
+            group.setdefault("initial_lr", group["lr"])
+
+    def _groups(self):
+        # read through the optimizers each time: loading a state replaces their group dicts
+        return (group for optimizer in self.optimizers for group in optimizer.param_groups)
+
+    def apply(self, done: int) -> None:
+        factor = self.decay.rate ** (done // self.decay.every)
+        for group in self._groups():
+            group["lr"] = group["initial_lr"] * factor
+
+
 class GANTask(Task):
     """A method in the loop. Its part of the resume state is the method's state, the loss
     rows so far (losses.csv is rewritten from them at each checkpoint) and, with `ema`, the
     generator's weight average (updated after every step, saved beside each checkpoint)."""
 
     def __init__(
-        self, run_key, method, layout: RunLayout, tracker, render, z_fixed, ema=None
+        self, run_key, method, layout: RunLayout, tracker, render, z_fixed, ema=None, decay=None
     ) -> None:
         self.name = f"train_gan@{run_key}"
         self.method, self.layout, self.tracker = method, layout, tracker
         self.render, self.z_fixed = render, z_fixed
         self.ema: GeneratorEMA | None = ema
+        self.decay: StepDecay | None = decay
         self.rows: list[dict] = []
+
+    def before_step(self, done: int) -> None:
+        if self.decay is not None:
+            self.decay.apply(done)
 
     def train_step(self, next_batch):
         losses = self.method.train_step(next_batch)
@@ -187,6 +212,10 @@ def train_gan(
     images, labels = data.train
     batches = InfiniteBatches(images, labels, cfg.batch_size, seed=cfg.seed, device=device)
     method = accel.prepare(method, batches)
+    # the optimizers as prepared (fused), before a data-parallel wrapper hides them
+    decay = (
+        None if cfg.lr_decay is None else StepDecay(cfg.lr_decay, optimizers_of(method).values())
+    )
     if wrap is not None:
         method = wrap(method, batches)
     z_fixed = noise(
@@ -198,7 +227,7 @@ def train_gan(
         resume_root,
     )
 
-    task = GANTask(run_key, method, layout, tracker, render, z_fixed, ema)
+    task = GANTask(run_key, method, layout, tracker, render, z_fixed, ema, decay)
     schedule = Schedule(
         cfg.steps, cfg.log_every, cfg.checkpoint_every, cfg.nonfinite_retries, cfg.seed
     )

@@ -71,6 +71,10 @@ class Task(ABC):
     def on_start(self, step: int) -> None:  # noqa: B027 (an optional hook)
         """Before the first step, fresh (0) or resumed: discard outputs written after `step`."""
 
+    def before_step(self, done: int) -> None:  # noqa: B027 (an optional hook)
+        """Before each step, with the number of steps done so far (a schedule's clock; it
+        goes back on a resume or a roll-back)."""
+
     def on_record(self, step: int, losses: dict[str, float]) -> None:  # noqa: B027 (an optional hook)
         """Each step's (finite) losses, in step order."""
 
@@ -103,6 +107,7 @@ class _Loop:
 
     def _step(self) -> None:
         s = self.schedule
+        self.task.before_step(self.step)
         with self.accel.autocast() if self.accel else contextlib.nullcontext():
             losses = self.task.train_step(self.batches.next)
         self.step += 1
