@@ -321,11 +321,27 @@ def test_a_profile_grid_runs_as_a_dvc_experiment_with_claims_over_seeds(project)
     assert "Claims of the paper, across seeds" in (proj.path / "reports/report.md").read_text()
 
 
+def _vae_seeds(node, names: list[str]) -> dict[str, int]:
+    """experiment name → its vae.seed, from anywhere in `dvc exp show --json`."""
+    found = {}
+    if isinstance(node, dict):
+        if node.get("name") in names and node.get("data"):
+            params = node["data"]["params"]["params.yaml"]["data"]
+            found[node["name"]] = params["vae"]["seed"]
+        nodes = node.values()
+    else:
+        nodes = node if isinstance(node, list) else []
+    for child in nodes:
+        found |= _vae_seeds(child, names)
+    return found
+
+
 def test_reproduce_runs_a_rows_profile_as_an_experiment_and_writes_its_verdict(project):
     """`ugan reproduce ROW`: the row's profile runs as a DVC experiment of its stage (`modes`
-    for ring8's 5 seeds of RFGAN, `evaluate` of every run for BEGAN's γ sweep; tiny here), the
-    row is assessed from what it wrote, params.yaml gets its bytes back, a row that is not
-    CPU-sized says why, and the table reaches MLflow."""
+    for ring8's 5 seeds of RFGAN, `evaluate` of every run for BEGAN's γ sweep, `report` once per
+    VAE seed for the Unbalanced GAN row; tiny here), the row is assessed from what it wrote,
+    params.yaml gets its bytes back, a row without a profile says why, and the table reaches
+    MLflow."""
     proj, _ = project
     p = proj.path
     (p / "profiles").mkdir(exist_ok=True)
@@ -340,15 +356,20 @@ def test_reproduce_runs_a_rows_profile_as_an_experiment_and_writes_its_verdict(p
     (p / "profiles/repro-began-mnist.yaml").write_text(
         yaml.safe_dump({"params": tiny, "runs": sweep})
     )
+    pair = {"dcgan": {"init": "random"}, "dcgan-unbalanced": {"init": "vae"}}
+    (p / "profiles/repro-unbalanced-mnist.yaml").write_text(
+        yaml.safe_dump({"params": tiny, "runs": pair})
+    )
     _sh(["git", "add", "-A"], p, proj.env)
-    _sh(["git", "commit", "-qm", "the ring8 and BEGAN rows, tiny"], p, proj.env)
+    _sh(["git", "commit", "-qm", "the ring8, BEGAN and Unbalanced GAN rows, tiny"], p, proj.env)
     before = (p / "params.yaml").read_bytes()
     cli = [sys.executable, "-m", "ugan.pipeline.cli", "reproduce"]
     bad = subprocess.run([*cli, "nope"], cwd=p, env=proj.env, capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown reproduction rows ['nope']" in bad.stderr
     assert "rfgan-ring8" in bad.stderr and not (p / "metrics/reproduction.json").exists()
 
-    _sh([*cli, "rfgan-ring8", "began-mnist", "unbalanced-mnist"], p, proj.env, timeout=1500)
+    rows = ["rfgan-ring8", "began-mnist", "unbalanced-mnist", "gaan-stacked-mnist"]
+    _sh([*cli, *rows, "--vae-seeds", "0", "1"], p, proj.env, timeout=2400)
     assert (p / "params.yaml").read_bytes() == before
     rows = {r["row"]: r for r in json.loads((p / "metrics/reproduction.json").read_text())["rows"]}
     ring = rows["rfgan-ring8"]
@@ -359,8 +380,19 @@ def test_reproduce_runs_a_rows_profile_as_an_experiment_and_writes_its_verdict(p
     assert ring["verdict"] == ("reproduced" if min(check["values"]) >= 8 else "not reproduced")
     assert [b["variant"] for b in ring["beside"]] == ["gan"] and ring["run"]["wall_s"] > 0
     assert ring["run"]["commit"] == _sh(["git", "rev-parse", "HEAD"], p, proj.env).strip()
-    assert rows["unbalanced-mnist"]["verdict"] == "not comparable"
-    assert rows["unbalanced-mnist"]["reason"].startswith("not run here: needs")
+    assert rows["gaan-stacked-mnist"]["verdict"] == "not comparable"
+    assert rows["gaan-stacked-mnist"]["reason"].startswith("not run here: needs")
+    # one experiment per VAE seed, each with its own VAE; 2 seeds are assessed, never reproduced
+    unbalanced = rows["unbalanced-mnist"]
+    assert unbalanced["verdict"] == "not comparable" and unbalanced["seeds"] == [0, 1]
+    assert unbalanced["reason"] == "2 seeds; the bar asks for ≥ 5"
+    assert {c["variant"] for c in unbalanced["checks"]} == {"gan/ns"}
+    early = next(c for c in unbalanced["checks"] if c["metric"] == "2. FID better early")
+    assert early["n"] == 2 and early["values"][0] != early["values"][1]
+    experiments = unbalanced["run"]["experiment"].split(", ")
+    assert [e[-5:] for e in experiments] == ["-vae0", "-vae1"]
+    shown = json.loads(_sh(["dvc", "exp", "show", "--json"], p, proj.env))
+    assert _vae_seeds(shown, experiments) == {experiments[0]: 0, experiments[1]: 1}
     began = rows["began-mnist"]  # the γ sweep: its runs trained and evaluated by the experiment
     assert began["verdict"] in ("reproduced", "not reproduced") and began["steps"] == 12
     assert "one seed per γ (0.3, 0.5, 0.7), at 12 steps" in began["reason"]

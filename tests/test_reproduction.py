@@ -22,6 +22,7 @@ from ugan.reporting.reproduction import (
     markdown,
     not_run,
 )
+from ugan.reporting.unbalanced_row import assess_unbalanced
 
 
 def _stat(values: list[float]) -> dict:
@@ -181,3 +182,66 @@ def test_a_checkpoints_m_global_is_the_mean_since_the_previous_checkpoint():
     rows = [(10, 1.0), (20, 3.0), (30, 5.0), (40, float("nan")), (50, 7.0)]
     means = m_global_at_checkpoints(rows, [20, 50, 60])
     assert means[:2] == [2.0, 6.0] and math.isnan(means[2])  # NaN rows skipped; none logged
+
+
+# -- the Unbalanced GAN row: ordinary vs unbalanced pairs, one experiment per VAE seed ----------
+
+
+def _pair(loss: str, seed: int, *, d_std=(0.8, 0.4), early=(60.0, 40.0), matched=True) -> dict:
+    """One experiment's report pair; `seed` jitters the numbers so intervals are finite."""
+    jitter = 0.01 * seed
+    return {
+        "method": "gan",
+        "loss": loss,
+        "d_loss_std": {"ordinary": d_std[0] + jitter, "unbalanced": d_std[1]},
+        "g_loss_std": {"ordinary": 1.0, "unbalanced": 0.5},
+        "early_fid_ordinary": [early[0] + seed, early[0]],
+        "early_fid_unbalanced": [early[1], early[1] + jitter],
+        "early_is_ordinary": [],
+        "early_is_unbalanced": [],
+        "match_target_step": 125,
+        "steps_to_match": 500 + 125 * seed if matched else None,
+        "ordinary_last_step": 1250,
+    }
+
+
+def _seeds(n: int, **kwargs) -> dict[int, list[dict]]:
+    return {s: [_pair(loss, s, **kwargs) for loss in ("ns", "lsgan", "wgan")] for s in range(n)}
+
+
+def test_the_unbalanced_row_is_reproduced_when_every_claim_holds_for_every_gan():
+    found = assess_unbalanced(BY_NAME["unbalanced-mnist"], _seeds(5), 1250)
+    assert found.verdict == REPRODUCED and found.seeds == [0, 1, 2, 3, 4]
+    assert {c["variant"] for c in found.checks} == {"gan/ns", "gan/lsgan", "gan/wgan"}
+    assert len(found.checks) == 9 and all(c["n"] == 5 and c["passed"] for c in found.checks)
+
+
+def test_the_unbalanced_rows_d_loss_std_is_on_the_papers_scale():
+    """The paper's D loss is the mean of the two BCE terms, ours (ns) their sum: halved."""
+    found = assess_unbalanced(BY_NAME["unbalanced-mnist"], _seeds(5), 1250)
+    std = {c["variant"]: c for c in found.checks if c["metric"] == "1. D loss std lower"}
+    assert std["gan/ns"]["values"][0] == pytest.approx((0.8 - 0.4) / 2)
+    assert std["gan/wgan"]["values"][0] == pytest.approx(0.8 - 0.4)
+
+
+def test_a_convergence_ratio_that_is_only_a_bound_never_passes():
+    seeds = _seeds(5)
+    seeds[3] = [_pair(loss, 3, matched=False) for loss in ("ns", "lsgan", "wgan")]
+    found = assess_unbalanced(BY_NAME["unbalanced-mnist"], seeds, 1250)
+    fast = [c for c in found.checks if c["metric"] == "3. converges faster"]
+    assert all(not c["passed"] and "bounded: seeds [3]" in c["label"] for c in fast)
+    assert found.verdict == NOT_REPRODUCED and "bounded: seeds [3]" in found.reason
+
+
+def test_the_unbalanced_row_names_a_claim_that_does_not_hold_and_needs_five_seeds():
+    worse = _seeds(5, early=(40.0, 60.0))  # unbalanced has the higher early FID
+    found = assess_unbalanced(BY_NAME["unbalanced-mnist"], worse, 1250)
+    assert found.verdict == NOT_REPRODUCED
+    assert "gan/ns 2. FID better early (does not hold)" in found.reason
+    few = assess_unbalanced(BY_NAME["unbalanced-mnist"], _seeds(2), 1250)
+    assert few.verdict == NOT_COMPARABLE and few.reason == "2 seeds; the bar asks for ≥ 5"
+    one = assess_unbalanced(BY_NAME["unbalanced-mnist"], _seeds(1), 1250)
+    assert one.verdict == NOT_COMPARABLE and all("shown" in c for c in one.checks)
+    assert "| unbalanced-mnist" in markdown([one.as_dict()])
+    empty = assess_unbalanced(BY_NAME["unbalanced-mnist"], {0: []}, 1250)
+    assert empty.verdict == NOT_COMPARABLE

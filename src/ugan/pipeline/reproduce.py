@@ -36,6 +36,7 @@ from ugan.reporting.reproduction import (
     markdown,
     not_run,
 )
+from ugan.reporting.unbalanced_row import assess_unbalanced
 from ugan.tracking.pipeline_run import PIPELINE_ENV
 from ugan.tracking.stage_run import StageRun
 from ugan.tracking.store import tracking_uri
@@ -43,6 +44,7 @@ from ugan.tracking.store import tracking_uri
 TABLE = Path("metrics/reproduction.json")
 SECTION = Path("reports/reproduction.md")
 MODES = Path("metrics/modes.json")
+REPORT = Path("reports/report.json")
 RUNS, EVALUATION = Path("runs"), Path("evaluation")
 REPRODUCE_COMMANDS: dict[str, tuple] = {}  # cli.py adds these to its registry
 
@@ -51,6 +53,14 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     names = ", ".join(row.name for row in ROWS)
     parser.add_argument("rows", nargs="*", help=f"rows to run (default: every row): {names}")
     parser.add_argument("--list", action="store_true", help="print the rows and what they run")
+    parser.add_argument(
+        "--vae-seeds",
+        type=int,
+        nargs="+",
+        metavar="SEED",
+        help="rows run once per VAE seed (unbalanced-mnist): these seeds instead of the row's; "
+        "fewer than the row's bar asks for are assessed 'not comparable'",
+    )
 
 
 def _selected(names: list[str]) -> list[Row]:
@@ -93,10 +103,10 @@ def _judge_began(row: Row, text: str) -> Assessment:
 JUDGES = {"modes": _judge_modes, "began": _judge_began}
 
 
-def run_profile(profile: str, text: str, params_path: Path, target: str) -> dict:
+def run_profile(profile: str, text: str, params_path: Path, target: str, suffix: str = "") -> dict:
     """One `dvc exp run` of the profile's `target` stage in this workspace (every entry of a
     `foreach` stage); what ran, and how long. Raises if the experiment fails."""
-    name = f"repro-{profile.removeprefix('repro-')}-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = f"repro-{profile.removeprefix('repro-')}-{time.strftime('%Y%m%d-%H%M%S')}{suffix}"
     env = dict(os.environ)
     env[PIPELINE_ENV] = name
     env.setdefault("MLFLOW_TRACKING_URI", tracking_uri())
@@ -112,6 +122,35 @@ def run_profile(profile: str, text: str, params_path: Path, target: str) -> dict
         "commit": _head(),
         "wall_s": round(time.perf_counter() - start, 1),
     }
+
+
+def _seeded(text: str, seed: int) -> str:
+    """The profile's params with the VAE and the GAN runs drawn from `seed`."""
+    merged = yaml.safe_load(text)
+    for section in ("vae", "gan"):
+        merged.setdefault(section, {})["seed"] = seed
+    return render_params(text, merged)
+
+
+def _over_vae_seeds(row: Row, text: str, params_path: Path, seeds: list[int] | None) -> Assessment:
+    """One experiment per VAE seed (`seeds`, default the row's), each through `row.target` with
+    its own VAE; the row is assessed from every experiment's pairs (reports/report.json)."""
+    pairs, runs = {}, []
+    for seed in seeds or row.vae_seeds:
+        seeded = _seeded(text, seed)
+        runs.append(run_profile(row.profile, seeded, params_path, row.target, f"-vae{seed}"))
+        pairs[seed] = json.loads(REPORT.read_text())["pairs"]
+    params = parse_params(yaml.safe_load(text))
+    steps = max(params.run(key).gan.steps for key in params.runs)
+    found = assess_unbalanced(row, pairs, steps)
+    found.run = {
+        "profile": row.profile,
+        "experiment": ", ".join(run["experiment"] for run in runs),
+        "commit": runs[0]["commit"],
+        "wall_s": round(sum(run["wall_s"] for run in runs), 1),
+        "command": f"ugan reproduce {row.name}",
+    }
+    return found
 
 
 def _read_table() -> dict[str, dict]:
@@ -133,8 +172,13 @@ def reproduce(args: argparse.Namespace) -> int:
     if args.list:
         for row in rows:
             what = f"profile {row.profile}" if row.profile else f"not CPU-sized: {row.needs}"
+            if row.profile and not row.cpu_sized:
+                what += f", run only when named (not CPU-sized: {row.needs})"
             print(f"{row.name:20s} {row.where:26s} {what}")
         return 0
+    seeds = args.vae_seeds or []
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--vae-seeds must be distinct, got {seeds}")
     params_path = Path(args.params)
     params = load_params(params_path)  # the workspace's own params are valid before any run
     texts = _profiles(rows, params_path)
@@ -144,7 +188,16 @@ def reproduce(args: argparse.Namespace) -> int:
         if row.profile is None:
             table[row.name] = not_run(row).as_dict()
             continue
+        if not row.cpu_sized and not args.rows:
+            table.setdefault(row.name, not_run(row).as_dict())
+            print(f"reproduce: {row.name} not run (not CPU-sized): `ugan reproduce {row.name}`")
+            continue
         text = texts[row.profile]
+        if row.vae_seeds:
+            found = _over_vae_seeds(row, text, params_path, args.vae_seeds)
+            table[row.name] = found.as_dict()
+            _write_table(table)
+            continue
         if row.profile not in runs:
             runs[row.profile] = run_profile(row.profile, text, params_path, row.target)
         found = JUDGES[row.judge](row, text)

@@ -1,0 +1,98 @@
+"""The reproduction row of the Unbalanced GAN paper (Ham, Jun & Kim 2020, Fig. 3–5): ordinary vs
+unbalanced DCGAN, LSGAN and WGAN, one experiment per VAE seed (each seed trains its own VAE, so
+the VAE's variance is inside the intervals), assessed from the (ordinary, unbalanced) pairs the
+report of each experiment wrote (`report.json` "pairs", `ugan.reporting.comparisons`).
+
+A GAN's claims are those of `ugan.reporting.claims`, aggregated over the seeds (95 % t-interval):
+- "1. D loss std lower" on the paper's scale: its D loss is the mean of the two BCE terms (Fig. 3),
+  ours (loss `ns`) their sum, so our std is halved before it is compared and shown;
+- "2. FID better early" at the report's early checkpoints;
+- "3. converges faster": the steps the ordinary run needs to reach the unbalanced run's first
+  FID ÷ that step. A pair whose ordinary run never got there gives only a lower bound: the check
+  then fails as "bounded", however large the ratio, since the paper's claim needs it measured.
+Pure: nothing here reads a file.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ugan.reporting.claims import claims_table
+from ugan.reporting.reproduction import (
+    NOT_COMPARABLE,
+    NOT_REPRODUCED,
+    REPRODUCED,
+    Assessment,
+    Row,
+)
+
+# Our D loss ÷ the paper's, by loss (ns: BCE(real) + BCE(fake) vs their mean; lsgan and wgan
+# are already on the paper's scale).
+PAPER_D_SCALE = {"ns": 0.5}
+# (claim of ugan.reporting.claims, bar, the paper's figure)
+CLAIMS = (
+    ("1. D loss std lower", "95 % CI of std(D) ordinary − unbalanced > 0", "Fig. 3"),
+    ("2. FID better early", "95 % CI of early FID ordinary − unbalanced > 0", "Fig. 4–5"),
+    ("3. converges faster", "95 % CI of the step ratio > 1, every pair measured", "Fig. 3"),
+)
+
+
+def on_paper_scale(pair: dict) -> dict:
+    scale = PAPER_D_SCALE.get(pair["loss"], 1.0)
+    stds = {role: value * scale for role, value in pair["d_loss_std"].items()}
+    return {**pair, "d_loss_std": stds}
+
+
+def _bounded(pairs: list[dict]) -> list[int]:
+    """Seeds whose ordinary run never reached the unbalanced run's first FID."""
+    return [p["seed"] for p in pairs if p.get("steps_to_match") is None]
+
+
+def assess_unbalanced(row: Row, pairs_by_seed: dict[int, list[dict]], steps: int) -> Assessment:
+    """The row's verdict from each VAE seed's pairs (seed → that experiment's report pairs)."""
+    pairs = [
+        on_paper_scale({**pair, "seed": seed})
+        for seed, found in sorted(pairs_by_seed.items())
+        for pair in found
+    ]
+    if not pairs:
+        return Assessment(
+            row.name, row.claim, row.where, NOT_COMPARABLE, "no ordinary / unbalanced pair"
+        )
+    table = {(r["method"], r["loss"], r["claim"]): r for r in claims_table(pairs)}
+    checks = []
+    for method, loss in dict.fromkeys((p["method"], p["loss"]) for p in pairs):
+        group = [p for p in pairs if (p["method"], p["loss"]) == (method, loss)]
+        for claim, bar, figure in CLAIMS:
+            found = table[(method, loss, claim)]
+            bounded = _bounded(group) if claim.startswith("3.") else []
+            checks.append(
+                {
+                    "variant": f"{method}/{loss}",
+                    "metric": claim,
+                    "label": claim + (f" (bounded: seeds {bounded})" if bounded else ""),
+                    "bar": bar,
+                    "paper": figure,
+                    "steps": steps,
+                    **{k: found[k] for k in ("mean", "low", "high", "n", "values")},
+                    "verdict": found["verdict"],
+                    "passed": found["verdict"] == "holds" and not bounded,
+                }
+            )
+    seeds = sorted(pairs_by_seed)
+    fewest = min(c["n"] for c in checks)
+    if fewest < row.min_seeds:
+        verdict, reason = NOT_COMPARABLE, f"{fewest} seeds; the bar asks for ≥ {row.min_seeds}"
+    elif all(c["passed"] for c in checks):
+        verdict, reason = REPRODUCED, "every claim holds for every GAN"
+    else:
+        missed = [
+            f"{c['variant']} {c['label']} ({c['verdict']})" for c in checks if not c["passed"]
+        ]
+        verdict, reason = NOT_REPRODUCED, "missed: " + "; ".join(missed)
+    for check in checks:  # t-intervals of one seed are infinite: shown as the values alone
+        if not math.isfinite(check["low"]):
+            check["shown"] = ", ".join(f"{v:.3g}" for v in check["values"])
+    return Assessment(
+        row.name, row.claim, row.where, verdict, reason, checks, [], steps, None, seeds
+    )
