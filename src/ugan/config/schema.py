@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from ugan.config.base import PositiveInt, Probability, Strict
+from ugan.config.base import LatentPrior, LRDecay, OptimParams, PositiveInt, Probability, Strict
 from ugan.config.checks import check_ema, check_labels, check_method
 from ugan.config.methods import BEGANParams, GAANParams, RFGANParams
 from ugan.core.errors import ConfigError
@@ -93,23 +93,6 @@ class ModelParams(Strict):
             dropout=self.dropout,
             num_classes=num_classes if self.conditional else 0,
         )
-
-
-class OptimParams(Strict):
-    lr: Annotated[float, Field(gt=0.0)] = 2e-4
-    beta1: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.5
-    beta2: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.999
-
-
-class LRDecay(Strict):
-    """Staircase decay of every optimizer of a GAN run: lr × rate^⌊step / every⌋, the step
-    counted in generator steps (GAAN §4.1: "decayed every 10K steps with a base of 0.9")."""
-
-    every: PositiveInt
-    rate: Annotated[float, Field(gt=0.0, le=1.0)]
-
-
-LatentPrior = Literal["normal", "uniform"]
 
 
 class ClassifierParams(Strict):
