@@ -245,3 +245,15 @@ def test_the_unbalanced_row_names_a_claim_that_does_not_hold_and_needs_five_seed
     assert "| unbalanced-mnist" in markdown([one.as_dict()])
     empty = assess_unbalanced(BY_NAME["unbalanced-mnist"], {0: []}, 1250)
     assert empty.verdict == NOT_COMPARABLE
+
+
+def test_repeated_vae_seeds_are_refused_before_anything_runs(tmp_path):
+    import subprocess
+    import sys
+
+    cli = [sys.executable, "-m", "ugan.pipeline.cli", "reproduce", "unbalanced-mnist"]
+    done = subprocess.run(
+        [*cli, "--vae-seeds", "1", "1"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert done.returncode == 2 and "--vae-seeds must be distinct, got [1, 1]" in done.stderr
+    assert not (tmp_path / "metrics").exists()
