@@ -40,7 +40,7 @@ from collections.abc import Callable
 import torch
 
 from ugan.core.runtime import seed_everything
-from ugan.methods.base import draw_latent
+from ugan.methods.base import draw_latent, run_prior
 from ugan.nets.began import BEGANDiscriminator, BEGANGenerator
 from ugan.nets.dcgan import ArchConfig
 
@@ -79,7 +79,7 @@ class BEGANMethod:
             m_global_decay=params.m_global_decay,
             lr_halve_patience=params.lr_halve_patience,
             lr_min=params.lr_min,
-            prior=run.gan.prior or cls.prior,
+            prior=run_prior(run, generator_init, cls.prior),
         )
 
     def __init__(
