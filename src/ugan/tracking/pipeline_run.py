@@ -18,10 +18,12 @@ import tempfile
 import uuid
 import warnings
 from pathlib import Path
-
-from mlflow.tracking import MlflowClient
+from typing import TYPE_CHECKING
 
 from ugan.tracking.store import experiment_id, prepare_store, tracking_uri
+
+if TYPE_CHECKING:  # imported where used (stage start-up: tracking.store)
+    from mlflow.tracking import MlflowClient
 
 PIPELINE_ENV = "UGAN_PIPELINE_ID"
 PARENT_ENV = "UGAN_PARENT_RUN_ID"
@@ -109,6 +111,8 @@ def open_pipeline_run(pipeline: str, experiment: str, uri: str | None = None) ->
     """For an orchestrator: find or create the parent run up front, to pass its id to the stage
     processes in `UGAN_PARENT_RUN_ID`. None, with a warning, when the store is unreachable (the
     stages then find or create the parent themselves, or spool)."""
+    from mlflow.tracking import MlflowClient
+
     uri = uri or tracking_uri()
     try:
         prepare_store(uri)
@@ -125,4 +129,6 @@ def open_pipeline_run(pipeline: str, experiment: str, uri: str | None = None) ->
 
 def close_pipeline_run(run_id: str, status: str, uri: str | None = None) -> None:
     """Mark the parent run ended with `status` (FINISHED / FAILED / KILLED)."""
+    from mlflow.tracking import MlflowClient
+
     MlflowClient(uri or tracking_uri()).set_terminated(run_id, status)

@@ -12,14 +12,14 @@ import json
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any
-
-from mlflow.entities import Metric, Param
-from mlflow.tracking import MlflowClient
+from typing import TYPE_CHECKING, Any
 
 from ugan.core.errors import UserError
 from ugan.core.paths import SPOOL_ROOT
 from ugan.tracking.store import experiment_id
+
+if TYPE_CHECKING:  # imported where used (stage start-up: tracking.store)
+    from mlflow.tracking import MlflowClient
 
 
 class Spool:
@@ -89,6 +89,8 @@ def _start(client: MlflowClient, spool_dir: Path, event: dict, run_id: str | Non
 
 
 def _params(client: MlflowClient, run_id: str, event: dict) -> None:
+    from mlflow.entities import Param
+
     # A spool begun mid-run (the store went away after the run started) carries no params.
     params = [Param(k, v) for k, v in event.get("params", {}).items()]
     for start in range(0, len(params), 100):  # logging a param again with its value is a no-op
@@ -96,6 +98,8 @@ def _params(client: MlflowClient, run_id: str, event: dict) -> None:
 
 
 def _metrics(client: MlflowClient, run_id: str, event: dict) -> None:
+    from mlflow.entities import Metric
+
     # The store keeps one row per (key, value, timestamp, step): a replay twice is harmless.
     metrics = [Metric(k, v, ts, step) for k, v, ts, step in event["metrics"]]
     for start in range(0, len(metrics), 1000):

@@ -13,9 +13,10 @@ import os
 import sqlite3
 import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
+if TYPE_CHECKING:  # MLflow is imported where it is used: it costs a stage ~2 s of start-up
+    from mlflow.tracking import MlflowClient
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 # Fail over to the local spool within seconds, not after MLflow's default minutes of retries.
@@ -71,6 +72,8 @@ def prepare_store(uri: str) -> None:
             if not _has_schema(path):
                 with sqlite3.connect(path, timeout=30) as connection:
                     connection.execute("PRAGMA journal_mode=WAL")
+                from mlflow.tracking import MlflowClient
+
                 MlflowClient(uri).search_experiments(max_results=1)  # runs the migrations
     elif uri.startswith(("http://", "https://")):
         with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5):
@@ -80,6 +83,8 @@ def prepare_store(uri: str) -> None:
 def experiment_id(client: MlflowClient, name: str) -> str:
     """The id of experiment `name`, created if missing (a concurrent creator wins the race),
     tagged `mlflow.experimentKind = custom_model_development` unless it already has a kind."""
+    from mlflow.exceptions import MlflowException
+
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
         try:
