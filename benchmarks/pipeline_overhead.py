@@ -98,6 +98,7 @@ def mlflow_logging(tmp: Path, steps: int) -> dict:
 
     losses = {"d_loss": 0.7, "g_loss": 0.69, "d_real": 0.1, "d_fake": -0.1}
     with StageRun("bench", {}, run_key="buffered", log_models=False) as run:
+        assert run.run_id  # connected (in the background) before timing: logging, not the store
         start = time.perf_counter()
         for step in range(1, steps + 1):
             run.log_metrics(losses, step=step)
