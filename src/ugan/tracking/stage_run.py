@@ -209,8 +209,7 @@ class StageRun:
             status = "KILLED"
         else:
             status = "FAILED"
-        self._ready()
-        self.flush()
+        self.flush()  # waits for the connection first
         self._guarded(
             lambda: self._client.set_terminated(self._run_id, status),
             lambda: self.spool.write("end", status=status),
@@ -240,8 +239,7 @@ class StageRun:
 
     def mark_interrupted(self, run_id: str | None) -> None:
         """A run left RUNNING by a killed process is marked KILLED when its work is resumed."""
-        self._ready()
-        if not run_id or run_id == self._run_id or self.offline:
+        if not run_id or run_id == self.run_id or self.offline:
             return
         try:
             previous = self._client.get_run(run_id)
