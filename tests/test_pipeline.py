@@ -413,3 +413,10 @@ def test_reproduce_runs_a_rows_profile_as_an_experiment_and_writes_its_verdict(p
     assert tracked.data.tags["ugan.verdict.rfgan-ring8"] == ring["verdict"]
     assert tracked.data.metrics["rfgan-ring8.rfgan.modes_covered"] == check["mean"]
     assert tracked.data.metrics["began-mnist.began-g05.msssim_gap_to_real"] == gap["mean"]
+    # each seed kept as it ended: a second call trains nothing and reads the same table back
+    kept = json.loads((p / "metrics/reproduction/unbalanced-mnist/vae-seed-1.json").read_text())
+    assert kept["experiment"] == experiments[1] and kept["pairs"][0]["method"] == "gan"
+    again = _sh([*cli, "unbalanced-mnist", "--vae-seeds", "0", "1"], p, proj.env)
+    assert f"VAE seed 1 kept from experiment {experiments[1]}" in again
+    table = json.loads((p / "metrics/reproduction.json").read_text())["rows"]
+    assert next(r for r in table if r["row"] == "unbalanced-mnist") == unbalanced

@@ -5,6 +5,7 @@ writes them (`ugan.modebench.runner._aggregate`). The command itself runs for re
 
 from __future__ import annotations
 
+import json
 import math
 import re
 
@@ -69,6 +70,12 @@ def test_a_missed_bar_names_itself_and_the_shortened_steps():
     assert "gaan modes_covered mean ≥ 24.5" in found.reason
     assert "registered_points" not in found.reason  # that bar was met
     assert "at 5,000 steps, the paper trained ~195,000" in found.reason
+    # WGAN-GP met its bar: only the missed GAN's steps are named beside the paper's
+    grid = _grid(50_000, [25] * 5, [1800] * 5)
+    grid["grid25"]["variants"]["wgan-gp"]["steps"] = 20_000
+    grid["grid25"]["variants"]["gan"]["metrics"]["modes_covered"] = _stat([13.0, 12, 14, 15, 13])
+    found = assess(BY_NAME["wgan-gp-grid25"], grid)
+    assert found.reason.endswith("— at 50,000 steps, the paper trained ~195,000")
 
 
 def test_fewer_seeds_than_the_bar_asks_is_never_reproduced():
@@ -257,3 +264,35 @@ def test_repeated_vae_seeds_are_refused_before_anything_runs(tmp_path):
     )
     assert done.returncode == 2 and "--vae-seeds must be distinct, got [1, 1]" in done.stderr
     assert not (tmp_path / "metrics").exists()
+
+
+def test_a_row_over_vae_seeds_resumes_from_the_seeds_it_recorded(tmp_path, monkeypatch, capsys):
+    """Each VAE seed's record is kept as the seed ends: a later call with every seed recorded
+    for the same params runs no experiment and assesses them all; a record made with other
+    params is named and left out, never mixed in."""
+    import shutil
+    from pathlib import Path
+
+    from ugan.pipeline import reproduce
+
+    root = Path(__file__).resolve().parents[1]
+    shutil.copy(root / "params.yaml", tmp_path / "params.yaml")
+    shutil.copytree(root / "profiles", tmp_path / "profiles")
+    monkeypatch.chdir(tmp_path)
+    row = BY_NAME["unbalanced-mnist"]
+    text = reproduce._profiles([row], Path("params.yaml"))[row.profile]
+    digest = reproduce._params_digest(text)
+    assert digest == reproduce._params_digest("# a comment\n" + text)
+    run = {"profile": row.profile, "commit": "abc", "wall_s": 60.0}
+    for seed, pairs in _seeds(5).items():
+        reproduce.record_seed(row, seed, digest, run | {"experiment": f"e{seed}"}, pairs)
+    stale = tmp_path / "metrics/reproduction/unbalanced-mnist/vae-seed-7.json"
+    stale.write_text(json.dumps({"seed": 7, "params_sha256": "other", "pairs": []}))
+    monkeypatch.setattr(reproduce, "run_profile", lambda *a: pytest.fail("a seed ran again"))
+
+    found = reproduce._over_vae_seeds(row, text, Path("params.yaml"), None, rerun=False)
+    assert found.verdict == REPRODUCED and found.seeds == [0, 1, 2, 3, 4]
+    assert found.run["experiment"] == "e0, e1, e2, e3, e4" and found.run["wall_s"] == 300.0
+    said = capsys.readouterr().out
+    assert "VAE seed 3 kept from experiment e3" in said
+    assert f"{stale.relative_to(tmp_path)} was made with other params: left out" in said

@@ -6,13 +6,17 @@ Rows that share a profile (GAAN's and WGAN-GP's grid25 rows) share one experimen
 selected profile is validated before anything runs. params.yaml gets its bytes back after each
 experiment (the experiment itself keeps the profile's params: `dvc exp show`), so the
 workspace's own pipeline is untouched. Rows not selected keep their last assessment, so
-`ugan reproduce ROW` refreshes one row. Every stage of an experiment is an MLflow run under
-the pipeline id `repro-<profile>-<time>`, and the table goes to MLflow as a `reproduce` run.
+`ugan reproduce ROW` refreshes one row. A row run once per VAE seed keeps each seed's record
+in `metrics/reproduction/<row>/` as the seed ends: a later call runs only the seeds missing
+for the same params (hours on a CPU survive a stop), `--rerun` trains them again.
+Every stage of an experiment is an MLflow run under the pipeline id `repro-<profile>-<time>`,
+and the table goes to MLflow as a `reproduce` run.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -46,6 +50,7 @@ SECTION = Path("reports/reproduction.md")
 MODES = Path("metrics/modes.json")
 REPORT = Path("reports/report.json")
 RUNS, EVALUATION = Path("runs"), Path("evaluation")
+SEEDS = Path("metrics/reproduction")  # <row>/vae-seed-<n>.json: one record per VAE seed
 REPRODUCE_COMMANDS: dict[str, tuple] = {}  # cli.py adds these to its registry
 
 
@@ -60,6 +65,12 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SEED",
         help="rows run once per VAE seed (unbalanced-mnist): these seeds instead of the row's; "
         "fewer than the row's bar asks for are assessed 'not comparable'",
+    )
+    parser.add_argument(
+        "--rerun",
+        action="store_true",
+        help="train again the VAE seeds already recorded in metrics/reproduction/<row>/ for "
+        "the same params (by default a recorded seed is kept and only the missing ones run)",
     )
 
 
@@ -132,22 +143,63 @@ def _seeded(text: str, seed: int) -> str:
     return render_params(text, merged)
 
 
-def _over_vae_seeds(row: Row, text: str, params_path: Path, seeds: list[int] | None) -> Assessment:
+def _params_digest(text: str) -> str:
+    """What a seed's record is valid for: the profile's params, comments and order aside."""
+    canonical = json.dumps(yaml.safe_load(text), sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _seed_path(row: Row, seed: int) -> Path:
+    return SEEDS / row.name / f"vae-seed-{seed}.json"
+
+
+def recorded_seeds(row: Row, digest: str) -> dict[int, dict]:
+    """The row's per-seed records made with these params (seed → record); a record made with
+    other params is named and left out, never mixed in."""
+    found = {}
+    for path in sorted((SEEDS / row.name).glob("vae-seed-*.json")):
+        record = json.loads(path.read_text())
+        if record["params_sha256"] == digest:
+            found[record["seed"]] = record
+        else:
+            print(f"reproduce: {path} was made with other params: left out", flush=True)
+    return found
+
+
+def record_seed(row: Row, seed: int, digest: str, run: dict, pairs: list[dict]) -> dict:
+    """One VAE seed's experiment and its (ordinary, unbalanced) pairs, kept at once, so a
+    crash or a stop at a later seed loses nothing and a later call adds the missing seeds."""
+    record = {"seed": seed, "params_sha256": digest, **run, "pairs": pairs}
+    atomic_write_json(_seed_path(row, seed), record)
+    return record
+
+
+def _over_vae_seeds(
+    row: Row, text: str, params_path: Path, seeds: list[int] | None, rerun: bool
+) -> Assessment:
     """One experiment per VAE seed (`seeds`, default the row's), each through `row.target` with
-    its own VAE; the row is assessed from every experiment's pairs (reports/report.json)."""
-    pairs, runs = {}, []
+    its own VAE, each recorded as it ends; seeds already recorded with the same params are kept
+    unless `rerun`. The row is assessed from every recorded seed (reports/report.json pairs)."""
+    digest = _params_digest(text)
+    records = recorded_seeds(row, digest)
     for seed in seeds or row.vae_seeds:
+        if seed in records and not rerun:
+            kept = records[seed]["experiment"]
+            print(f"reproduce: VAE seed {seed} kept from experiment {kept} (--rerun: train again)")
+            continue
         seeded = _seeded(text, seed)
-        runs.append(run_profile(row.profile, seeded, params_path, row.target, f"-vae{seed}"))
-        pairs[seed] = json.loads(REPORT.read_text())["pairs"]
+        run = run_profile(row.profile, seeded, params_path, row.target, f"-vae{seed}")
+        pairs = json.loads(REPORT.read_text())["pairs"]
+        records[seed] = record_seed(row, seed, digest, run, pairs)
     params = parse_params(yaml.safe_load(text))
     steps = max(params.run(key).gan.steps for key in params.runs)
-    found = assess_unbalanced(row, pairs, steps)
+    ordered = [records[seed] for seed in sorted(records)]
+    found = assess_unbalanced(row, {r["seed"]: r["pairs"] for r in ordered}, steps)
     found.run = {
         "profile": row.profile,
-        "experiment": ", ".join(run["experiment"] for run in runs),
-        "commit": runs[0]["commit"],
-        "wall_s": round(sum(run["wall_s"] for run in runs), 1),
+        "experiment": ", ".join(r["experiment"] for r in ordered),
+        "commit": ", ".join(dict.fromkeys(r["commit"] for r in ordered)),
+        "wall_s": round(sum(r["wall_s"] for r in ordered), 1),
         "command": f"ugan reproduce {row.name}",
     }
     return found
@@ -194,7 +246,7 @@ def reproduce(args: argparse.Namespace) -> int:
             continue
         text = texts[row.profile]
         if row.vae_seeds:
-            found = _over_vae_seeds(row, text, params_path, args.vae_seeds)
+            found = _over_vae_seeds(row, text, params_path, args.vae_seeds, args.rerun)
             table[row.name] = found.as_dict()
             _write_table(table)
             continue

@@ -197,8 +197,9 @@ def assess(row: Row, summaries: dict[str, dict]) -> Assessment:
     else:
         failed = [f"{c['variant']} {c['metric']} {c['bar']}" for c in checks if not c["passed"]]
         verdict, reason = NOT_REPRODUCED, "missed: " + "; ".join(failed)
-        if row.paper_steps and steps < row.paper_steps:
-            reason += f" — at {_steps_of(checks)}, the paper trained ~{row.paper_steps:,}"
+        missed = [c for c in checks if not c["passed"]]  # the steps of a bar met say nothing
+        if row.paper_steps and min(c["steps"] for c in missed) < row.paper_steps:
+            reason += f" — at {_steps_of(missed)}, the paper trained ~{row.paper_steps:,}"
     return Assessment(
         row.name, row.claim, row.where, verdict, reason, checks, beside,
         steps, row.paper_steps, seeds,
