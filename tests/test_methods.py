@@ -20,7 +20,7 @@ import yaml
 from ugan.config.load import parse_params
 from ugan.config.profiles import apply_profile, load_profile
 from ugan.config.schema import DAEParams
-from ugan.core.errors import ResumeMismatchError
+from ugan.core.errors import ConfigError, ResumeMismatchError
 from ugan.core.io import load_checkpoint, save_checkpoint
 from ugan.core.paths import DAE_PATH, RunLayout
 from ugan.data.batches import InfiniteBatches
@@ -85,6 +85,20 @@ def test_every_method_takes_a_finite_step_that_moves_its_generator(
     after = list(m.generator.parameters())
     assert any(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
     assert type(m.generator) in GENERATORS.values()
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_weight_decay_reaches_every_optimizer_of_every_method(method, tiny_arch, dae_file):
+    """GAAN §4.1 tuned its baselines with weight decay: `optim.weight_decay` is Adam's on
+    every net a method trains, and a negative one is refused by name."""
+    run = _run(method, optim={"weight_decay": 1e-3})
+    m = build_method(tiny_arch, run, _random_init(tiny_arch), 0.02)
+    groups = [
+        g for o in vars(m).values() if isinstance(o, torch.optim.Optimizer) for g in o.param_groups
+    ]
+    assert len(groups) >= 2 and {g["weight_decay"] for g in groups} == {1e-3}
+    with pytest.raises(ConfigError, match=r"optim.weight_decay"):
+        _run(method, optim={"weight_decay": -1.0})
 
 
 def _cross_sample_gradient(discriminator: torch.nn.Module, x: torch.Tensor) -> float:

@@ -10,6 +10,7 @@ import math
 import re
 
 import pytest
+import yaml
 
 from ugan.evaluation.intervals import mean_ci
 from ugan.reporting.began_row import assess_began, m_global_at_checkpoints
@@ -283,6 +284,9 @@ def test_a_row_over_vae_seeds_resumes_from_the_seeds_it_recorded(tmp_path, monke
     text = reproduce._profiles([row], Path("params.yaml"))[row.profile]
     digest = reproduce._params_digest(text)
     assert digest == reproduce._params_digest("# a comment\n" + text)
+    spelled = yaml.safe_load(text) | {"eval": {**yaml.safe_load(text)["eval"], "nearest_k": 5}}
+    assert digest == reproduce._params_digest(yaml.safe_dump(spelled))  # a default spelled out
+    assert digest != reproduce._params_digest(text.replace("steps: 1250", "steps: 1000"))
     run = {"profile": row.profile, "commit": "abc", "wall_s": 60.0}
     for seed, pairs in _seeds(5).items():
         reproduce.record_seed(row, seed, digest, run | {"experiment": f"e{seed}"}, pairs)

@@ -19,6 +19,9 @@ class OptimParams(Strict):
     lr: Annotated[float, Field(gt=0.0)] = 2e-4
     beta1: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.5
     beta2: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.999
+    # Adam's L2 weight decay on every net the optimizer trains (GAAN §4.1 tuned its baselines
+    # "with weight decay if it gets better results"); 0: none
+    weight_decay: Annotated[float, Field(ge=0.0)] = 0.0
 
 
 class LRDecay(Strict):

@@ -73,6 +73,7 @@ class BEGANMethod:
             discriminator,
             lr=optim.lr,
             betas=(optim.beta1, optim.beta2),
+            weight_decay=optim.weight_decay,
             gamma=params.gamma,
             lambda_k=params.lambda_k,
             k_init=params.k_init,
@@ -89,6 +90,7 @@ class BEGANMethod:
         *,
         lr: float,
         betas: tuple[float, float],
+        weight_decay: float = 0.0,
         gamma: float = 0.5,
         lambda_k: float = 0.001,
         k_init: float = 0.0,
@@ -112,8 +114,12 @@ class BEGANMethod:
         self._m_best = torch.tensor(math.inf, dtype=torch.float64)  # lowest m̄ since a halving
         self._since_best = torch.tensor(0)  # steps since m̄ last reached a new minimum
         self._since_bound = 0  # host: an upper bound of _since_best (exact after a read)
-        self.opt_g = torch.optim.Adam(generator.parameters(), lr=lr, betas=betas)
-        self.opt_d = torch.optim.Adam(discriminator.parameters(), lr=lr, betas=betas)
+        self.opt_g = torch.optim.Adam(
+            generator.parameters(), lr=lr, betas=betas, weight_decay=weight_decay
+        )
+        self.opt_d = torch.optim.Adam(
+            discriminator.parameters(), lr=lr, betas=betas, weight_decay=weight_decay
+        )
 
     def to(self, device) -> BEGANMethod:
         self.generator.to(device)

@@ -116,6 +116,7 @@ class GAANMethod:
             encoder,
             lr=optim.lr,
             betas=(optim.beta1, optim.beta2),
+            weight_decay=optim.weight_decay,
             lambda_r=params.lambda_r,
             lambda_p=params.lambda_p,
             lambda_w=lambda_w,
@@ -131,6 +132,7 @@ class GAANMethod:
         *,
         lr: float,
         betas: tuple[float, float],
+        weight_decay: float = 0.0,
         lambda_r: float = 1.0,
         lambda_p: float = 1.0,
         lambda_w: float = 1.0,
@@ -147,9 +149,13 @@ class GAANMethod:
         self.feature_space = feature_space
         self.latent_dim = generator.cfg.latent_dim
         ae_params = [*encoder.parameters(), *generator.parameters()]
-        self.opt_ae = torch.optim.Adam(ae_params, lr=lr, betas=betas)
-        self.opt_d = torch.optim.Adam(discriminator.parameters(), lr=lr, betas=betas)
-        self.opt_g = torch.optim.Adam(generator.parameters(), lr=lr, betas=betas)
+        self.opt_ae = torch.optim.Adam(ae_params, lr=lr, betas=betas, weight_decay=weight_decay)
+        self.opt_d = torch.optim.Adam(
+            discriminator.parameters(), lr=lr, betas=betas, weight_decay=weight_decay
+        )
+        self.opt_g = torch.optim.Adam(
+            generator.parameters(), lr=lr, betas=betas, weight_decay=weight_decay
+        )
 
     def to(self, device) -> GAANMethod:
         for net in (self.generator, self.discriminator, self.encoder):

@@ -67,6 +67,7 @@ class GANMethod:
             get_loss(run.gan.loss),
             lr=optim.lr,
             betas=(optim.beta1, optim.beta2),
+            weight_decay=optim.weight_decay,
             prior=run_prior(run, generator_init, cls.prior),
             **cls.options(run),
         )
@@ -79,6 +80,7 @@ class GANMethod:
         *,
         lr: float,
         betas: tuple[float, float],
+        weight_decay: float = 0.0,
         n_critic: int = 1,
         clip_value: float = 0.01,
         gp_weight: float = 10.0,
@@ -92,8 +94,12 @@ class GANMethod:
         self.gp_weight = gp_weight
         self.prior = prior or type(self).prior
         self.latent_dim = generator.cfg.latent_dim
-        self.opt_g = torch.optim.Adam(generator.parameters(), lr=lr, betas=betas)
-        self.opt_d = torch.optim.Adam(self.d_parameters(), lr=lr, betas=betas)
+        self.opt_g = torch.optim.Adam(
+            generator.parameters(), lr=lr, betas=betas, weight_decay=weight_decay
+        )
+        self.opt_d = torch.optim.Adam(
+            self.d_parameters(), lr=lr, betas=betas, weight_decay=weight_decay
+        )
 
     @property
     def twice_differentiated(self) -> dict[str, str]:

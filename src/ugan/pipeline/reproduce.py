@@ -144,8 +144,11 @@ def _seeded(text: str, seed: int) -> str:
 
 
 def _params_digest(text: str) -> str:
-    """What a seed's record is valid for: the profile's params, comments and order aside."""
-    canonical = json.dumps(yaml.safe_load(text), sort_keys=True, default=str)
+    """What a seed's record is valid for: the profile's params as validated, without the
+    values left at their defaults, so comments, key order, a default spelled out or a new
+    key with a default keep the records (the commit of each is in its record)."""
+    params = parse_params(yaml.safe_load(text)).model_dump(mode="json", exclude_defaults=True)
+    canonical = json.dumps(params, sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

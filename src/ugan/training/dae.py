@@ -44,7 +44,10 @@ def pretrain_dae(
     seed_everything(params.seed)
     dae = DenoisingAE(arch, init_std).to(device)
     optim = torch.optim.Adam(
-        dae.parameters(), lr=params.optim.lr, betas=(params.optim.beta1, params.optim.beta2)
+        dae.parameters(),
+        lr=params.optim.lr,
+        betas=(params.optim.beta1, params.optim.beta2),
+        weight_decay=params.optim.weight_decay,
     )
     conditional = arch.num_classes > 0
 

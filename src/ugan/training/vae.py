@@ -44,7 +44,10 @@ def pretrain_vae(
     seed_everything(params.seed)
     vae = VAE(arch, init_std).to(device)
     optim = torch.optim.Adam(
-        vae.parameters(), lr=params.optim.lr, betas=(params.optim.beta1, params.optim.beta2)
+        vae.parameters(),
+        lr=params.optim.lr,
+        betas=(params.optim.beta1, params.optim.beta2),
+        weight_decay=params.optim.weight_decay,
     )
     z_fixed = noise(num_samples, arch.latent_dim, seed=params.seed + 1, device=device)
     heldout = torch.as_tensor(data.heldout[0][:num_samples])
