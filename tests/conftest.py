@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
+from ugan.core.io import save_checkpoint
+from ugan.core.paths import DAE_PATH
 from ugan.data.prepared import HELDOUT, TRAIN, PreparedData
+from ugan.models.dae import DenoisingAE
 from ugan.nets.dcgan import ArchConfig
 
 
@@ -23,6 +28,16 @@ def tiny_data() -> PreparedData:
     labels = np.arange(96) % 10
     split = np.where(np.arange(96) < 64, TRAIN, HELDOUT).astype(np.uint8)
     return PreparedData(images, labels, split, {"source": "test", "num_classes": 10})
+
+
+@pytest.fixture
+def dae_file(tiny_arch, tmp_path, monkeypatch) -> Path:
+    """models/dae.pt in a fresh project folder (the cwd), from an untrained DAE."""
+    monkeypatch.chdir(tmp_path)
+    torch.manual_seed(3)
+    dae = DenoisingAE(tiny_arch)
+    save_checkpoint(DAE_PATH, {"encoder": dae.encoder.state_dict(), "arch": tiny_arch.to_dict()})
+    return tmp_path / DAE_PATH
 
 
 @pytest.fixture(autouse=True)

@@ -1,5 +1,6 @@
-"""BEGAN, RFGAN and GAAN: one step each on tiny nets, the properties each method must keep,
-resume of their state, and `train_gan` end to end for every registered method."""
+"""Every method: one step each on tiny nets, the combination table and config, `train_gan` end to
+end for every registered method, and the real pipeline with the DAE stage (BEGAN: test_began.py;
+RFGAN and GAAN: test_rfgan_gaan.py)."""
 
 from __future__ import annotations
 
@@ -14,61 +15,19 @@ from typing import get_args
 
 import pytest
 import torch
-import torch.nn.functional as F
 import yaml
+from method_helpers import batches, random_init, tiny_run, vae_init
 
 from ugan.config.load import parse_params
-from ugan.config.profiles import apply_profile, load_profile
-from ugan.config.schema import DAEParams
-from ugan.core.errors import ConfigError, ResumeMismatchError
-from ugan.core.io import load_checkpoint, save_checkpoint
-from ugan.core.paths import DAE_PATH, RunLayout
-from ugan.data.batches import InfiniteBatches
+from ugan.core.errors import ConfigError
+from ugan.core.io import load_checkpoint
+from ugan.core.paths import RunLayout
 from ugan.methods.began import BEGANMethod
 from ugan.methods.catalog import combinations, combinations_markdown
-from ugan.methods.gaan import gaan_d_loss
 from ugan.methods.table import METHODS, get_method
-from ugan.models.dae import DenoisingAE, load_frozen_encoder
-from ugan.nets.dcgan import ArchConfig, Generator, init_weights
-from ugan.nets.generator_file import GENERATORS, generator_payload, load_generator
+from ugan.nets.generator_file import GENERATORS, load_generator
 from ugan.tracking.stage_run import StageRun
-from ugan.training.dae import pretrain_dae
 from ugan.training.gan import build_method, train_gan
-
-TINY_GAN = {"steps": 4, "checkpoint_every": 2, "batch_size": 16, "log_every": 1}
-
-
-def _run(method: str, init: str = "random", **overrides):
-    raw = {"gan": TINY_GAN, "runs": {"r": {"init": init, "method": method, **overrides}}}
-    return parse_params(raw).run("r")
-
-
-def _random_init(arch) -> dict:
-    """What stages/init_random.py writes: a recipe, no weights."""
-    return {"arch": arch.to_dict(), "net": "dcgan", "prior": "normal", "source": "random"}
-
-
-def _vae_init(arch, seed: int = 7) -> dict:
-    """Stands in for models/init/vae.pt: a Generator's weights (the transferred decoder)."""
-    torch.manual_seed(seed)
-    generator = Generator(arch)
-    init_weights(generator)
-    return generator_payload(generator)
-
-
-def _batches(data, batch_size: int = 16):
-    return InfiniteBatches(*data.train, batch_size, seed=0).next
-
-
-@pytest.fixture
-def dae_file(tiny_arch, tmp_path, monkeypatch) -> Path:
-    """models/dae.pt in a fresh project folder (the cwd), from an untrained DAE."""
-    monkeypatch.chdir(tmp_path)
-    torch.manual_seed(3)
-    dae = DenoisingAE(tiny_arch)
-    save_checkpoint(DAE_PATH, {"encoder": dae.encoder.state_dict(), "arch": tiny_arch.to_dict()})
-    return tmp_path / DAE_PATH
-
 
 # -- every method ----------------------------------------------------------------------------
 
@@ -77,9 +36,9 @@ def dae_file(tiny_arch, tmp_path, monkeypatch) -> Path:
 def test_every_method_takes_a_finite_step_that_moves_its_generator(
     method, tiny_arch, tiny_data, dae_file
 ):
-    m = build_method(tiny_arch, _run(method), _random_init(tiny_arch), 0.02)
+    m = build_method(tiny_arch, tiny_run(method), random_init(tiny_arch), 0.02)
     before = [p.detach().clone() for p in m.generator.parameters()]
-    losses = {k: float(v) for k, v in m.train_step(_batches(tiny_data)).items()}
+    losses = {k: float(v) for k, v in m.train_step(batches(tiny_data)).items()}
     assert {"d_loss", "g_loss"} <= set(losses)
     assert all(math.isfinite(v) for v in losses.values()), losses
     after = list(m.generator.parameters())
@@ -91,14 +50,14 @@ def test_every_method_takes_a_finite_step_that_moves_its_generator(
 def test_weight_decay_reaches_every_optimizer_of_every_method(method, tiny_arch, dae_file):
     """GAAN §4.1 tuned its baselines with weight decay: `optim.weight_decay` is Adam's on
     every net a method trains, and a negative one is refused by name."""
-    run = _run(method, optim={"weight_decay": 1e-3})
-    m = build_method(tiny_arch, run, _random_init(tiny_arch), 0.02)
+    run = tiny_run(method, optim={"weight_decay": 1e-3})
+    m = build_method(tiny_arch, run, random_init(tiny_arch), 0.02)
     groups = [
         g for o in vars(m).values() if isinstance(o, torch.optim.Optimizer) for g in o.param_groups
     ]
     assert len(groups) >= 2 and {g["weight_decay"] for g in groups} == {1e-3}
     with pytest.raises(ConfigError, match=r"optim.weight_decay"):
-        _run(method, optim={"weight_decay": -1.0})
+        tiny_run(method, optim={"weight_decay": -1.0})
 
 
 def _cross_sample_gradient(discriminator: torch.nn.Module, x: torch.Tensor) -> float:
@@ -124,18 +83,18 @@ def test_a_critic_under_a_gradient_penalty_scores_each_sample_alone(
     has no batch norm (layer norm): D(x)[i] does not depend on x[j]. Without a penalty the
     discriminator keeps the paper's batch norm, which does couple the samples."""
     x = torch.rand(6, 1, 28, 28) * 2 - 1
-    m = build_method(tiny_arch, _run(method, **overrides), _random_init(tiny_arch), 0.02)
+    m = build_method(tiny_arch, tiny_run(method, **overrides), random_init(tiny_arch), 0.02)
     d = m.discriminator
     assert _cross_sample_gradient(d, x) == 0.0
     assert not any(isinstance(layer, torch.nn.BatchNorm2d) for layer in d.trunk.modules())
-    plain = build_method(tiny_arch, _run("gan"), _random_init(tiny_arch), 0.02).discriminator
+    plain = build_method(tiny_arch, tiny_run("gan"), random_init(tiny_arch), 0.02).discriminator
     assert _cross_sample_gradient(plain, x) > 1e-6
 
 
 @pytest.mark.parametrize("method", ["rfgan", "gaan"])
 def test_rfgan_and_gaan_start_from_the_transferred_decoder(method, tiny_arch, dae_file):
-    init = _vae_init(tiny_arch)
-    m = build_method(tiny_arch, _run(method, init="vae"), init, 0.02)
+    init = vae_init(tiny_arch)
+    m = build_method(tiny_arch, tiny_run(method, init="vae"), init, 0.02)
     state = m.generator.state_dict()
     assert all(torch.equal(state[k], v) for k, v in init["state_dict"].items())
 
@@ -163,8 +122,6 @@ def test_the_combination_table_and_config_agree():
     ],
 )
 def test_config_refuses_combinations_that_do_not_exist(run, message):
-    from ugan.core.errors import ConfigError
-
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("[", r"\[")) as e:
         parse_params({"runs": {"r": run}})
     if run.get("init") == "vae":
@@ -174,8 +131,6 @@ def test_config_refuses_combinations_that_do_not_exist(run, message):
 
 
 def test_a_class_conditional_model_refuses_an_unconditional_method():
-    from ugan.core.errors import ConfigError
-
     with pytest.raises(ConfigError, match="runs.r: method 'began' is unconditional"):
         parse_params(
             {"model": {"conditional": True}, "runs": {"r": {"init": "random", "method": "began"}}}
@@ -195,284 +150,6 @@ def test_a_run_overrides_single_method_keys_and_keeps_the_other_defaults():
     assert (began.gamma, began.lambda_k, began.k_init) == (0.7, 0.002, 0.0)
 
 
-# -- BEGAN -----------------------------------------------------------------------------------
-
-
-def _began(arch, **began) -> BEGANMethod:
-    return build_method(arch, _run("began", began=began), _random_init(arch), 0.02)
-
-
-def test_began_k_rises_when_gamma_L_real_exceeds_L_fake(tiny_arch, tiny_data):
-    # Real batches are uniform noise, which an untrained autoencoder reconstructs badly, while
-    # the untrained generator's smooth output is easy: γ = 1 makes γ·L(x) − L(G(z)) > 0.
-    m = _began(tiny_arch, gamma=1.0, lambda_k=0.01)
-    next_batch = _batches(tiny_data)
-    for _ in range(3):
-        k_before = m.k
-        out = m.train_step(next_batch)
-        balance = 1.0 * out["l_real"] - out["l_fake"]
-        assert balance > 0
-        assert out["k"] == pytest.approx(min(max(k_before + 0.01 * balance, 0.0), 1.0))
-        assert out["k"] > k_before
-
-
-def test_began_k_falls_when_L_fake_exceeds_gamma_L_real(tiny_arch, tiny_data):
-    m = _began(tiny_arch, gamma=0.0, lambda_k=0.01, k_init=0.5)  # γ·L(x) − L(G(z)) = −L(G(z))
-    next_batch = _batches(tiny_data)
-    for _ in range(3):
-        k_before = m.k
-        out = m.train_step(next_batch)
-        assert out["k"] == pytest.approx(k_before - 0.01 * out["l_fake"]) and out["k"] < k_before
-
-
-@pytest.mark.parametrize(("gamma", "k_init", "bound"), [(1.0, 0.9, 1.0), (0.0, 0.1, 0.0)])
-def test_began_k_is_clipped_to_the_unit_interval(gamma, k_init, bound, tiny_arch, tiny_data):
-    m = _began(tiny_arch, gamma=gamma, lambda_k=1000.0, k_init=k_init)
-    next_batch = _batches(tiny_data)
-    ks = [m.train_step(next_batch)["k"] for _ in range(3)]
-    assert ks == [bound] * 3
-
-
-def test_began_m_global_is_l_real_plus_the_control_error(tiny_arch, tiny_data):
-    m = _began(tiny_arch, gamma=0.3)
-    out = m.train_step(_batches(tiny_data))
-    expected = out["l_real"] + abs(0.3 * out["l_real"] - out["l_fake"])
-    assert out["m_global"] == pytest.approx(expected)
-    assert out["d_loss"] == pytest.approx(out["l_real"] - 0.0 * out["l_fake"])  # k_0 = 0
-    assert out["g_loss"] == pytest.approx(out["l_fake"])
-
-
-@pytest.mark.parametrize(("size", "channels"), [(28, 1), (28, 3), (64, 3)])
-def test_a_fresh_began_generator_varies_with_z(size, channels):
-    """Xavier init as the authors' code: per-pixel std across z measured 0.11-0.24 at n = 16
-    and 64 (PyTorch's default init: 0.001-0.005, a constant image that BEGAN cannot leave)."""
-    torch.manual_seed(0)
-    cfg = ArchConfig(image_size=size, channels=channels, latent_dim=64, base_channels=16)
-    m = build_method(cfg, _run("began"), _random_init(cfg), 0.02)
-    with torch.no_grad():
-        x = m.generator(m._noise(256, torch.empty(0)))
-    assert x.std(dim=0).mean().item() > 0.05
-
-
-def test_began_lr_halving_waits_longer_than_k_t_takes_to_move():
-    """The default patience is ≥ 1 / λ_k steps, the time k_t needs to move by one unit of the
-    balance: a shorter stall of M_global measures the controller still settling, not
-    convergence (the authors' code halves every 100,000 steps)."""
-    root = Path(__file__).resolve().parents[1]
-    base = yaml.safe_load((root / "params.yaml").read_text())
-    _, methods = apply_profile(base, load_profile("methods", root / "profiles"))
-    for began in (parse_params({}).gan.began, methods.run("began").gan.began):
-        assert began.lr_halve_patience >= 1 / began.lambda_k
-
-
-def test_began_halves_the_learning_rate_when_m_global_stalls(tiny_arch):
-    m = _began(tiny_arch, m_global_decay=0.0, lr_halve_patience=2, lr_min=4e-5)
-    lr0 = m.lr
-    for value in (3.0, 2.0, 1.0):  # improving: no change
-        m.schedule(value)
-    assert m.lr == lr0
-    m.schedule(1.5)
-    assert m.lr == lr0  # one step without a new minimum < patience
-    m.schedule(1.2)
-    assert m.lr == lr0 / 2 and m.opt_g.param_groups[0]["lr"] == lr0 / 2
-    for value in (1.3, 1.3, 1.3, 1.3, 1.3, 1.3):  # keeps stalling: halves down to the floor
-        m.schedule(value)
-    assert m.lr == 4e-5
-
-
-def test_began_state_round_trip_restores_k_and_the_schedule(tiny_arch, tiny_data, tmp_path):
-    a = _began(tiny_arch, lambda_k=0.05, lr_halve_patience=1)
-    next_batch = _batches(tiny_data)
-    for _ in range(3):
-        a.train_step(next_batch)
-    save_checkpoint(tmp_path / "state.pt", a.state_dict())  # through weights_only loading
-    b = _began(tiny_arch, lambda_k=0.05, lr_halve_patience=1)  # hyper-parameters: config
-    b.load_state_dict(load_checkpoint(tmp_path / "state.pt"))
-    assert b.k == a.k > 0
-    assert (b.m_ema, b.m_best, b.since_best, b.lr) == (a.m_ema, a.m_best, a.since_best, a.lr)
-    x = next_batch()
-    torch.manual_seed(0)
-    out_a = a.train_step(lambda: x)
-    torch.manual_seed(0)
-    out_b = b.train_step(lambda: x)
-    assert out_a == out_b
-
-
-def test_began_nets_have_the_paper_layout(tiny_arch):
-    from ugan.nets.began import BEGANDiscriminator, began_scales
-
-    d = BEGANDiscriminator(tiny_arch)
-    assert [began_scales(s) for s in (28, 32, 64)] == [2, 2, 3]
-    kinds = {type(m).__name__ for m in d.modules()}
-    assert {"ELU", "Upsample", "Linear"} <= kinds
-    assert not kinds & {"BatchNorm2d", "BatchNorm1d", "ConvTranspose2d", "Dropout"}
-    convs = [m for m in d.encoder.modules() if isinstance(m, torch.nn.Conv2d)]
-    assert [c.out_channels for c in convs if c.stride == (2, 2)] == [8, 12]  # n → 2n → 3n
-    x = torch.rand(2, 1, 28, 28) * 2 - 1
-    assert d(x).shape == x.shape and d.encoder(x).shape == (2, tiny_arch.latent_dim)
-
-
-# -- RFGAN -----------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("loss", ["ns", "lsgan", "dragan", "wgan-gp"])
-def test_rfgan_encoder_stays_frozen_while_the_discriminator_learns(
-    loss, tiny_arch, tiny_data, dae_file
-):
-    m = build_method(tiny_arch, _run("rfgan", loss=loss), _random_init(tiny_arch), 0.02)
-    d = m.discriminator
-    frozen = {k: v.clone() for k, v in d.encoder.state_dict().items()}
-    trunk = {k: v.clone() for k, v in d.trunk.state_dict().items()}
-    next_batch = _batches(tiny_data)
-    for _ in range(2):
-        m.train_step(next_batch)
-        d.train()  # the loop may switch modes: the encoder must stay in eval
-    assert not d.encoder.training
-    assert all(p.grad is None for p in d.encoder.parameters())
-    assert all(torch.equal(v, d.encoder.state_dict()[k]) for k, v in frozen.items())
-    assert all(p.grad is not None for p in d.trunk.parameters())
-    assert any(not torch.equal(v, d.trunk.state_dict()[k]) for k, v in trunk.items())
-    assert d.head.in_features == d.trunk.out_features + d.encoder.out_features
-    # The encoder is the DAE's: its features enter every discriminator output.
-    loaded = load_frozen_encoder(dae_file, tiny_arch)
-    assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in frozen.items())
-
-
-def test_rfgan_updates_the_generator_g_updates_times_per_step(tiny_arch, tiny_data, dae_file):
-    m = build_method(
-        tiny_arch, _run("rfgan", rfgan={"g_updates": 3}), _random_init(tiny_arch), 0.02
-    )
-    m.train_step(_batches(tiny_data))
-    first = next(m.generator.parameters())
-    assert m.opt_g.state[first]["step"] == 3
-    assert m.opt_d.state[next(m.discriminator.trunk.parameters())]["step"] == 1
-
-
-def test_rfgan_resume_refuses_a_state_trained_with_another_encoder(tiny_arch, tiny_data, dae_file):
-    a = build_method(tiny_arch, _run("rfgan"), _random_init(tiny_arch), 0.02)
-    a.train_step(_batches(tiny_data))
-    state = a.state_dict()
-    b = build_method(tiny_arch, _run("rfgan"), _random_init(tiny_arch), 0.02)
-    b.load_state_dict(state)  # same DAE: fine
-    assert all(torch.equal(v, b.generator.state_dict()[k]) for k, v in state["generator"].items())
-    torch.manual_seed(99)  # pretrain_dae ran again: another encoder in models/dae.pt
-    other = DenoisingAE(tiny_arch)
-    save_checkpoint(DAE_PATH, {"encoder": other.encoder.state_dict(), "arch": tiny_arch.to_dict()})
-    c = build_method(tiny_arch, _run("rfgan"), _random_init(tiny_arch), 0.02)
-    with pytest.raises(ResumeMismatchError, match="another DAE encoder"):
-        c.load_state_dict(state)
-
-
-def test_rfgan_needs_a_dae_of_the_run_architecture(tiny_arch, tmp_path, monkeypatch):
-    import dataclasses
-
-    from ugan.core.errors import CheckpointError
-
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(CheckpointError, match="models/dae.pt does not exist"):
-        build_method(tiny_arch, _run("rfgan"), _random_init(tiny_arch), 0.02)
-    wider = dataclasses.replace(tiny_arch, base_channels=8)
-    save_checkpoint(
-        DAE_PATH, {"encoder": DenoisingAE(wider).encoder.state_dict(), **{"arch": wider.to_dict()}}
-    )
-    with pytest.raises(ValueError, match="rerun the pretrain_dae stage"):
-        build_method(tiny_arch, _run("rfgan"), _random_init(tiny_arch), 0.02)
-
-
-def test_pretrain_dae_writes_an_encoder_rfgan_can_load(tiny_arch, tiny_data, tmp_path):
-    params = DAEParams(steps=4, batch_size=16, log_every=2, sample_every=2)
-    with StageRun("pretrain_dae", {}, log_models=False) as tracker:
-        metrics = pretrain_dae(
-            params,
-            tiny_arch,
-            tiny_data,
-            tmp_path / "dae.pt",
-            tmp_path / "samples",
-            tracker,
-            resume_root=tmp_path / "r",
-        )
-    assert metrics["heldout_denoising_mse"] > 0 and math.isfinite(metrics["heldout_mse"])
-    assert (tmp_path / "samples/reconstructions.png").read_bytes()[:4] == b"\x89PNG"
-    encoder = load_frozen_encoder(tmp_path / "dae.pt", tiny_arch)
-    assert not encoder.training and not any(p.requires_grad for p in encoder.parameters())
-    history = tracker.client.get_metric_history(tracker.run_id, "dae_loss")
-    assert [m.step for m in history] == [2, 4]
-
-
-# -- GAAN ------------------------------------------------------------------------------------
-
-
-def test_gaan_reconstructions_enter_the_discriminator_loss_as_real(tiny_arch, tiny_data):
-    m = build_method(tiny_arch, _run("gaan", gaan={"lambda_p": 0.0}), _random_init(tiny_arch), 0.02)
-    calls: dict[str, list] = {"D": [], "E": [], "G": []}
-    for name, net in (("D", m.discriminator), ("E", m.encoder), ("G", m.generator)):
-        net.register_forward_hook(
-            lambda _, args, out, name=name: calls[name].append((args[0].detach(), out.detach()))
-        )
-    x, _ = _batches(tiny_data)()
-    out = m.train_step(lambda: (x, torch.zeros(len(x), dtype=torch.long)))
-    # Algorithm 1, line 8: D sees x, G(E(x)) and G(z), after the encoder/generator update
-    # (E: 1st call in the AE update, 2nd here; G: G(E(x)), G(z) in the AE update, then here).
-    (x_in, d_x), (recon_in, d_recon), (fake_in, d_fake) = calls["D"][:3]
-    assert torch.equal(x_in, x) and torch.equal(calls["E"][1][0], x)
-    assert torch.equal(calls["G"][2][0], calls["E"][1][1])  # G's input is E(x)…
-    assert torch.equal(recon_in, calls["G"][2][1])  # …and D's second input is G(E(x))
-    assert torch.equal(fake_in, calls["G"][3][1])
-    as_real = (
-        F.binary_cross_entropy_with_logits(d_x, torch.ones_like(d_x))
-        + F.binary_cross_entropy_with_logits(d_recon, torch.ones_like(d_recon))
-        + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake))
-    )
-    as_fake = (
-        as_real
-        - F.binary_cross_entropy_with_logits(d_recon, torch.ones_like(d_recon))
-        + F.binary_cross_entropy_with_logits(d_recon, torch.zeros_like(d_recon))
-    )
-    assert float(out["d_loss"]) == pytest.approx(as_real.item(), rel=1e-6)
-    assert float(out["d_loss"]) != pytest.approx(as_fake.item(), rel=1e-3)
-    assert gaan_d_loss(d_x, d_recon, d_fake).item() == pytest.approx(as_real.item())
-
-
-def test_gaan_trains_encoder_and_generator_and_derives_lambda_w(tiny_arch, tiny_data):
-    m = build_method(tiny_arch, _run("gaan"), _random_init(tiny_arch), 0.02)
-    features = m.discriminator.trunk.out_features
-    assert m.lambda_w == pytest.approx(math.sqrt(tiny_arch.latent_dim / features))
-    encoder = {k: v.clone() for k, v in m.encoder.state_dict().items()}
-    out = m.train_step(_batches(tiny_data))
-    assert any(not torch.equal(v, m.encoder.state_dict()[k]) for k, v in encoder.items())
-    assert float(out["gp"]) >= 0 and float(out["w_reg"]) >= 0
-    assert float(out["ae_loss"]) == pytest.approx(float(out["recon_loss"] + out["w_reg"]))
-    assert all(p.requires_grad for p in m.discriminator.parameters())  # unfrozen after the step
-
-
-def test_gaan_features_for_the_reconstruction_loss_are_taken_without_dropout(tiny_arch):
-    from ugan.methods.gaan import without_dropout
-
-    m = build_method(tiny_arch, _run("gaan"), _random_init(tiny_arch), 0.02)
-    x = torch.rand(8, 1, 28, 28) * 2 - 1
-    d = m.discriminator.train()
-    assert not torch.equal(d.features(x), d.features(x))  # dropout 0.25 in training mode
-    with without_dropout(d):
-        assert torch.equal(d.features(x), d.features(x))
-        assert all(bn.training for bn in d.modules() if isinstance(bn, torch.nn.BatchNorm2d))
-    assert all(m.training for m in d.modules())
-
-
-def test_gaan_state_round_trip(tiny_arch, tiny_data, tmp_path):
-    a = build_method(tiny_arch, _run("gaan"), _random_init(tiny_arch), 0.02)
-    next_batch = _batches(tiny_data)
-    a.train_step(next_batch)
-    save_checkpoint(tmp_path / "state.pt", a.state_dict())  # as a resume does
-    b = build_method(tiny_arch, _run("gaan"), _random_init(tiny_arch), 0.02)
-    b.load_state_dict(load_checkpoint(tmp_path / "state.pt"))
-    x = next_batch()
-    torch.manual_seed(1)
-    out_a = a.train_step(lambda: x)
-    torch.manual_seed(1)
-    out_b = b.train_step(lambda: x)
-    assert {k: float(v) for k, v in out_a.items()} == {k: float(v) for k, v in out_b.items()}
-
-
 # -- the training loop -----------------------------------------------------------------------
 
 
@@ -490,8 +167,8 @@ def test_gaan_state_round_trip(tiny_arch, tiny_data, tmp_path):
 def test_train_gan_runs_every_method_and_writes_loadable_generators(
     method, init, columns, tiny_arch, tiny_data, dae_file, tmp_path
 ):
-    run = _run(method, init=init)
-    generator_init = _vae_init(tiny_arch) if init == "vae" else _random_init(tiny_arch)
+    run = tiny_run(method, init=init)
+    generator_init = vae_init(tiny_arch) if init == "vae" else random_init(tiny_arch)
     with StageRun("train_gan", {}, run_key=method, log_models=False) as tracker:
         summary = train_gan(
             method,
@@ -519,7 +196,7 @@ def test_train_gan_runs_every_method_and_writes_loadable_generators(
 def test_an_interrupted_began_run_resumes_with_its_k_and_matches_an_uninterrupted_one(
     tiny_arch, tiny_data, tmp_path, monkeypatch
 ):
-    run = _run("began", began={"lambda_k": 0.05, "lr_halve_patience": 2})
+    run = tiny_run("began", began={"lambda_k": 0.05, "lr_halve_patience": 2})
 
     def train(name: str) -> Path:
         with StageRun("train_gan", {}, run_key="b", log_models=False) as tracker:
@@ -528,7 +205,7 @@ def test_an_interrupted_began_run_resumes_with_its_k_and_matches_an_uninterrupte
                 run,
                 tiny_arch,
                 tiny_data,
-                _random_init(tiny_arch),
+                random_init(tiny_arch),
                 tmp_path / name,
                 tracker,
                 resume_root=tmp_path / f"resume-{name}",

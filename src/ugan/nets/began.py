@@ -23,7 +23,7 @@ default init (Kaiming uniform with a = √5, i.e. std 1/√(3 fan_in), a gain of
 shrinks the signal through the 10+ layers of a decoder without batch norm: a fresh 28 px
 generator's per-pixel std across z was ~0.004 on a [-1, 1] scale (a constant image), and its
 discriminator's reconstruction did not depend on the input at all. With Xavier it is 0.11-0.24
-(tests/test_methods.py: the floor 0.05). A normal N(0, 0.02) init starves the stack further.
+(tests/test_began.py: the floor 0.05). A normal N(0, 0.02) init starves the stack further.
 """
 
 from __future__ import annotations

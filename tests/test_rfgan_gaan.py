@@ -1,0 +1,183 @@
+"""RFGAN (its frozen DAE encoder) and GAAN (reconstructions as real, λ_w, the AE's training), on
+tiny nets."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from method_helpers import batches, random_init, tiny_run
+
+from ugan.config.schema import DAEParams
+from ugan.core.errors import ResumeMismatchError
+from ugan.core.io import load_checkpoint, save_checkpoint
+from ugan.core.paths import DAE_PATH
+from ugan.methods.gaan import gaan_d_loss
+from ugan.models.dae import DenoisingAE, load_frozen_encoder
+from ugan.tracking.stage_run import StageRun
+from ugan.training.dae import pretrain_dae
+from ugan.training.gan import build_method
+
+# -- RFGAN -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("loss", ["ns", "lsgan", "dragan", "wgan-gp"])
+def test_rfgan_encoder_stays_frozen_while_the_discriminator_learns(
+    loss, tiny_arch, tiny_data, dae_file
+):
+    m = build_method(tiny_arch, tiny_run("rfgan", loss=loss), random_init(tiny_arch), 0.02)
+    d = m.discriminator
+    frozen = {k: v.clone() for k, v in d.encoder.state_dict().items()}
+    trunk = {k: v.clone() for k, v in d.trunk.state_dict().items()}
+    next_batch = batches(tiny_data)
+    for _ in range(2):
+        m.train_step(next_batch)
+        d.train()  # the loop may switch modes: the encoder must stay in eval
+    assert not d.encoder.training
+    assert all(p.grad is None for p in d.encoder.parameters())
+    assert all(torch.equal(v, d.encoder.state_dict()[k]) for k, v in frozen.items())
+    assert all(p.grad is not None for p in d.trunk.parameters())
+    assert any(not torch.equal(v, d.trunk.state_dict()[k]) for k, v in trunk.items())
+    assert d.head.in_features == d.trunk.out_features + d.encoder.out_features
+    # The encoder is the DAE's: its features enter every discriminator output.
+    loaded = load_frozen_encoder(dae_file, tiny_arch)
+    assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in frozen.items())
+
+
+def test_rfgan_updates_the_generator_g_updates_times_per_step(tiny_arch, tiny_data, dae_file):
+    m = build_method(
+        tiny_arch, tiny_run("rfgan", rfgan={"g_updates": 3}), random_init(tiny_arch), 0.02
+    )
+    m.train_step(batches(tiny_data))
+    first = next(m.generator.parameters())
+    assert m.opt_g.state[first]["step"] == 3
+    assert m.opt_d.state[next(m.discriminator.trunk.parameters())]["step"] == 1
+
+
+def test_rfgan_resume_refuses_a_state_trained_with_another_encoder(tiny_arch, tiny_data, dae_file):
+    a = build_method(tiny_arch, tiny_run("rfgan"), random_init(tiny_arch), 0.02)
+    a.train_step(batches(tiny_data))
+    state = a.state_dict()
+    b = build_method(tiny_arch, tiny_run("rfgan"), random_init(tiny_arch), 0.02)
+    b.load_state_dict(state)  # same DAE: fine
+    assert all(torch.equal(v, b.generator.state_dict()[k]) for k, v in state["generator"].items())
+    torch.manual_seed(99)  # pretrain_dae ran again: another encoder in models/dae.pt
+    other = DenoisingAE(tiny_arch)
+    save_checkpoint(DAE_PATH, {"encoder": other.encoder.state_dict(), "arch": tiny_arch.to_dict()})
+    c = build_method(tiny_arch, tiny_run("rfgan"), random_init(tiny_arch), 0.02)
+    with pytest.raises(ResumeMismatchError, match="another DAE encoder"):
+        c.load_state_dict(state)
+
+
+def test_rfgan_needs_a_dae_of_the_run_architecture(tiny_arch, tmp_path, monkeypatch):
+    import dataclasses
+
+    from ugan.core.errors import CheckpointError
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(CheckpointError, match="models/dae.pt does not exist"):
+        build_method(tiny_arch, tiny_run("rfgan"), random_init(tiny_arch), 0.02)
+    wider = dataclasses.replace(tiny_arch, base_channels=8)
+    save_checkpoint(
+        DAE_PATH, {"encoder": DenoisingAE(wider).encoder.state_dict(), **{"arch": wider.to_dict()}}
+    )
+    with pytest.raises(ValueError, match="rerun the pretrain_dae stage"):
+        build_method(tiny_arch, tiny_run("rfgan"), random_init(tiny_arch), 0.02)
+
+
+def test_pretrain_dae_writes_an_encoder_rfgan_can_load(tiny_arch, tiny_data, tmp_path):
+    params = DAEParams(steps=4, batch_size=16, log_every=2, sample_every=2)
+    with StageRun("pretrain_dae", {}, log_models=False) as tracker:
+        metrics = pretrain_dae(
+            params,
+            tiny_arch,
+            tiny_data,
+            tmp_path / "dae.pt",
+            tmp_path / "samples",
+            tracker,
+            resume_root=tmp_path / "r",
+        )
+    assert metrics["heldout_denoising_mse"] > 0 and math.isfinite(metrics["heldout_mse"])
+    assert (tmp_path / "samples/reconstructions.png").read_bytes()[:4] == b"\x89PNG"
+    encoder = load_frozen_encoder(tmp_path / "dae.pt", tiny_arch)
+    assert not encoder.training and not any(p.requires_grad for p in encoder.parameters())
+    history = tracker.client.get_metric_history(tracker.run_id, "dae_loss")
+    assert [m.step for m in history] == [2, 4]
+
+
+# -- GAAN ------------------------------------------------------------------------------------
+
+
+def test_gaan_reconstructions_enter_the_discriminator_loss_as_real(tiny_arch, tiny_data):
+    m = build_method(
+        tiny_arch, tiny_run("gaan", gaan={"lambda_p": 0.0}), random_init(tiny_arch), 0.02
+    )
+    calls: dict[str, list] = {"D": [], "E": [], "G": []}
+    for name, net in (("D", m.discriminator), ("E", m.encoder), ("G", m.generator)):
+        net.register_forward_hook(
+            lambda _, args, out, name=name: calls[name].append((args[0].detach(), out.detach()))
+        )
+    x, _ = batches(tiny_data)()
+    out = m.train_step(lambda: (x, torch.zeros(len(x), dtype=torch.long)))
+    # Algorithm 1, line 8: D sees x, G(E(x)) and G(z), after the encoder/generator update
+    # (E: 1st call in the AE update, 2nd here; G: G(E(x)), G(z) in the AE update, then here).
+    (x_in, d_x), (recon_in, d_recon), (fake_in, d_fake) = calls["D"][:3]
+    assert torch.equal(x_in, x) and torch.equal(calls["E"][1][0], x)
+    assert torch.equal(calls["G"][2][0], calls["E"][1][1])  # G's input is E(x)…
+    assert torch.equal(recon_in, calls["G"][2][1])  # …and D's second input is G(E(x))
+    assert torch.equal(fake_in, calls["G"][3][1])
+    as_real = (
+        F.binary_cross_entropy_with_logits(d_x, torch.ones_like(d_x))
+        + F.binary_cross_entropy_with_logits(d_recon, torch.ones_like(d_recon))
+        + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake))
+    )
+    as_fake = (
+        as_real
+        - F.binary_cross_entropy_with_logits(d_recon, torch.ones_like(d_recon))
+        + F.binary_cross_entropy_with_logits(d_recon, torch.zeros_like(d_recon))
+    )
+    assert float(out["d_loss"]) == pytest.approx(as_real.item(), rel=1e-6)
+    assert float(out["d_loss"]) != pytest.approx(as_fake.item(), rel=1e-3)
+    assert gaan_d_loss(d_x, d_recon, d_fake).item() == pytest.approx(as_real.item())
+
+
+def test_gaan_trains_encoder_and_generator_and_derives_lambda_w(tiny_arch, tiny_data):
+    m = build_method(tiny_arch, tiny_run("gaan"), random_init(tiny_arch), 0.02)
+    features = m.discriminator.trunk.out_features
+    assert m.lambda_w == pytest.approx(math.sqrt(tiny_arch.latent_dim / features))
+    encoder = {k: v.clone() for k, v in m.encoder.state_dict().items()}
+    out = m.train_step(batches(tiny_data))
+    assert any(not torch.equal(v, m.encoder.state_dict()[k]) for k, v in encoder.items())
+    assert float(out["gp"]) >= 0 and float(out["w_reg"]) >= 0
+    assert float(out["ae_loss"]) == pytest.approx(float(out["recon_loss"] + out["w_reg"]))
+    assert all(p.requires_grad for p in m.discriminator.parameters())  # unfrozen after the step
+
+
+def test_gaan_features_for_the_reconstruction_loss_are_taken_without_dropout(tiny_arch):
+    from ugan.methods.gaan import without_dropout
+
+    m = build_method(tiny_arch, tiny_run("gaan"), random_init(tiny_arch), 0.02)
+    x = torch.rand(8, 1, 28, 28) * 2 - 1
+    d = m.discriminator.train()
+    assert not torch.equal(d.features(x), d.features(x))  # dropout 0.25 in training mode
+    with without_dropout(d):
+        assert torch.equal(d.features(x), d.features(x))
+        assert all(bn.training for bn in d.modules() if isinstance(bn, torch.nn.BatchNorm2d))
+    assert all(m.training for m in d.modules())
+
+
+def test_gaan_state_round_trip(tiny_arch, tiny_data, tmp_path):
+    a = build_method(tiny_arch, tiny_run("gaan"), random_init(tiny_arch), 0.02)
+    next_batch = batches(tiny_data)
+    a.train_step(next_batch)
+    save_checkpoint(tmp_path / "state.pt", a.state_dict())  # as a resume does
+    b = build_method(tiny_arch, tiny_run("gaan"), random_init(tiny_arch), 0.02)
+    b.load_state_dict(load_checkpoint(tmp_path / "state.pt"))
+    x = next_batch()
+    torch.manual_seed(1)
+    out_a = a.train_step(lambda: x)
+    torch.manual_seed(1)
+    out_b = b.train_step(lambda: x)
+    assert {k: float(v) for k, v in out_a.items()} == {k: float(v) for k, v in out_b.items()}
