@@ -20,6 +20,10 @@ def _pair(seed_shift: float, better: bool, matched: int | None = 200) -> dict:
         "loss": "ns",
         "d_loss_std": {"ordinary": 0.3 if better else 0.1, "unbalanced": 0.1 if better else 0.3},
         "g_loss_std": {"ordinary": 0.5 if better else 0.2, "unbalanced": 0.2 if better else 0.5},
+        "d_loss_window_std": {
+            "ordinary": 0.2 if better else 0.05,
+            "unbalanced": 0.05 if better else 0.2,
+        },
         "early_fid_ordinary": [bad, bad - 5] if better else [good, good - 5],
         "early_fid_unbalanced": [good, good - 5] if better else [bad, bad - 5],
         "early_is_ordinary": [1.5, 2.0] if better else [3.0, 3.2],

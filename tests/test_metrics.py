@@ -28,7 +28,12 @@ from ugan.evaluation.fidelity import (
     floor_metrics,
     validate_images,
 )
-from ugan.evaluation.stability import loss_statistics, paper_d_scale, summarize_losses
+from ugan.evaluation.stability import (
+    loss_statistics,
+    paper_d_scale,
+    summarize_losses,
+    window_std,
+)
 from ugan.losses import lsgan_d_loss, ns_d_loss
 from ugan.nets.classifier import Classifier, load_classifier
 
@@ -338,6 +343,17 @@ def test_module_registers_extractor_once():
 
 
 # -- loss statistics ---------------------------------------------------------------------------
+
+
+def test_window_std_counts_oscillation_not_the_drift_of_the_level():
+    drift = np.repeat([4.0, 3.0, 2.0, 1.0], 10)  # a level falling in steps, flat in each window
+    assert np.std(drift) > 1.0 and window_std(drift, 10) == 0.0
+    wiggle = np.tile([1.0, -1.0], 20) + np.linspace(1, 0, 40)  # ±1 on a falling line
+    assert window_std(wiggle, 10) == pytest.approx(1.0, abs=0.1)
+    assert window_std([1.0, np.nan, 3.0, 5.0], 2) == 1.0  # the window [1] is skipped
+    assert math.isnan(window_std([1.0], 10))
+    with pytest.raises(ValueError, match="at least 2"):
+        window_std([1.0, 2.0], 1)
 
 
 def test_loss_statistics_by_hand():

@@ -107,6 +107,11 @@ def test_summary_numbers_when_unbalanced_wins(winning):
     assert pair["unbalanced_beats_early"] is True
     assert pair["d_loss_std_lower"] is True
     assert pair["g_loss_std_lower"] is True
+    # D's oscillation within the 200-step checkpoint intervals (white noise: its std)
+    assert pair["loss_window"] == 200
+    window = pair["d_loss_window_std"]
+    assert window["ordinary"] == pytest.approx(0.3, rel=0.1)
+    assert window["unbalanced"] == pytest.approx(0.1, rel=0.1)
     # Unbalanced FID at step 200 is 90; the ordinary run first gets <= 90 at step 1000 (80).
     assert pair["steps_to_match"] == 1000
     assert pair["convergence_ratio"] == pytest.approx(5.0)

@@ -232,6 +232,24 @@ def test_the_unbalanced_rows_d_loss_std_is_on_the_papers_scale():
     assert std["gan/wgan"]["values"][0] == pytest.approx(0.8 - 0.4)
 
 
+def test_the_oscillation_within_checkpoint_intervals_stands_beside_the_bars():
+    """§4.1's "small oscillations from the start": shown for context, on the paper's scale,
+    never a bar; pairs recorded before the window std show nothing there."""
+    seeds = _seeds(5)
+    for pairs in seeds.values():
+        for pair in pairs:
+            pair["d_loss_window_std"] = {"ordinary": 0.2, "unbalanced": 0.1}
+    found = assess_unbalanced(BY_NAME["unbalanced-mnist"], seeds, 1250)
+    beside = {b["variant"]: b for b in found.beside}
+    assert set(beside) == {"gan/ns", "gan/lsgan", "gan/wgan"}
+    assert beside["gan/ns"]["mean"] == pytest.approx(0.05)  # (0.2 − 0.1) / 2: ns halved
+    assert beside["gan/wgan"]["mean"] == pytest.approx(0.1)
+    assert found.verdict == REPRODUCED and len(found.checks) == 9
+    shown = markdown([found.as_dict()])
+    assert re.search(r"\| gan/ns 1\. D loss oscillates less +\| \(beside\) +\|", shown)
+    assert assess_unbalanced(BY_NAME["unbalanced-mnist"], _seeds(5), 1250).beside == []
+
+
 def test_a_convergence_ratio_that_is_only_a_bound_never_passes():
     seeds = _seeds(5)
     seeds[3] = [_pair(loss, 3, matched=False) for loss in ("ns", "lsgan", "wgan")]

@@ -6,8 +6,6 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ugan.losses import get_loss
-
 
 def loss_statistics(values: Sequence[float] | np.ndarray) -> dict[str, float]:
     """{"mean", "std"} of a 1-D series of losses, ignoring NaN; std is the population std (ddof=0).
@@ -25,10 +23,30 @@ def loss_statistics(values: Sequence[float] | np.ndarray) -> dict[str, float]:
     return {"mean": float(finite.mean()), "std": float(finite.std(ddof=0))}
 
 
+def window_std(values: Sequence[float] | np.ndarray, window: int) -> float:
+    """The mean of the population std within consecutive windows of `window` values, NaN
+    ignored, windows with fewer than two finite values skipped: how much a loss oscillates,
+    without the drift of its level over the run that the whole-run std also counts (a run
+    that starts balanced and drifts has a large std and small oscillations). NaN when no
+    window has two finite values."""
+    if window < 2:
+        raise ValueError(f"window must hold at least 2 values, got {window}")
+    array = np.asarray(values, dtype=np.float64)
+    spreads = []
+    for start in range(0, array.size, window):
+        chunk = array[start : start + window]
+        chunk = chunk[~np.isnan(chunk)]
+        if chunk.size >= 2:
+            spreads.append(chunk.std(ddof=0))
+    return float(np.mean(spreads)) if spreads else float("nan")
+
+
 def paper_d_scale(method: str, loss: str) -> float:
     """The factor from a run's logged d_loss to the Unbalanced GAN paper's Fig. 3 scale (the
     mean of D's two terms, not their sum: `ugan.losses.GANLoss.paper_d_scale`). Methods whose D
     loss is their own (BEGAN's, GAAN's three terms) have no paper figure of this kind: 1."""
+    from ugan.losses import get_loss  # torch: not for the report's import of window_std
+
     return get_loss(loss).paper_d_scale if method in ("gan", "rfgan") else 1.0
 
 

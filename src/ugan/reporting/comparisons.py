@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ugan.evaluation.stability import window_std
 from ugan.reporting.formatting import finite, fmt
 from ugan.reporting.inputs import LoadedRun, RunInfo, to_float
 
@@ -155,6 +156,8 @@ def compare_pair(
         else None
     )
     o_steps = ordinary.finite_fid_steps()
+    # Oscillation of D's loss within checkpoint intervals (one losses.csv row per step)
+    window = common[1] - common[0] if len(common) > 1 else max(len(ordinary.d_loss), 2)
     return {
         "ordinary": ordinary.key,
         "unbalanced": unbalanced.key,
@@ -174,6 +177,11 @@ def compare_pair(
         "unbalanced_beats_early": beats,
         "d_loss_std": {"ordinary": so["d_loss_std"], "unbalanced": su["d_loss_std"]},
         "g_loss_std": {"ordinary": so["g_loss_std"], "unbalanced": su["g_loss_std"]},
+        "d_loss_window_std": {
+            "ordinary": window_std(ordinary.d_loss, window),
+            "unbalanced": window_std(unbalanced.d_loss, window),
+        },
+        "loss_window": window,
         "d_loss_std_lower": d_lower,
         "g_loss_std_lower": g_lower,
         "match_target_step": target_step,

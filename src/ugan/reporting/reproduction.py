@@ -239,9 +239,12 @@ def markdown(rows: list[dict]) -> str:
     verdicts = []
     for row in rows:
         run = row.get("run") or {}
+        experiments = run.get("experiment", "").split(", ")
         how = (
             f" `{run['command']}`, experiment `{run['experiment']}` at commit "
-            f"`{run['commit'][:12]}`, {run['wall_s'] / 60:.1f} min"
+            + ", ".join(f"`{commit[:12]}`" for commit in run["commit"].split(", "))
+            + f", {run['wall_s'] / 60:.1f} min"
+            + (f" (the sum of the {len(experiments)} experiments')" if len(experiments) > 1 else "")
             if run
             else ""
         )
