@@ -250,6 +250,14 @@ def test_the_oscillation_within_checkpoint_intervals_stands_beside_the_bars():
     assert assess_unbalanced(BY_NAME["unbalanced-mnist"], _seeds(5), 1250).beside == []
 
 
+def test_a_row_over_seeds_names_each_commit_and_says_its_minutes_are_a_sum():
+    found = assess_unbalanced(BY_NAME["unbalanced-mnist"], _seeds(2), 1250).as_dict()
+    found["run"] = {"command": "ugan reproduce unbalanced-mnist", "experiment": "e0, e1",
+                    "commit": "a" * 40 + ", " + "b" * 40, "wall_s": 600.0}  # fmt: skip
+    line = markdown([found]).splitlines()[-1]
+    assert f"at commit `{'a' * 12}`, `{'b' * 12}`, 10.0 min (the sum of the 2 experiments')" in line
+
+
 def test_a_convergence_ratio_that_is_only_a_bound_never_passes():
     seeds = _seeds(5)
     seeds[3] = [_pair(loss, 3, matched=False) for loss in ("ns", "lsgan", "wgan")]

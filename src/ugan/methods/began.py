@@ -36,6 +36,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
+from functools import partial
 
 import torch
 
@@ -114,12 +115,9 @@ class BEGANMethod:
         self._m_best = torch.tensor(math.inf, dtype=torch.float64)  # lowest m̄ since a halving
         self._since_best = torch.tensor(0)  # steps since m̄ last reached a new minimum
         self._since_bound = 0  # host: an upper bound of _since_best (exact after a read)
-        self.opt_g = torch.optim.Adam(
-            generator.parameters(), lr=lr, betas=betas, weight_decay=weight_decay
-        )
-        self.opt_d = torch.optim.Adam(
-            discriminator.parameters(), lr=lr, betas=betas, weight_decay=weight_decay
-        )
+        adam = partial(torch.optim.Adam, lr=lr, betas=betas, weight_decay=weight_decay)
+        self.opt_g = adam(generator.parameters())
+        self.opt_d = adam(discriminator.parameters())
 
     def to(self, device) -> BEGANMethod:
         self.generator.to(device)

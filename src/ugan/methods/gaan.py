@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Iterator
+from functools import partial
 from types import MappingProxyType
 
 import torch
@@ -149,13 +150,10 @@ class GAANMethod:
         self.feature_space = feature_space
         self.latent_dim = generator.cfg.latent_dim
         ae_params = [*encoder.parameters(), *generator.parameters()]
-        self.opt_ae = torch.optim.Adam(ae_params, lr=lr, betas=betas, weight_decay=weight_decay)
-        self.opt_d = torch.optim.Adam(
-            discriminator.parameters(), lr=lr, betas=betas, weight_decay=weight_decay
-        )
-        self.opt_g = torch.optim.Adam(
-            generator.parameters(), lr=lr, betas=betas, weight_decay=weight_decay
-        )
+        adam = partial(torch.optim.Adam, lr=lr, betas=betas, weight_decay=weight_decay)
+        self.opt_ae = adam(ae_params)
+        self.opt_d = adam(discriminator.parameters())
+        self.opt_g = adam(generator.parameters())
 
     def to(self, device) -> GAANMethod:
         for net in (self.generator, self.discriminator, self.encoder):

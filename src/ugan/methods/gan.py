@@ -7,6 +7,7 @@ they override `discriminator_maker`, `d_parameters` and `options`.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import torch
 from torch import nn
@@ -94,12 +95,9 @@ class GANMethod:
         self.gp_weight = gp_weight
         self.prior = prior or type(self).prior
         self.latent_dim = generator.cfg.latent_dim
-        self.opt_g = torch.optim.Adam(
-            generator.parameters(), lr=lr, betas=betas, weight_decay=weight_decay
-        )
-        self.opt_d = torch.optim.Adam(
-            self.d_parameters(), lr=lr, betas=betas, weight_decay=weight_decay
-        )
+        adam = partial(torch.optim.Adam, lr=lr, betas=betas, weight_decay=weight_decay)
+        self.opt_g = adam(generator.parameters())
+        self.opt_d = adam(self.d_parameters())
 
     @property
     def twice_differentiated(self) -> dict[str, str]:

@@ -195,9 +195,10 @@ def assess(row: Row, summaries: dict[str, dict]) -> Assessment:
     elif all(c["passed"] for c in checks):
         verdict, reason = REPRODUCED, "every bar met"
     else:
-        failed = [f"{c['variant']} {c['metric']} {c['bar']}" for c in checks if not c["passed"]]
+        missed = [c for c in checks if not c["passed"]]
+        failed = [f"{c['variant']} {c['metric']} {c['bar']}" for c in missed]
         verdict, reason = NOT_REPRODUCED, "missed: " + "; ".join(failed)
-        missed = [c for c in checks if not c["passed"]]  # the steps of a bar met say nothing
+        # the steps of a bar met say nothing about the miss
         if row.paper_steps and min(c["steps"] for c in missed) < row.paper_steps:
             reason += f" — at {_steps_of(missed)}, the paper trained ~{row.paper_steps:,}"
     return Assessment(
