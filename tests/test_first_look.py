@@ -19,7 +19,7 @@ from pathlib import Path
 import mlflow
 import pytest
 import yaml
-from test_flows import BIN, _tiny_project, sh
+from nightly_harness import BIN, _tiny_project, sh
 from test_ui_browser import chromium_or_skip, save_screenshot, start_chromium, wait_until
 
 from ugan.pipeline import champion as champ

@@ -1,5 +1,5 @@
 """The MLflow UI and the Prefect UI, seen in headless Chromium after the nightly deployment's
-first run (the deployment of test_flows.py, shared with it).
+first run (the deployment of nightly_harness.py, shared with test_flows.py).
 
 MLflow: the experiment opens on its runs table (not MLflow 3's GenAI traces view), with the
 pipeline's parent run and, expanded, exactly its stage runs; two clicks from there (expand the
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_flows import BIN, MODEL, UNTRACKED_STAGES, free_port, nightly, wait_for
+from nightly_harness import BIN, MODEL, UNTRACKED_STAGES, free_port, nightly, wait_for
 
 from ugan.pipeline.flows import DEFAULT_DEPLOYMENT, FLOW_NAME, dvc_stages
 from ugan.tracking.store import runs_url

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from format_writers import cifar_batch, idx_bytes, write_cifar, write_image, write_mnist
 from PIL import Image
-from test_data_formats import cifar_batch, idx_bytes, write_cifar, write_image, write_mnist
 
 from ugan.core.errors import UserError
 from ugan.data import formats
