@@ -2,7 +2,10 @@
 (optionally through the Prefect flow) against the same stage functions called in one Python
 process; a no-op `dvc repro`; and the cost of MLflow logging per training step.
 
-    python benchmarks/pipeline_overhead.py [--prefect]
+    python benchmarks/pipeline_overhead.py [--prefect] [--teardown]
+
+--teardown also times `dvc repro` with UGAN_FAST_EXIT=0 (every stage process ends through the
+interpreter's full teardown of its modules, as before `ugan.core.runtime.exit_now`).
 
 Each project is a fresh copy of src/, stages/, dvc.yaml and params.yaml (tiny sizes) in a
 temporary git repo, as in tests/test_pipeline.py.
@@ -41,9 +44,12 @@ TINY = {
     "tracking": {"log_models": True},
     "device": "cpu",
 }
-# Runs every stage function of the pipeline, in DVC's order, in this one interpreter.
+# Runs every stage function of the pipeline, in DVC's order, in this one interpreter, with
+# torch's threads sized as every stage sizes them (UGAN_THREADS / UGAN_JOBS honoured).
 IN_PROCESS = r"""
 import importlib.util, json, sys, time
+from ugan.core.runtime import configure_threads
+configure_threads()
 start = time.perf_counter()
 modules = {}
 for script, *args in json.loads(sys.argv[1]):
@@ -117,6 +123,9 @@ def mlflow_logging(tmp: Path, steps: int) -> dict:
 def main() -> None:
     parser = arguments(__doc__.splitlines()[0])
     parser.add_argument("--prefect", action="store_true", help="also time the Prefect flow")
+    parser.add_argument(
+        "--teardown", action="store_true", help="also time dvc repro with UGAN_FAST_EXIT=0"
+    )
     parser.add_argument("--noop-repeat", type=int, default=3)
     parser.add_argument("--log-steps", type=int, default=2000)
     args = parser.parse_args()
@@ -133,6 +142,11 @@ def main() -> None:
             sh(["dvc", "repro"], tmp / "dvc", env)[1] for _ in range(args.noop_repeat)
         )
         print(f"no-op dvc repro: {figures['noop_dvc_repro_s']:.2f} s", flush=True)
+
+        if args.teardown:
+            env = make_project(tmp / "teardown") | {"UGAN_FAST_EXIT": "0"}
+            figures["dvc_repro_full_teardown_s"] = sh(["dvc", "repro"], tmp / "teardown", env)[1]
+            print(f"dvc repro, UGAN_FAST_EXIT=0: {figures['dvc_repro_full_teardown_s']:.1f} s")
 
         env = make_project(tmp / "inprocess")
         output, total = sh(
@@ -175,6 +189,15 @@ def main() -> None:
             f"{(figures['dvc_repro_s'] - figures['in_process_s']) / n:.1f}",
         ],
     ]
+    if "dvc_repro_full_teardown_s" in figures:
+        rows.append(
+            [
+                "dvc repro, UGAN_FAST_EXIT=0 (full teardown)",
+                f"{figures['dvc_repro_full_teardown_s']:.1f}",
+                f"{figures['dvc_repro_full_teardown_s'] / figures['in_process_s']:.2f}",
+                f"{(figures['dvc_repro_full_teardown_s'] - figures['in_process_s']) / n:.1f}",
+            ]
+        )
     if "prefect_flow_s" in figures:
         rows.append(
             [

@@ -75,3 +75,63 @@ def test_a_stage_sizes_torch_threads_by_the_jobs_sharing_the_machine(env, expect
     )
     assert result.returncode == 0, result.stderr
     assert int(result.stdout) == expected(available_cores())
+
+
+# A stage script: a thread still writing, an atexit hook, output left unflushed, and an object
+# whose __del__ runs only in the interpreter's module teardown.
+FINISHING_STAGE = """
+import atexit, sys, threading, time
+from pathlib import Path
+from ugan.core.runtime import entry_point
+
+class Teardown:
+    def __del__(self):
+        print("module teardown ran")
+
+kept = Teardown()
+
+def late_write():
+    time.sleep(0.3)
+    Path("thread.txt").write_text("done")
+
+@entry_point
+def main(*argv):
+    threading.Thread(target=late_write).start()
+    atexit.register(lambda: Path("atexit.txt").write_text("done"))
+    sys.stdout.write("unflushed line")
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+@pytest.mark.parametrize("fast", ["1", "0"])
+def test_a_finished_stage_skips_module_teardown_but_loses_nothing(tmp_path, fast):
+    """A stage run as a program ends without the interpreter's teardown of every module (≈1 s
+    per stage): its threads still finish, its atexit hooks still run and its output is
+    flushed. UGAN_FAST_EXIT=0 keeps the slow, full teardown."""
+    import os
+    import subprocess
+
+    (tmp_path / "stage.py").write_text(FINISHING_STAGE)
+    result = subprocess.run(
+        [sys.executable, "stage.py"],
+        cwd=tmp_path,
+        env=os.environ | {"UGAN_FAST_EXIT": fast},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("unflushed line")
+    assert (tmp_path / "thread.txt").read_text() == "done"
+    assert (tmp_path / "atexit.txt").read_text() == "done"
+    assert ("module teardown ran" in result.stdout) == (fast == "0")
+
+
+def test_a_stage_called_from_python_does_not_end_the_caller(monkeypatch):
+    """Called by a test or another module (not the program Python started), main returns."""
+    monkeypatch.setattr(sys, "argv", ["stage.py"])
+    ran: list[int] = []
+    entry_point(lambda: ran.append(1))()  # os._exit here would end pytest, failing the run
+    assert ran == [1]

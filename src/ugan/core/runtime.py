@@ -3,11 +3,14 @@ and stay readable in CI logs (a line every 15 s instead of a carriage-return sto
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 import random
 import sys
+import threading
 from collections.abc import Callable
+from typing import NoReturn
 
 import numpy as np
 import torch
@@ -92,5 +95,40 @@ def entry_point(main: Callable[..., object]) -> Callable[[], None]:
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             sys.exit(130)
+        if _is_the_program(main) and os.environ.get(FAST_EXIT_ENV, "1") != "0":
+            exit_now()
 
     return run
+
+
+FAST_EXIT_ENV = "UGAN_FAST_EXIT"  # 0: end a finished stage the slow way (e.g. to debug teardown)
+
+
+def _is_the_program(main: Callable[..., object]) -> bool:
+    """Whether `main` is defined in the script Python was started with (`python
+    stages/x.py`), so that its return ends the process; never when a test or another
+    module calls it."""
+    program = getattr(sys.modules.get("__main__"), "__file__", None)
+    code = getattr(main, "__code__", None)
+    return bool(program and code) and os.path.realpath(program) == os.path.realpath(
+        code.co_filename
+    )
+
+
+def exit_now(code: int = 0) -> NoReturn:
+    """End a finished program without the interpreter's teardown of every module, which
+    costs a stage 0.5–1.5 s after its work is done (torch, MLflow, SQLAlchemy; measured 12 s
+    of a 12-stage `dvc repro`). What the teardown would have run that matters still runs, in
+    the interpreter's order: other threads finish, then every `atexit` hook (MLflow, logging's
+    flush, `weakref.finalize`), then the standard streams are flushed. Files are all written
+    and closed by then (atomic writes), so nothing is lost."""
+    # No public names for these two: they are what CPython's own exit calls, in this order
+    # (the first also stops executors registered with threading's exit hooks, then joins).
+    threading._shutdown()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # closed, or a pipe the reader already left
+            pass
+    os._exit(code)
