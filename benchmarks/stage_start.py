@@ -1,7 +1,9 @@
 """Benchmark — stage process start: seconds from `python stages/<stage>.py` to its first work
 (the stage module and everything it imports loaded, params parsed), against `python -c "import
 torch"`, the floor every stage pays, measured in the same run (median of `--repeat` fresh
-processes each).
+processes each). Each process then ends as Python ends it (the teardown of every module); the
+last column ends it as a finished stage now does (`ugan.core.runtime.exit_now`), so the
+difference is the teardown a stage no longer pays.
 
     python benchmarks/stage_start.py [--repeat 5]
 """
@@ -21,6 +23,7 @@ LOAD = (
     "import runpy; runpy.run_path('stages/{stage}.py', run_name='benchmark'); "
     "from ugan.config.load import load_params; load_params('params.yaml')"
 )
+FAST_EXIT = "; from ugan.core.runtime import exit_now; exit_now()"
 
 
 def seconds(code: str, repeat: int) -> float:
@@ -40,9 +43,15 @@ def main() -> None:
     figures = {"import torch": {"seconds": floor, "ratio": 1.0}}
     for stage in STAGES:
         spent = seconds(LOAD.format(stage=stage), args.repeat)
-        figures[stage] = {"seconds": spent, "ratio": spent / floor}
-    rows = [[name, f"{f['seconds']:.2f}", f"{f['ratio']:.2f}×"] for name, f in figures.items()]
-    print(table(["process", "start to first work, s", "÷ import torch"], rows))
+        fast = seconds(LOAD.format(stage=stage) + FAST_EXIT, args.repeat)
+        figures[stage] = {"seconds": spent, "ratio": spent / floor, "exit_now_seconds": fast}
+    rows = [
+        [name, f"{f['seconds']:.2f}", f"{f['ratio']:.2f}×", f"{f.get('exit_now_seconds', 0):.2f}"]
+        for name, f in figures.items()
+    ]
+    rows[0][-1] = ""
+    heads = ["process", "start to first work, s", "÷ import torch", "ended by exit_now, s"]
+    print(table(heads, rows))
     report(args, "stage_start", machine(), figures)
 
 
