@@ -250,6 +250,17 @@ def test_the_oscillation_within_checkpoint_intervals_stands_beside_the_bars():
     assert assess_unbalanced(BY_NAME["unbalanced-mnist"], _seeds(5), 1250).beside == []
 
 
+def test_seeds_recorded_before_the_window_std_are_named_beside_it_not_shown_as_nan():
+    seeds = _seeds(5)
+    for seed in (3, 4):
+        for pair in seeds[seed]:
+            pair["d_loss_window_std"] = {"ordinary": 0.2 + 0.01 * seed, "unbalanced": 0.1}
+    found = assess_unbalanced(BY_NAME["unbalanced-mnist"], seeds, 1250)
+    wgan = next(b for b in found.beside if b["variant"] == "gan/wgan")
+    assert wgan["shown"] == "0.13, 0.14 (seeds [3, 4]; not recorded for seeds [0, 1, 2])"
+    assert "nan" not in markdown([found.as_dict()])
+
+
 def test_a_row_over_seeds_names_each_commit_and_says_its_minutes_are_a_sum():
     found = assess_unbalanced(BY_NAME["unbalanced-mnist"], _seeds(2), 1250).as_dict()
     found["run"] = {"command": "ugan reproduce unbalanced-mnist", "experiment": "e0, e1",
@@ -265,6 +276,8 @@ def test_a_convergence_ratio_that_is_only_a_bound_never_passes():
     fast = [c for c in found.checks if c["metric"] == "3. converges faster"]
     assert all(not c["passed"] and "bounded: seeds [3]" in c["label"] for c in fast)
     assert found.verdict == NOT_REPRODUCED and "bounded: seeds [3]" in found.reason
+    assert "never reached the unbalanced run's first FID" in found.reason
+    assert "(holds)" not in found.reason  # the ratio's sign holds; as a bound it is a miss
 
 
 def test_the_unbalanced_row_names_a_claim_that_does_not_hold_and_needs_five_seeds():

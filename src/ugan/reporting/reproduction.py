@@ -131,8 +131,9 @@ ROWS: tuple[Row, ...] = (
         cpu_sized=False,
         needs=(
             "5 experiments (one per VAE seed) of 6 conditional GAN runs at 1,250 steps (20 "
-            "epochs), through evaluate and report: ~40 min per seed on 2 CPU cores, ~3.5 h in "
-            "all; a GPU runner: `ugan reproduce unbalanced-mnist`"
+            "epochs), through evaluate and report: 59–78 min per seed at one torch thread, "
+            "~3.4 h for the five run two at a time on 2 CPU cores; a GPU runner: `ugan "
+            "reproduce unbalanced-mnist`"
         ),
     ),
 )

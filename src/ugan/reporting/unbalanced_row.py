@@ -58,6 +58,24 @@ def _bounded(pairs: list[dict]) -> list[int]:
     return [p["seed"] for p in pairs if p.get("steps_to_match") is None]
 
 
+def _why_missed(check: dict) -> str:
+    if check["label"] != check["metric"]:  # bounded: the ratio holds, but only as a bound
+        return f"{check['label']} (ordinary never reached the unbalanced run's first FID)"
+    return f"{check['metric']} ({check['verdict']})"
+
+
+def _shown_apart(values: list[float], seeds: list[int]) -> str | None:
+    """The values one by one where an interval says nothing: one seed (an infinite interval),
+    or seeds whose records predate the statistic (NaN), which are named, not averaged in."""
+    kept = [(seed, v) for seed, v in zip(seeds, values, strict=True) if math.isfinite(v)]
+    if len(kept) == len(values) > 1:
+        return None
+    shown = ", ".join(f"{v:.3g}" for _, v in kept) or "—"
+    if missing := [seed for seed, v in zip(seeds, values, strict=True) if not math.isfinite(v)]:
+        shown += f" (seeds {[s for s, _ in kept]}; not recorded for seeds {missing})"
+    return shown
+
+
 def assess_unbalanced(row: Row, pairs_by_seed: dict[int, list[dict]], steps: int) -> Assessment:
     """The row's verdict from each VAE seed's pairs (seed → that experiment's report pairs)."""
     pairs = [
@@ -108,13 +126,14 @@ def assess_unbalanced(row: Row, pairs_by_seed: dict[int, list[dict]], steps: int
     elif all(c["passed"] for c in checks):
         verdict, reason = REPRODUCED, "every claim holds for every GAN"
     else:
-        missed = [
-            f"{c['variant']} {c['label']} ({c['verdict']})" for c in checks if not c["passed"]
-        ]
+        missed = [f"{c['variant']} {_why_missed(c)}" for c in checks if not c["passed"]]
         verdict, reason = NOT_REPRODUCED, "missed: " + "; ".join(missed)
-    for check in checks + beside:  # one seed's t-interval is infinite: the values alone
-        if not math.isfinite(check["low"]):
-            check["shown"] = ", ".join(f"{v:.3g}" for v in check["values"])
+    seeds_of = {f"{p['method']}/{p['loss']}": [] for p in pairs}
+    for pair in pairs:
+        seeds_of[f"{pair['method']}/{pair['loss']}"].append(pair["seed"])
+    for check in checks + beside:
+        if shown := _shown_apart(check["values"], seeds_of[check["variant"]]):
+            check["shown"] = shown
     return Assessment(
         row.name, row.claim, row.where, verdict, reason, checks, beside, steps, None, seeds
     )
