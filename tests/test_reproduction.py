@@ -339,3 +339,21 @@ def test_a_row_over_vae_seeds_resumes_from_the_seeds_it_recorded(tmp_path, monke
     said = capsys.readouterr().out
     assert "VAE seed 3 kept from experiment e3" in said
     assert f"{stale.relative_to(tmp_path)} was made with other params: left out" in said
+
+    # The whole command: the table it writes has a line for every row, a row it never ran (or
+    # one added since the table was written) as "not comparable", never missing.
+    import argparse
+
+    (tmp_path / "metrics/reproduction.json").write_text(json.dumps({"rows": []}))
+    args = argparse.Namespace(
+        rows=["unbalanced-mnist"], list=False, vae_seeds=None, rerun=False, params="params.yaml"
+    )
+    assert reproduce.reproduce(args) == 0
+    table = {
+        r["row"]: r
+        for r in json.loads((tmp_path / "metrics/reproduction.json").read_text())["rows"]
+    }
+    assert list(table) == [r.name for r in ROWS]
+    assert table["unbalanced-mnist"]["verdict"] == REPRODUCED
+    assert table["unbalanced-mnist-wgan"]["verdict"] == NOT_COMPARABLE
+    assert "2,500 steps" in table["unbalanced-mnist-wgan"]["reason"]

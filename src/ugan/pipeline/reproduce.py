@@ -225,11 +225,12 @@ def _write_table(rows: dict[str, dict]) -> str:
 def reproduce(args: argparse.Namespace) -> int:
     rows = _selected(args.rows)
     if args.list:
+        width = max(len(row.name) for row in rows)
         for row in rows:
             what = f"profile {row.profile}" if row.profile else f"not CPU-sized: {row.needs}"
             if row.profile and not row.cpu_sized:
                 what += f", run only when named (not CPU-sized: {row.needs})"
-            print(f"{row.name:20s} {row.where:26s} {what}")
+            print(f"{row.name:{width}s}  {row.where:26s} {what}")
         return 0
     seeds = args.vae_seeds or []
     if len(set(seeds)) != len(seeds):
@@ -238,13 +239,14 @@ def reproduce(args: argparse.Namespace) -> int:
     params = load_params(params_path)  # the workspace's own params are valid before any run
     texts = _profiles(rows, params_path)
     table = _read_table()
+    for row in ROWS:  # every row has a line, e.g. one added since the table was last written
+        table.setdefault(row.name, not_run(row).as_dict())
     runs: dict[str, dict] = {}
     for row in rows:
         if row.profile is None:
             table[row.name] = not_run(row).as_dict()
             continue
         if not row.cpu_sized and not args.rows:
-            table.setdefault(row.name, not_run(row).as_dict())
             print(f"reproduce: {row.name} not run (not CPU-sized): `ugan reproduce {row.name}`")
             continue
         text = texts[row.profile]
