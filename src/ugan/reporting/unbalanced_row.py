@@ -67,12 +67,17 @@ def _why_missed(check: dict) -> str:
 def _shown_apart(values: list[float], seeds: list[int]) -> str | None:
     """The values one by one where an interval says nothing: one seed (an infinite interval),
     or seeds whose records predate the statistic (NaN), which are named, not averaged in."""
-    kept = [(seed, v) for seed, v in zip(seeds, values, strict=True) if math.isfinite(v)]
+    kept, missing = {}, []
+    for seed, value in zip(seeds, values, strict=True):
+        if math.isfinite(value):
+            kept[seed] = value
+        else:
+            missing.append(seed)
     if len(kept) == len(values) > 1:
         return None
-    shown = ", ".join(f"{v:.3g}" for _, v in kept) or "—"
-    if missing := [seed for seed, v in zip(seeds, values, strict=True) if not math.isfinite(v)]:
-        shown += f" (seeds {[s for s, _ in kept]}; not recorded for seeds {missing})"
+    shown = ", ".join(f"{v:.3g}" for v in kept.values()) or "—"
+    if missing:
+        shown += f" (seeds {list(kept)}; not recorded for seeds {missing})"
     return shown
 
 
@@ -88,9 +93,10 @@ def assess_unbalanced(row: Row, pairs_by_seed: dict[int, list[dict]], steps: int
             row.name, row.claim, row.where, NOT_COMPARABLE, "no ordinary / unbalanced pair"
         )
     table = {(r["method"], r["loss"], r["claim"]): r for r in claims_table(pairs)}
-    checks = []
+    checks, seeds_of = [], {}
     for method, loss in dict.fromkeys((p["method"], p["loss"]) for p in pairs):
         group = [p for p in pairs if (p["method"], p["loss"]) == (method, loss)]
+        seeds_of[f"{method}/{loss}"] = [p["seed"] for p in group]
         for claim, bar, figure in CLAIMS:
             found = table[(method, loss, claim)]
             bounded = _bounded(group) if claim.startswith("3.") else []
@@ -128,9 +134,6 @@ def assess_unbalanced(row: Row, pairs_by_seed: dict[int, list[dict]], steps: int
     else:
         missed = [f"{c['variant']} {_why_missed(c)}" for c in checks if not c["passed"]]
         verdict, reason = NOT_REPRODUCED, "missed: " + "; ".join(missed)
-    seeds_of = {f"{p['method']}/{p['loss']}": [] for p in pairs}
-    for pair in pairs:
-        seeds_of[f"{pair['method']}/{pair['loss']}"].append(pair["seed"])
     for check in checks + beside:
         if shown := _shown_apart(check["values"], seeds_of[check["variant"]]):
             check["shown"] = shown
