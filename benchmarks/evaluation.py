@@ -77,13 +77,14 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
 
-    from ugan.core.io import save_checkpoint
-    from ugan.core.runtime import resolve_device
-    from ugan.data.prepared import to_uint8
+    from ugan.core.checkpoint_io import save_checkpoint
+    from ugan.core.device import resolve_device
+    from ugan.data.pixels import to_uint8
     from ugan.evaluation.features import EXTRACTOR_NAME, FEATURE_EMBEDDING, FEATURE_LOGITS
     from ugan.evaluation.fidelity import FidelityEvaluator
+    from ugan.nets.arch import ArchConfig
     from ugan.nets.classifier import Classifier
-    from ugan.nets.dcgan import ArchConfig, Generator, init_weights
+    from ugan.nets.dcgan import Generator, init_weights
     from ugan.nets.generator_file import noise, sample
 
     device = resolve_device(args.device)

@@ -49,13 +49,14 @@ from gpu_runs import (
 )
 from torch import nn
 
+from ugan.core.checkpoint_io import save_checkpoint
 from ugan.core.errors import ResumeMismatchError
-from ugan.core.io import save_checkpoint
 from ugan.core.paths import RunLayout
-from ugan.data.prepared import PreparedData, to_float, to_uint8
+from ugan.data.pixels import to_float, to_uint8
+from ugan.data.prepared import PreparedData
 from ugan.evaluation.fidelity import FidelityEvaluator
+from ugan.nets.arch import ArchConfig
 from ugan.nets.classifier import Classifier
-from ugan.nets.dcgan import ArchConfig
 from ugan.nets.generator_file import load_generator, noise, sample
 from ugan.training.accel import Accel
 from ugan.training.gan import train_gan

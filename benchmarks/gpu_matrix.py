@@ -61,7 +61,7 @@ from gpu_runs import (
 
 from ugan.core.paths import RunLayout
 from ugan.data.prepared import PreparedData
-from ugan.nets.dcgan import ArchConfig
+from ugan.nets.arch import ArchConfig
 from ugan.nets.generator_file import load_generator, noise, sample
 from ugan.training.accel import claim_deterministic_cublas, modules_of
 from ugan.training.gan import train_gan

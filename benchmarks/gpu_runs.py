@@ -18,10 +18,10 @@ from common import mnist
 
 from ugan.config.load import parse_params
 from ugan.config.schema import PerfParams
-from ugan.core.io import save_checkpoint
+from ugan.core.checkpoint_io import save_checkpoint
 from ugan.data.prepared import TRAIN, PreparedData
 from ugan.models.dae import DenoisingAE
-from ugan.nets.dcgan import ArchConfig
+from ugan.nets.arch import ArchConfig
 
 # `perf:` presets (src/ugan/training/accel.py), as a user writes them
 PRESETS: dict[str, dict] = {

@@ -20,7 +20,7 @@ from common import ROOT, arguments, machine, report, table
 TRAINER = """
 import time, torch
 from ugan.config.load import parse_params
-from ugan.nets.dcgan import ArchConfig
+from ugan.nets.arch import ArchConfig
 from ugan.training.gan import build_method
 arch = ArchConfig(image_size=28, channels=1, latent_dim=128, base_channels=64)
 raw = {{"gan": {{"steps": 10, "checkpoint_every": 10}}, "runs": {{"r": {{"init": "random"}}}}}}

@@ -30,9 +30,9 @@ def one(image_size: int, batch: int, steps: int, device_name: str, perf: str) ->
 
     from ugan.config.load import parse_params
     from ugan.config.schema import PerfParams
-    from ugan.core.runtime import resolve_device
+    from ugan.core.device import resolve_device
     from ugan.data.batches import InfiniteBatches
-    from ugan.nets.dcgan import ArchConfig
+    from ugan.nets.arch import ArchConfig
     from ugan.training.accel import Accel
     from ugan.training.gan import build_method
 
@@ -75,7 +75,7 @@ def main() -> None:
     parser.add_argument("--worker", nargs=2, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
-    from ugan.core.runtime import resolve_device
+    from ugan.core.device import resolve_device
 
     if args.worker:  # one configuration, in a fresh process
         result = one(*args.worker, args.steps, args.device, args.perf)

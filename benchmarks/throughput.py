@@ -184,7 +184,7 @@ def main() -> None:
 
     from ugan.config.load import load_params, parse_params
     from ugan.config.schema import PerfParams
-    from ugan.core.runtime import resolve_device
+    from ugan.core.device import resolve_device
 
     device = resolve_device(args.device)
     params = load_params(ROOT / "params.yaml")

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
+from ugan.core.device import resolve_device
 from ugan.core.paths import PREPARED
-from ugan.core.runtime import resolve_device
 from ugan.data.prepared import load_prepared
 from ugan.evaluation.evaluate import evaluate_run
 from ugan.pipeline.stage import entry_point, params, run_key

@@ -6,7 +6,7 @@ The file declares the architecture and `source: random` but carries no weights: 
 its generator from N(0, init_std) with its own seed, right after its discriminator, so runs
 with different seeds really start from different generators."""
 
-from ugan.core.io import save_checkpoint
+from ugan.core.checkpoint_io import save_checkpoint
 from ugan.data.prepared import load_prepared
 from ugan.pipeline.stage import entry_point, params
 

@@ -3,8 +3,8 @@
 
 from pathlib import Path
 
+from ugan.core.device import resolve_device
 from ugan.core.io import atomic_write_json, atomic_write_text
-from ugan.core.runtime import resolve_device
 from ugan.modebench.benchmarks import Inputs
 from ugan.modebench.runner import Context, run_benchmark
 from ugan.modebench.tables import final_samples_figure, markdown

@@ -4,9 +4,9 @@ decoder = generator) → models/dae.pt, whose frozen encoder every RFGAN run rea
 
 from pathlib import Path
 
+from ugan.core.device import resolve_device
 from ugan.core.io import atomic_write_json, file_digest
 from ugan.core.paths import DAE_PATH, PREPARED
-from ugan.core.runtime import resolve_device
 from ugan.data.prepared import load_prepared
 from ugan.pipeline.stage import entry_point, params
 from ugan.tracking.stage_run import StageRun

@@ -1,8 +1,9 @@
 """DVC stage `train_classifier`: the evaluation feature network, trained on the train split
 (on its labels, or on image rotations when the data is unlabelled)."""
 
-from ugan.core.io import atomic_write_json, save_checkpoint
-from ugan.core.runtime import resolve_device
+from ugan.core.checkpoint_io import save_checkpoint
+from ugan.core.device import resolve_device
+from ugan.core.io import atomic_write_json
 from ugan.data.prepared import load_prepared
 from ugan.pipeline.stage import entry_point, params
 from ugan.tracking.stage_run import StageRun

@@ -1,9 +1,11 @@
 """DVC stage `transfer`: VAE decoder weights → generator init, proven by G(z) == Dec(z)."""
 
+from ugan.core.checkpoint_io import load_checkpoint, save_checkpoint
 from ugan.core.errors import InputError, TransferError
-from ugan.core.io import atomic_write_json, load_checkpoint, save_checkpoint
+from ugan.core.io import atomic_write_json
 from ugan.models.transfer import max_output_difference, transfer_decoder
-from ugan.nets.dcgan import ArchConfig, Generator
+from ugan.nets.arch import ArchConfig
+from ugan.nets.dcgan import Generator
 from ugan.nets.generator_file import generator_payload
 from ugan.pipeline.stage import entry_point, params
 from ugan.tracking.stage_run import StageRun

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from ugan.core.io import save_checkpoint
+from ugan.core.checkpoint_io import save_checkpoint
 from ugan.core.paths import DAE_PATH
 from ugan.data.prepared import HELDOUT, TRAIN, PreparedData
 from ugan.models.dae import DenoisingAE
-from ugan.nets.dcgan import ArchConfig
+from ugan.nets.arch import ArchConfig
 
 
 @pytest.fixture

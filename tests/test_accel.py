@@ -12,9 +12,9 @@ import torch
 
 from ugan.config.load import parse_params
 from ugan.config.schema import PerfParams
+from ugan.core.device import resolve_device
 from ugan.core.errors import ConfigError, NonFiniteLossError
 from ugan.core.paths import RunLayout
-from ugan.core.runtime import resolve_device
 from ugan.data.batches import InfiniteBatches
 from ugan.methods.gan import GANMethod
 from ugan.nets.dcgan import Generator, init_weights

@@ -12,9 +12,9 @@ from method_helpers import batches, random_init, tiny_run
 
 from ugan.config.load import parse_params
 from ugan.config.profiles import apply_profile, load_profile
-from ugan.core.io import load_checkpoint, save_checkpoint
+from ugan.core.checkpoint_io import load_checkpoint, save_checkpoint
 from ugan.methods.began import BEGANMethod
-from ugan.nets.dcgan import ArchConfig
+from ugan.nets.arch import ArchConfig
 from ugan.training.gan import build_method
 
 

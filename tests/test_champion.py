@@ -17,8 +17,8 @@ import mlflow
 import pytest
 import torch
 
+from ugan.core.checkpoint_io import save_checkpoint
 from ugan.core.errors import CheckpointError, UserError
-from ugan.core.io import save_checkpoint
 from ugan.nets.dcgan import Generator
 from ugan.nets.generator_file import GENERATOR_FILE, generator_payload
 from ugan.pipeline import champion as champ

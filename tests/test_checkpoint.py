@@ -5,8 +5,8 @@ import re
 import pytest
 import torch
 
+from ugan.core.checkpoint_io import load_checkpoint, save_checkpoint
 from ugan.core.errors import CheckpointError
-from ugan.core.io import load_checkpoint, save_checkpoint
 from ugan.nets.dcgan import Generator
 from ugan.nets.generator_file import generator_payload, load_generator
 

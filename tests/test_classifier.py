@@ -11,8 +11,8 @@ import yaml
 
 from ugan.config.load import parse_params
 from ugan.config.schema import ClassifierParams
+from ugan.core.checkpoint_io import save_checkpoint
 from ugan.core.errors import AccuracyTooLow
-from ugan.core.io import save_checkpoint
 from ugan.nets.classifier import FEATURE_DIM, GRID, Classifier, load_classifier
 from ugan.training.classifier import MAX_SHIFT, augment, train_classifier
 

@@ -30,7 +30,7 @@ def test_evaluate_flags_the_collapsed_checkpoint_in_its_csv_and_warns(
     import pytest
 
     from ugan.config.load import parse_params
-    from ugan.core.io import save_checkpoint
+    from ugan.core.checkpoint_io import save_checkpoint
     from ugan.core.paths import RunLayout
     from ugan.evaluation.evaluate import evaluate_run
     from ugan.nets.classifier import Classifier

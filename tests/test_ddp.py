@@ -23,8 +23,8 @@ import torch
 import yaml
 
 from ugan.config.load import load_params, parse_params
+from ugan.core.checkpoint_io import save_checkpoint
 from ugan.core.errors import UserError
-from ugan.core.io import save_checkpoint
 from ugan.core.paths import RunLayout
 from ugan.data.prepared import HELDOUT, TRAIN, PreparedData, save_prepared
 from ugan.nets.dcgan import Discriminator
@@ -75,7 +75,7 @@ def _single_process(project: Path, out: str, batch_size: int = BATCH) -> dict:
     params = load_params(project / "params.yaml")
     run = params.run("dcgan")
     run = run.model_copy(update={"gan": run.gan.model_copy(update={"batch_size": batch_size})})
-    from ugan.core.io import load_checkpoint
+    from ugan.core.checkpoint_io import load_checkpoint
     from ugan.data.prepared import load_prepared
 
     data = load_prepared(project / "data/prepared/dataset.npz")

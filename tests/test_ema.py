@@ -11,8 +11,8 @@ import yaml
 from test_fast_paths import _StopAtCall  # train_gan interrupted at a chosen step
 
 from ugan.config.load import parse_params
+from ugan.core.checkpoint_io import load_checkpoint
 from ugan.core.errors import ConfigError, ResumeMismatchError
-from ugan.core.io import load_checkpoint
 from ugan.core.paths import RunLayout
 from ugan.nets.dcgan import Generator, init_weights
 from ugan.nets.generator_file import generator_payload, load_generator

@@ -19,10 +19,11 @@ import pytest
 import torch
 import yaml
 
+from ugan.core.checkpoint_io import load_checkpoint, save_checkpoint
 from ugan.core.errors import InputError
-from ugan.core.io import load_checkpoint, save_checkpoint
 from ugan.data.prepared import HELDOUT, TRAIN, PreparedData, save_prepared
-from ugan.nets.dcgan import ArchConfig, Generator
+from ugan.nets.arch import ArchConfig
+from ugan.nets.dcgan import Generator
 from ugan.nets.generator_file import generator_payload
 from ugan.training.gan_run import check_init
 
@@ -32,7 +33,7 @@ ARCH = ArchConfig(image_size=28, channels=1, latent_dim=8, base_channels=4)
 # Writes one checkpoint of NUMEL float32 zeros at PATH, as a stage would (entry_point).
 SAVE = (
     "import torch\n"
-    "from ugan.core.io import save_checkpoint\n"
+    "from ugan.core.checkpoint_io import save_checkpoint\n"
     "from ugan.core.runtime import entry_point\n"
     "def main(path, numel):\n"
     "    save_checkpoint(path, {'step': 2, 'w': torch.zeros(int(numel))})\n"

@@ -9,7 +9,7 @@ import torch
 from torchvision.utils import make_grid
 
 from ugan.data.images import grid_image
-from ugan.data.prepared import to_uint8
+from ugan.data.pixels import to_uint8
 
 
 @pytest.mark.parametrize(("count", "channels", "nrow"), [(16, 1, None), (10, 3, 4), (3, 1, 5)])

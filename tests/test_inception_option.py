@@ -16,8 +16,8 @@ from torch_fidelity import feature_extractor_inceptionv3 as tf_inception
 
 from ugan.config.load import parse_params
 from ugan.config.schema import EvalParams, ResolvedRun
+from ugan.core.checkpoint_io import save_checkpoint
 from ugan.core.errors import ConfigError
-from ugan.core.io import save_checkpoint
 from ugan.core.paths import RunLayout
 from ugan.data.prepared import HELDOUT, TRAIN, PreparedData
 from ugan.evaluation.evaluate import evaluate_run
@@ -27,7 +27,8 @@ from ugan.evaluation.features import (
     FidelityWeightsError,
 )
 from ugan.evaluation.fidelity import FidelityEvaluator
-from ugan.nets.dcgan import ArchConfig, Generator
+from ugan.nets.arch import ArchConfig
+from ugan.nets.dcgan import Generator
 from ugan.nets.generator_file import generator_payload
 from ugan.tracking.stage_run import StageRun
 

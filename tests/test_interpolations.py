@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from ugan.config.load import parse_params
-from ugan.core.io import save_checkpoint
+from ugan.core.checkpoint_io import save_checkpoint
 from ugan.core.paths import RunLayout
 from ugan.evaluation.evaluate import evaluate_run
 from ugan.evaluation.interpolations import (

@@ -77,3 +77,53 @@ def test_package_init_files_hold_a_docstring_only(package):
     code = [n for n in body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))]
     code = [n for n in code if not (isinstance(n, ast.Assign) and package == "ugan")]  # __version__
     assert not code, f"{package}/__init__.py runs code: import the module you need directly"
+
+
+# Stages that compute nothing start without torch (~2 s of a stage's start on 2 cores), and so
+# does the `ugan` command: what validates params (config) and moves files is torch-free.
+TORCH = {"torch", "torchvision", "torch_fidelity"}
+TORCH_FREE_PROGRAMS = {
+    "stages/prepare.py": "prepare",
+    "stages/report.py": "report",
+    "src/ugan/pipeline/cli.py": "ugan.pipeline.cli",
+}
+
+
+def _top_level_imports(path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+@pytest.mark.parametrize("program", sorted(TORCH_FREE_PROGRAMS))
+def test_stages_that_compute_nothing_import_no_torch(program):
+    """Proven by importing the program in a fresh interpreter (a third-party import could
+    bring torch in too); for a stage, also read from the source: no module it may run (its
+    function-level imports included) imports torch at its top. The `ugan` command imports
+    training and evaluation inside the commands that use them."""
+    import subprocess
+    import sys
+
+    from importgraph import ROOT, closure_of_file
+
+    script = ROOT / program
+    if program.startswith("stages/"):
+        heavy = {
+            module: sorted(_top_level_imports(module_file(module)) & TORCH)
+            for module in sorted(closure_of_file(script))
+            if _top_level_imports(module_file(module)) & TORCH
+        }
+        assert not heavy, f"{program} imports torch through {heavy}"
+    probe = (
+        f"import sys; sys.path[:0] = [{str(ROOT / 'src')!r}, {str(script.parent)!r}]; "
+        f"import {TORCH_FREE_PROGRAMS[program]}; "
+        f"print(sorted(m for m in {sorted(TORCH)!r} if m in sys.modules))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert loaded == "[]", f"importing {program} loaded {loaded}"

@@ -1,9 +1,16 @@
 import math
+from typing import get_args
 
 import pytest
 import torch
 
 from ugan.losses import LOSSES, get_loss
+from ugan.methods.catalog import LossName
+
+
+def test_the_names_params_may_use_are_the_losses_there_are():
+    # LossName lives in the torch-free catalog (config reads it); LOSSES beside the functions.
+    assert sorted(get_args(LossName)) == sorted(LOSSES)
 
 
 def test_ns_against_hand_values():

@@ -19,8 +19,8 @@ import yaml
 from method_helpers import batches, random_init, tiny_run, vae_init
 
 from ugan.config.load import parse_params
+from ugan.core.checkpoint_io import load_checkpoint
 from ugan.core.errors import ConfigError
-from ugan.core.io import load_checkpoint
 from ugan.core.paths import RunLayout
 from ugan.methods.began import BEGANMethod
 from ugan.methods.catalog import combinations, combinations_markdown

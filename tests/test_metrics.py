@@ -12,9 +12,10 @@ import scipy.linalg
 import torch
 from torch import nn
 
-from ugan.core.io import save_checkpoint
-from ugan.data.prepared import to_float
+from ugan.core.checkpoint_io import save_checkpoint
+from ugan.data.pixels import to_float
 from ugan.evaluation import features
+from ugan.evaluation.evaluate import paper_d_scale
 from ugan.evaluation.features import (
     EXTRACTOR_NAME,
     ClassifierFeatureExtractor,
@@ -28,12 +29,7 @@ from ugan.evaluation.fidelity import (
     floor_metrics,
     validate_images,
 )
-from ugan.evaluation.stability import (
-    loss_statistics,
-    paper_d_scale,
-    summarize_losses,
-    window_std,
-)
+from ugan.evaluation.stability import loss_statistics, summarize_losses, window_std
 from ugan.losses import lsgan_d_loss, ns_d_loss
 from ugan.nets.classifier import Classifier, load_classifier
 

@@ -17,8 +17,8 @@ from mlflow.tracking import MlflowClient
 
 from ugan.config.load import parse_params
 from ugan.config.schema import ModeBenchmarkParams, ModelParams
+from ugan.core.checkpoint_io import save_checkpoint
 from ugan.core.errors import ConfigError, ResumeMismatchError
-from ugan.core.io import save_checkpoint
 from ugan.core.paths import RESUME_ROOT, SPOOL_ROOT
 from ugan.core.runtime import JOBS_ENV, available_cores
 from ugan.modebench.benchmarks import Inputs

@@ -16,8 +16,8 @@ import yaml
 from ugan.config.load import parse_params
 from ugan.config.profiles import apply_profile, load_profile
 from ugan.config.schema import BenchmarkName, GANParams, ModeBenchmarkParams, ModelParams
+from ugan.core.checkpoint_io import save_checkpoint
 from ugan.core.errors import ConfigError
-from ugan.core.io import save_checkpoint
 from ugan.data.batches import InfiniteBatches
 from ugan.data.prepared import HELDOUT, TRAIN, PreparedData, save_prepared
 from ugan.methods.table import get_method

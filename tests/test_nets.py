@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from ugan.models.vae import VAE
-from ugan.nets.dcgan import ArchConfig, Discriminator, Encoder, Generator, num_scales
+from ugan.nets.arch import ArchConfig
+from ugan.nets.dcgan import Discriminator, Encoder, Generator, num_scales
 
 
 @pytest.mark.parametrize(("size", "channels", "smallest"), [(28, 1, 7), (32, 3, 4), (64, 3, 4)])

@@ -11,7 +11,7 @@ import torch
 
 from ugan.config.load import parse_params
 from ugan.config.schema import DAEParams, PerfParams, VAEParams
-from ugan.core.io import load_checkpoint, save_checkpoint
+from ugan.core.checkpoint_io import load_checkpoint, save_checkpoint
 from ugan.core.paths import PREPARED
 from ugan.data.prepared import save_prepared
 from ugan.tracking.stage_run import StageRun

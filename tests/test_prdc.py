@@ -10,7 +10,7 @@ from test_metrics import blobs, make_classifier, noise
 
 from ugan.config.load import parse_params
 from ugan.core.errors import ConfigError
-from ugan.data.prepared import to_float
+from ugan.data.pixels import to_float
 from ugan.evaluation.features import FidelityInputError
 from ugan.evaluation.fidelity import FidelityEvaluator
 from ugan.evaluation.prdc import (
@@ -141,7 +141,8 @@ def test_evaluate_writes_prdc_and_what_scored_it_everywhere(tmp_path, tiny_arch,
     import csv
     import json
 
-    from ugan.core.io import file_digest, save_checkpoint
+    from ugan.core.checkpoint_io import save_checkpoint
+    from ugan.core.io import file_digest
     from ugan.core.paths import RunLayout
     from ugan.evaluation.evaluate import FIDELITY_COLUMNS, evaluate_run
     from ugan.nets.classifier import Classifier

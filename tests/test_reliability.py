@@ -16,8 +16,8 @@ import pytest
 import torch
 from method_helpers import train_tiny_gan
 
+from ugan.core.checkpoint_io import load_checkpoint
 from ugan.core.errors import RunLockedError
-from ugan.core.io import load_checkpoint
 from ugan.core.paths import RunLayout
 from ugan.nets.generator_file import load_generator
 from ugan.tracking.spool import pending

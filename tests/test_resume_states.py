@@ -14,8 +14,8 @@ import pytest
 import torch
 from method_helpers import train_tiny_gan
 
+from ugan.core.checkpoint_io import load_checkpoint, save_checkpoint
 from ugan.core.errors import NonFiniteLossError, ResumeMismatchError
-from ugan.core.io import load_checkpoint, save_checkpoint
 from ugan.core.paths import RunLayout
 from ugan.nets.dcgan import Discriminator, Generator
 

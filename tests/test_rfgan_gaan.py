@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from method_helpers import batches, random_init, tiny_run
 
 from ugan.config.schema import DAEParams
+from ugan.core.checkpoint_io import load_checkpoint, save_checkpoint
 from ugan.core.errors import ResumeMismatchError
-from ugan.core.io import load_checkpoint, save_checkpoint
 from ugan.core.paths import DAE_PATH
 from ugan.methods.gaan import gaan_d_loss
 from ugan.models.dae import DenoisingAE, load_frozen_encoder

@@ -118,7 +118,7 @@ def test_method_names_in_config_match_the_registry():
 def test_conditional_training_runs_and_uses_labels(tiny_data, tmp_path):
     import dataclasses
 
-    from ugan.nets.dcgan import ArchConfig
+    from ugan.nets.arch import ArchConfig
 
     arch = dataclasses.replace(ArchConfig(latent_dim=8, base_channels=4), num_classes=10)
     params = parse_params(

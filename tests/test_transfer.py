@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from ugan.core.checkpoint_io import save_checkpoint
 from ugan.core.errors import TransferError
-from ugan.core.io import save_checkpoint
 from ugan.models.transfer import max_output_difference, transfer_decoder
 from ugan.models.vae import VAE
 from ugan.nets.dcgan import Generator

@@ -24,8 +24,8 @@ import yaml
 from PIL import Image, ImageDraw
 
 from ugan.config.load import parse_params
+from ugan.core.checkpoint_io import load_checkpoint, save_checkpoint
 from ugan.core.errors import AccuracyTooLow, ConfigError, InputError
-from ugan.core.io import load_checkpoint, save_checkpoint
 from ugan.data.prepared import HELDOUT, TRAIN, PreparedData
 from ugan.evaluation.features import ISC_UNAVAILABLE_ROTATION
 from ugan.evaluation.fidelity import FidelityEvaluator

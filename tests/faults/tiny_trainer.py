@@ -16,7 +16,8 @@ import torch
 
 from ugan.config.load import parse_params
 from ugan.data.prepared import HELDOUT, TRAIN, PreparedData
-from ugan.nets.dcgan import ArchConfig, Generator, init_weights
+from ugan.nets.arch import ArchConfig
+from ugan.nets.dcgan import Generator, init_weights
 from ugan.nets.generator_file import generator_payload
 from ugan.tracking.stage_run import StageRun
 from ugan.training.gan import train_gan

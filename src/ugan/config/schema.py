@@ -18,8 +18,8 @@ from ugan.config.checks import check_ema, check_labels, check_method
 from ugan.config.methods import BEGANParams, GAANParams, RFGANParams
 from ugan.core.errors import ConfigError
 from ugan.data.sources import SOURCES
-from ugan.losses import LossName
-from ugan.nets.dcgan import ArchConfig
+from ugan.methods.catalog import LossName
+from ugan.nets.arch import ArchConfig
 
 RUN_KEY = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 

@@ -1,41 +1,22 @@
-"""What every stage runs on: the device, seeding, and progress bars that are live in a terminal
-and stay readable in CI logs (a line every 15 s instead of a carriage-return storm)."""
+"""What every stage's process runs on: progress bars that are live in a terminal and stay
+readable in CI logs (a line every 15 s instead of a carriage-return storm), torch's thread pool
+sized for the jobs sharing the cores, the entry point, and a fast exit. Torch-free at import, so
+that a stage that never computes (prepare, report) starts without it; the device and seeding
+are `ugan.core.device`."""
 
 from __future__ import annotations
 
 import atexit
 import functools
 import os
-import random
 import sys
 import threading
 from collections.abc import Callable
 from typing import NoReturn
 
-import numpy as np
-import torch
 from tqdm.auto import tqdm
 
-from ugan.core.errors import DeviceError, UserError
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """`auto` picks CUDA when a GPU is visible, else the CPU; `cuda` without one is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise DeviceError("device: cuda was requested but no CUDA GPU is visible")
-    return torch.device(name)
-
-
-def seed_everything(seed: int) -> torch.Generator:
-    """Seed python, numpy and torch; return a dedicated generator for the data order."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    generator = torch.Generator()
-    generator.manual_seed(seed)
-    return generator
+from ugan.core.errors import UserError
 
 
 def progress(total: int, desc: str, unit: str = "step"):
@@ -64,11 +45,16 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def configure_threads() -> int:
+def configure_threads() -> int | None:
     """Size torch's intra-op pool for the jobs sharing this machine: `UGAN_THREADS` if set,
     else `OMP_NUM_THREADS` if set (torch read it already), else the cores this process may use
     divided by `UGAN_JOBS` (default 1). Two trainers each starting with every core's worth of
-    threads oversubscribe the cores: a step was measured 7× slower. Returns the thread count."""
+    threads oversubscribe the cores: a step was measured 7× slower. Returns the thread count,
+    or None in a process that has not imported torch (a stage that never computes: importing
+    torch only to size its pool would cost that stage ~2 s)."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return None
     explicit = os.environ.get(THREADS_ENV)
     if explicit:
         torch.set_num_threads(max(1, int(explicit)))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ugan.data.prepared import model_input
+from ugan.data.pixels import model_input
 
 
 class InfiniteBatches:

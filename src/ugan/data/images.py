@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from ugan.core.io import atomic_write_bytes
-from ugan.data.prepared import to_uint8
+from ugan.data.pixels import to_uint8
 
 PADDING = 2
 PAD_VALUE = 255

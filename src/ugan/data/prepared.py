@@ -2,7 +2,8 @@
 
 Arrays: `images` uint8 (N, C, H, W), `labels` int64 (N,), `split` uint8 (N,) with
 TRAIN = 0 / HELDOUT = 1, and `metadata` — a JSON string (source, sizes, seed, class names).
-Stored with `allow_pickle=False`, so loading runs no code.
+Stored with `allow_pickle=False`, so loading runs no code. Torch-free (the `prepare` stage
+imports no torch); the pixels as the nets read them are `ugan.data.pixels`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ugan.core.errors import InputMissingError
 from ugan.core.io import atomic_write_bytes
@@ -100,21 +100,3 @@ def load_prepared(path: str | Path) -> PreparedData:
             split=archive["split"],
             metadata=json.loads(str(archive["metadata"])),
         )
-
-
-def to_float(images: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """uint8 [0, 255] → float32 [-1, 1], the range of the generator's tanh."""
-    tensor = torch.as_tensor(images)
-    return tensor.float().div(127.5).sub(1.0)
-
-
-def model_input(data: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """What the nets read: uint8 images → float [-1, 1]; float data (2-D points, already in
-    the generator's range) as it is."""
-    tensor = torch.as_tensor(data)
-    return to_float(tensor) if tensor.dtype == torch.uint8 else tensor.float()
-
-
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """float [-1, 1] → uint8 [0, 255]."""
-    return images.detach().add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8)

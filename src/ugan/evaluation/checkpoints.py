@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from ugan.data.prepared import to_uint8
+from ugan.data.pixels import to_uint8
 from ugan.evaluation.collapse import collapse_metrics
 from ugan.evaluation.fidelity import FidelityEvaluator
 from ugan.evaluation.prdc import PRDCEvaluator

@@ -28,8 +28,9 @@ from pathlib import Path
 import torch
 
 from ugan.config.schema import EvalParams, ResolvedRun
+from ugan.core.checkpoint_io import load_checkpoint
 from ugan.core.errors import InputError, InputMissingError
-from ugan.core.io import atomic_write_json, atomic_write_text, load_checkpoint
+from ugan.core.io import atomic_write_json, atomic_write_text
 from ugan.core.paths import RunLayout
 from ugan.core.runtime import progress
 from ugan.data.prepared import PreparedData
@@ -39,7 +40,8 @@ from ugan.evaluation.ema import ema_section, score_ema
 from ugan.evaluation.fidelity import FidelityEvaluator, floor_metrics, floor_subset
 from ugan.evaluation.interpolations import write_interpolations
 from ugan.evaluation.prdc import PRDC_KEYS, SCORING_KEYS, PRDCEvaluator, fid_singular
-from ugan.evaluation.stability import paper_d_scale, summarize_losses
+from ugan.evaluation.stability import summarize_losses
+from ugan.losses import get_loss
 from ugan.tracking.stage_run import StageRun
 
 FIDELITY_COLUMNS = (
@@ -168,6 +170,13 @@ def feature_network(params: EvalParams, weights: Path) -> dict:
         "objective": payload.get("config", {}).get("objective", "labels"),
         "heldout_accuracy": recorded.get("heldout_accuracy"),
     }
+
+
+def paper_d_scale(method: str, loss: str) -> float:
+    """The factor from a run's logged d_loss to the Unbalanced GAN paper's Fig. 3 scale (the
+    mean of D's two terms, not their sum: `ugan.losses.GANLoss.paper_d_scale`). Methods whose D
+    loss is their own (BEGAN's, GAAN's three terms) have no paper figure of this kind: 1."""
+    return get_loss(loss).paper_d_scale if method in ("gan", "rfgan") else 1.0
 
 
 def evaluate_run(

@@ -31,9 +31,10 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_featur
 from torch_fidelity.utils import create_feature_extractor
 
 from ugan.config.schema import INCEPTION_WEIGHTS_HELP
+from ugan.core.checkpoint_io import load_checkpoint, save_checkpoint
 from ugan.core.errors import CheckpointError, InputError, InputMissingError
-from ugan.core.io import file_digest, load_checkpoint, save_checkpoint
-from ugan.data.prepared import to_float
+from ugan.core.io import file_digest
+from ugan.data.pixels import to_float
 from ugan.nets.classifier import load_classifier
 
 EXTRACTOR_NAME = "ugan-classifier"

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ugan.data.prepared import to_float
+from ugan.data.pixels import to_float
 from ugan.data.toy import GaussianMixture2D
 
 MIN_MODE_COUNT = 20

@@ -41,23 +41,15 @@ def window_std(values: Sequence[float] | np.ndarray, window: int) -> float:
     return float(np.mean(spreads)) if spreads else float("nan")
 
 
-def paper_d_scale(method: str, loss: str) -> float:
-    """The factor from a run's logged d_loss to the Unbalanced GAN paper's Fig. 3 scale (the
-    mean of D's two terms, not their sum: `ugan.losses.GANLoss.paper_d_scale`). Methods whose D
-    loss is their own (BEGAN's, GAAN's three terms) have no paper figure of this kind: 1."""
-    from ugan.losses import get_loss  # torch: not for the report's import of window_std
-
-    return get_loss(loss).paper_d_scale if method in ("gan", "rfgan") else 1.0
-
-
 def summarize_losses(
     table: Mapping[str, Sequence[float] | np.ndarray], d_scale: float | None = None
 ) -> dict[str, float]:
     """{"<name>_mean", "<name>_std"} for every column of `table` (e.g. d_loss, g_loss), our
-    training losses as logged. With `d_scale` (`paper_d_scale`) also "d_loss_paper_mean" and
-    "d_loss_paper_std": the D loss on the paper's Fig. 3 scale (for ns: half our sum, so half
-    our std), to set beside the paper's numbers. Whether unbalanced's std is lower than
-    ordinary's does not depend on the scale (both runs of a pair share their loss)."""
+    training losses as logged. With `d_scale` (`ugan.evaluation.evaluate.paper_d_scale`) also
+    "d_loss_paper_mean" and "d_loss_paper_std": the D loss on the paper's Fig. 3 scale (for
+    ns: half our sum, so half our std), to set beside the paper's numbers. Whether
+    unbalanced's std is lower than ordinary's does not depend on the scale (both runs of a
+    pair share their loss)."""
     out: dict[str, float] = {}
     for name, values in table.items():
         try:

@@ -40,10 +40,10 @@ from functools import partial
 
 import torch
 
-from ugan.core.runtime import seed_everything
+from ugan.core.device import seed_everything
 from ugan.methods.base import draw_latent, run_prior
+from ugan.nets.arch import ArchConfig
 from ugan.nets.began import BEGANDiscriminator, BEGANGenerator
-from ugan.nets.dcgan import ArchConfig
 
 
 def autoencoder_loss(discriminator: torch.nn.Module, v: torch.Tensor) -> torch.Tensor:

@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ugan.core.runtime import seed_everything
+from ugan.core.device import seed_everything
 from ugan.losses import ns_g_loss, wgan_gp_penalty
 from ugan.methods.base import draw_latent, run_prior
 from ugan.nets.family import critic_norm, family_of

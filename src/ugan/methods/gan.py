@@ -12,7 +12,7 @@ from functools import partial
 import torch
 from torch import nn
 
-from ugan.core.runtime import seed_everything
+from ugan.core.device import seed_everything
 from ugan.losses import GANLoss, get_loss
 from ugan.methods.base import draw_latent, run_prior
 from ugan.nets.family import critic_norm, family_of

@@ -28,7 +28,8 @@ import torch
 from ugan.config.schema import ModeBenchmarkParams, ModelParams
 from ugan.core.errors import InputError
 from ugan.data.images import save_grid
-from ugan.data.prepared import HELDOUT, TRAIN, load_prepared, to_uint8
+from ugan.data.pixels import to_uint8
+from ugan.data.prepared import HELDOUT, TRAIN, load_prepared
 from ugan.data.stacked import stack_digits, stacked_prepared
 from ugan.data.toy import EVAL_SAMPLES, TRAIN_POINTS, GaussianMixture2D, make_mixture
 from ugan.evaluation.diversity import msssim_diversity
@@ -39,8 +40,8 @@ from ugan.evaluation.modes import (
     toy_mode_metrics,
 )
 from ugan.modebench.scatter import save_scatter
+from ugan.nets.arch import ArchConfig
 from ugan.nets.classifier import load_classifier
-from ugan.nets.dcgan import ArchConfig
 from ugan.nets.mlp import MLPConfig
 
 DATA_SEED = 0  # the benchmark's data is fixed; the seeds of a benchmark vary the training

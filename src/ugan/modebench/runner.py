@@ -26,8 +26,9 @@ from pathlib import Path
 import torch
 
 from ugan.config.schema import DAEParams, ModeBenchmarkParams, ModelParams, VAEParams
+from ugan.core.checkpoint_io import load_checkpoint, save_checkpoint
 from ugan.core.errors import TransferError
-from ugan.core.io import atomic_write_json, file_digest, load_checkpoint, save_checkpoint
+from ugan.core.io import atomic_write_json, file_digest
 from ugan.core.paths import RunLayout
 from ugan.evaluation.intervals import mean_ci
 from ugan.methods.catalog import CATALOG

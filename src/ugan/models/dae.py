@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ugan.core.checkpoint_io import load_checkpoint
 from ugan.core.errors import InputError
-from ugan.core.io import load_checkpoint
 from ugan.nets.family import family_of
 
 

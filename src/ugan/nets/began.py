@@ -31,7 +31,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ugan.nets.dcgan import ArchConfig
+from ugan.nets.arch import ArchConfig
 
 SMALLEST_MAP = {28: 7, 32: 8, 64: 8}
 REPEAT = 2  # 3×3 conv + ELU layers per scale ("typically 2")

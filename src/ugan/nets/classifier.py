@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ugan.core.io import load_checkpoint
+from ugan.core.checkpoint_io import load_checkpoint
 
 FEATURE_DIM = 128
 GRID = 3  # the last feature map is max-pooled to GRID × GRID before the feature layer

@@ -17,26 +17,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import torch
 from torch import nn
 
+from ugan.nets.arch import ArchConfig
+
 SMALLEST_MAP = {28: 7, 32: 4, 64: 4}
-
-
-@dataclass(frozen=True)
-class ArchConfig:
-    image_size: int = 28
-    channels: int = 1
-    latent_dim: int = 128
-    base_channels: int = 64
-    leaky_slope: float = 0.2
-    dropout: float = 0.25
-    num_classes: int = 0  # > 0: class-conditional
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def num_scales(image_size: int) -> int:

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from ugan.nets.arch import ArchConfig
 from ugan.nets.dcgan import (
-    ArchConfig,
     Discriminator,
     DownTrunk,
     Encoder,

@@ -8,10 +8,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ugan.core.checkpoint_io import describe_mismatches, load_checkpoint, state_mismatches
 from ugan.core.errors import CheckpointError
-from ugan.core.io import describe_mismatches, load_checkpoint, state_mismatches
+from ugan.nets.arch import ArchConfig
 from ugan.nets.began import BEGANGenerator
-from ugan.nets.dcgan import ArchConfig, Generator
+from ugan.nets.dcgan import Generator
 from ugan.nets.mlp import MLPConfig, MLPGenerator
 
 # The generator classes by the name a generator file records.

@@ -24,10 +24,12 @@ import torch
 import torch.nn.functional as F
 
 from ugan.config.schema import ClassifierParams
+from ugan.core.device import seed_everything
 from ugan.core.errors import AccuracyTooLow, InputError
-from ugan.core.runtime import progress, seed_everything
+from ugan.core.runtime import progress
 from ugan.data.batches import InfiniteBatches
-from ugan.data.prepared import PreparedData, to_float
+from ugan.data.pixels import to_float
+from ugan.data.prepared import PreparedData
 from ugan.nets.classifier import ROTATIONS, Classifier
 from ugan.tracking.stage_run import StageRun
 

@@ -10,13 +10,14 @@ import torch
 import torch.nn.functional as F
 
 from ugan.config.schema import DAEParams, PerfParams
-from ugan.core.io import save_checkpoint
+from ugan.core.checkpoint_io import save_checkpoint
+from ugan.core.device import seed_everything
 from ugan.core.paths import RESUME_ROOT
-from ugan.core.runtime import seed_everything
 from ugan.data.images import save_grid
-from ugan.data.prepared import PreparedData, model_input
+from ugan.data.pixels import model_input
+from ugan.data.prepared import PreparedData
 from ugan.models.dae import DenoisingAE, denoising_loss, unneeded_marker
-from ugan.nets.dcgan import ArchConfig
+from ugan.nets.arch import ArchConfig
 from ugan.tracking.stage_run import StageRun
 from ugan.training.accel import claim_process, numeric_identity
 from ugan.training.loop import OptimizerTask, run_pretraining

@@ -58,10 +58,11 @@ from torch import nn
 
 from ugan.config.load import load_params
 from ugan.config.schema import Params
+from ugan.core.device import resolve_device
 from ugan.core.errors import UserError
 from ugan.core.io import atomic_write_json
 from ugan.core.paths import PARAMS_FILE, RESUME_ROOT, RunLayout
-from ugan.core.runtime import entry_point, resolve_device
+from ugan.core.runtime import entry_point
 from ugan.training.accel import claim_deterministic_cublas, modules_of, optimizers_of
 from ugan.training.gan_run import run_train_gan, stage_run
 from ugan.training.syncbn import revert_sync_batchnorm, sync_batchnorm_class, to_sync_batchnorm

@@ -16,14 +16,16 @@ from pathlib import Path
 import torch
 
 from ugan.config.schema import LRDecay, PerfParams, ResolvedRun
+from ugan.core.checkpoint_io import save_checkpoint
 from ugan.core.errors import InputError
-from ugan.core.io import atomic_write_json, atomic_write_text, save_checkpoint
+from ugan.core.io import atomic_write_json, atomic_write_text
 from ugan.core.paths import RESUME_ROOT, RunLayout
 from ugan.data.batches import InfiniteBatches
 from ugan.data.images import save_grid
 from ugan.data.prepared import PreparedData
 from ugan.methods.table import get_method
-from ugan.nets.dcgan import ArchConfig, one_hot
+from ugan.nets.arch import ArchConfig
+from ugan.nets.dcgan import one_hot
 from ugan.nets.generator_file import GENERATOR_FILE, generator_payload, noise, sample
 from ugan.tracking.stage_run import StageRun
 from ugan.training.accel import Accel, numeric_identity, optimizers_of

@@ -14,18 +14,13 @@ from pathlib import Path
 import torch
 
 from ugan.config.schema import Params
+from ugan.core.checkpoint_io import describe_mismatches, load_checkpoint, state_mismatches
+from ugan.core.device import resolve_device
 from ugan.core.errors import InputError
-from ugan.core.io import (
-    describe_mismatches,
-    ensure_writable,
-    file_digest,
-    load_checkpoint,
-    state_mismatches,
-)
+from ugan.core.io import ensure_writable, file_digest
 from ugan.core.paths import PREPARED, RESUME_ROOT, RunLayout
-from ugan.core.runtime import resolve_device
 from ugan.data.prepared import load_prepared
-from ugan.nets.dcgan import ArchConfig
+from ugan.nets.arch import ArchConfig
 from ugan.nets.family import family_of
 from ugan.tracking.stage_run import StageRun
 from ugan.training.gan import train_gan

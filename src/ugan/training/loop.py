@@ -27,8 +27,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ugan.core.checkpoint_io import state_mismatches
 from ugan.core.errors import NonFiniteLossError
-from ugan.core.io import state_mismatches
 from ugan.core.runtime import progress
 from ugan.data.batches import InfiniteBatches
 from ugan.tracking.stage_run import StageRun

@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from ugan.core.checkpoint_io import describe_mismatches, load_checkpoint, save_checkpoint
 from ugan.core.errors import CheckpointError, ResumeMismatchError, RunLockedError
-from ugan.core.io import describe_mismatches, load_checkpoint, save_checkpoint, writing
+from ugan.core.io import writing
 from ugan.core.paths import RESUME_ROOT
 
 FRESH_ENV = "UGAN_FRESH_START"

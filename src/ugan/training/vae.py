@@ -8,13 +8,14 @@ from pathlib import Path
 import torch
 
 from ugan.config.schema import PerfParams, VAEParams
-from ugan.core.io import save_checkpoint
+from ugan.core.checkpoint_io import save_checkpoint
+from ugan.core.device import seed_everything
 from ugan.core.paths import RESUME_ROOT
-from ugan.core.runtime import seed_everything
 from ugan.data.images import save_grid
-from ugan.data.prepared import PreparedData, model_input
+from ugan.data.pixels import model_input
+from ugan.data.prepared import PreparedData
 from ugan.models.vae import VAE, vae_loss
-from ugan.nets.dcgan import ArchConfig
+from ugan.nets.arch import ArchConfig
 from ugan.nets.generator_file import noise, sample
 from ugan.tracking.stage_run import StageRun
 from ugan.training.accel import claim_process, numeric_identity
