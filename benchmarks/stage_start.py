@@ -17,7 +17,15 @@ import time
 
 from common import ROOT, arguments, machine, report, table
 
-STAGES = ("prepare", "train_classifier", "pretrain_vae", "transfer", "train_gan", "evaluate")
+STAGES = (
+    "prepare",
+    "train_classifier",
+    "pretrain_vae",
+    "transfer",
+    "train_gan",
+    "evaluate",
+    "report",
+)
 # Import the stage file without running its main, then parse params as main would first.
 LOAD = (
     "import runpy; runpy.run_path('stages/{stage}.py', run_name='benchmark'); "
