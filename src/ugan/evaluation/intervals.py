@@ -7,7 +7,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from scipy import stats
+# The t quantile from scipy.special (0.5 s to import) rather than scipy.stats (1.5 s more, on
+# every report and modes stage): `stdtrit` is the function `stats.t.ppf` evaluates.
+from scipy.special import stdtrit
 
 CONFIDENCE = 0.95
 
@@ -29,7 +31,7 @@ def mean_ci(values: Sequence[float], confidence: float = CONFIDENCE) -> Interval
     if n < 2:
         return Interval(mean, math.nan, math.nan, n)
     sd = math.sqrt(sum((v - mean) ** 2 for v in finite) / (n - 1))
-    half = stats.t.ppf(0.5 + confidence / 2, n - 1) * sd / math.sqrt(n)
+    half = stdtrit(n - 1, 0.5 + confidence / 2) * sd / math.sqrt(n)
     return Interval(mean, mean - half, mean + half, n)
 
 
