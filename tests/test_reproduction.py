@@ -20,6 +20,7 @@ from ugan.reporting.reproduction import (
     NOT_REPRODUCED,
     REPRODUCED,
     ROWS,
+    _ours,
     assess,
     markdown,
     not_run,
@@ -357,3 +358,13 @@ def test_a_row_over_vae_seeds_resumes_from_the_seeds_it_recorded(tmp_path, monke
     assert table["unbalanced-mnist"]["verdict"] == REPRODUCED
     assert table["unbalanced-mnist-wgan"]["verdict"] == NOT_COMPARABLE
     assert "2,500 steps" in table["unbalanced-mnist-wgan"]["reason"]
+
+
+def test_an_interval_shows_the_decimals_its_width_needs():
+    # A D-loss difference of 0.0008 ± 0.0029 once read "0.00 [-0.00, 0.00]".
+    small = {"mean": 0.0008, "low": -0.0019, "high": 0.0036, "n": 5, "values": [0.003, -0.002]}
+    assert _ours(small).startswith("0.0008 [-0.0019, 0.0036] (n=5: 0.003, -0.002)")
+    large = {"mean": 1830.8, "low": 1765.84, "high": 1895.76, "n": 5, "values": [1780]}
+    assert _ours(large).startswith("1830.80 [1765.84, 1895.76]")
+    exact = {"mean": 25.0, "low": 25.0, "high": 25.0, "n": 5, "values": [25]}
+    assert _ours(exact).startswith("25.00 [25.00, 25.00]")

@@ -11,6 +11,7 @@ on runs shorter than the paper's says so beside its verdict.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -233,11 +234,23 @@ def _steps_of(checks: list[dict]) -> str:
     return ", ".join(f"{variant} {n:,}" for variant, n in steps.items()) + " steps"
 
 
+BOUNDS = ("mean", "low", "high")
+
+
 def _ours(stat: dict) -> str:
     if "shown" in stat:
         return stat["shown"]
     values = ", ".join(f"{v:g}" for v in stat["values"])
-    return f"{stat['mean']:.2f} [{stat['low']:.2f}, {stat['high']:.2f}] (n={stat['n']}: {values})"
+    mean, low, high = (f"{stat[k]:.{_decimals((stat['high'] - stat['low']) / 2)}f}" for k in BOUNDS)
+    return f"{mean} [{low}, {high}] (n={stat['n']}: {values})"
+
+
+def _decimals(half_width: float) -> int:
+    """Enough decimals that the interval's half-width shows two significant digits (at least
+    2, at most 6): a D-loss difference of 0.0008 ± 0.0029 would read 0.00 [-0.00, 0.00]."""
+    if not math.isfinite(half_width) or half_width <= 0:
+        return 2
+    return min(6, max(2, 1 - math.floor(math.log10(half_width))))
 
 
 def markdown(rows: list[dict]) -> str:
