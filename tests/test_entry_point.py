@@ -77,6 +77,22 @@ def test_a_stage_sizes_torch_threads_by_the_jobs_sharing_the_machine(env, expect
     assert int(result.stdout) == expected(available_cores())
 
 
+def test_a_stage_without_torch_is_not_made_to_import_it_to_size_threads():
+    """prepare and report never import torch; sizing threads must not import it for them."""
+    import subprocess
+
+    code = (
+        "import sys\n"
+        "from ugan.core.runtime import entry_point\n"
+        "entry_point(lambda: print('torch' in sys.modules))()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+
+
 # A stage script: a thread still writing, an atexit hook, output left unflushed, and an object
 # whose __del__ runs only in the interpreter's module teardown.
 FINISHING_STAGE = """

@@ -5,9 +5,20 @@ nothing (so importing one module never drags in its siblings, and DVC deps stay 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 
 import pytest
-from importgraph import LAYERS, PACKAGE, all_modules, imports_of, layer_of, module_file
+from importgraph import (
+    LAYERS,
+    PACKAGE,
+    ROOT,
+    all_modules,
+    closure_of_file,
+    imports_of,
+    layer_of,
+    module_file,
+)
 
 MAX_LINES = 400
 MAX_TOP_LEVEL_MODULES = 8
@@ -105,11 +116,6 @@ def test_stages_that_compute_nothing_import_no_torch(program):
     bring torch in too); for a stage, also read from the source: no module it may run (its
     function-level imports included) imports torch at its top. The `ugan` command imports
     training and evaluation inside the commands that use them."""
-    import subprocess
-    import sys
-
-    from importgraph import ROOT, closure_of_file
-
     script = ROOT / program
     if program.startswith("stages/"):
         heavy = {

@@ -234,15 +234,15 @@ def _steps_of(checks: list[dict]) -> str:
     return ", ".join(f"{variant} {n:,}" for variant, n in steps.items()) + " steps"
 
 
-BOUNDS = ("mean", "low", "high")
-
-
 def _ours(stat: dict) -> str:
     if "shown" in stat:
         return stat["shown"]
     values = ", ".join(f"{v:g}" for v in stat["values"])
-    mean, low, high = (f"{stat[k]:.{_decimals((stat['high'] - stat['low']) / 2)}f}" for k in BOUNDS)
-    return f"{mean} [{low}, {high}] (n={stat['n']}: {values})"
+    d = _decimals((stat["high"] - stat["low"]) / 2)
+    return (
+        f"{stat['mean']:.{d}f} [{stat['low']:.{d}f}, {stat['high']:.{d}f}] "
+        f"(n={stat['n']}: {values})"
+    )
 
 
 def _decimals(half_width: float) -> int:
