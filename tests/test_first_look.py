@@ -22,6 +22,7 @@ import yaml
 from nightly_harness import BIN, _tiny_project, sh
 from test_ui_browser import chromium_or_skip, save_screenshot, start_chromium, wait_until
 
+from ugan.core.runtime import available_cores
 from ugan.pipeline import champion as champ
 
 pytestmark = pytest.mark.slow
@@ -96,6 +97,26 @@ def test_make_run_registers_the_champion_by_the_nightly_flows_rule(made):
     again = _ugan_run(path, env)  # every stage cached: the same generator, already champion
     assert "is already the champion: nothing to compare" in again
     assert _parent(env).data.tags["ugan.champion.decision"] == "unchanged"
+
+
+def test_make_run_trains_the_runs_side_by_side_on_a_multicore_cpu(made):
+    """Two cores: both runs' cells at once (ugan.pipeline.side_by_side), each line of a cell
+    prefixed with its run; their MLflow training runs overlap in time. One core: in turn."""
+    path, env, output = made
+    client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
+    experiment = client.get_experiment_by_name("ugan").experiment_id
+    spans = {}
+    for key in RUNS:
+        run = client.search_runs([experiment], f"attributes.run_name = 'train_gan@{key}'")[-1]
+        spans[key] = (run.info.start_time, run.info.end_time)
+    (a_start, a_end), (b_start, b_end) = spans.values()
+    overlapped = a_start < b_end and b_start < a_end
+    if available_cores() >= 2:
+        assert "runs side by side: dcgan, dcgan-unbalanced (2 at once" in output
+        assert all(f"[{key}] Running stage 'train_gan@{key}'" in output for key in RUNS)
+        assert overlapped, spans
+    else:
+        assert "runs side by side" not in output and not overlapped, spans
 
 
 def _leaves(tree, prefix: str = ""):

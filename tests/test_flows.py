@@ -23,7 +23,8 @@ from nightly_harness import CRON, MODEL, UNTRACKED_STAGES, Nightly, nightly, sh,
 from pipeline_project import TINY
 
 from ugan.pipeline import champion as champ
-from ugan.pipeline.flows import FLOW_NAME, StageError, dvc_stages, run_stage
+from ugan.pipeline.dvc_plan import dvc_stages
+from ugan.pipeline.flows import FLOW_NAME, StageError, run_stage
 
 
 @pytest.fixture(scope="session")

@@ -30,7 +30,8 @@ import httpx
 import pytest
 from nightly_harness import BIN, MODEL, UNTRACKED_STAGES, free_port, nightly, wait_for
 
-from ugan.pipeline.flows import DEFAULT_DEPLOYMENT, FLOW_NAME, dvc_stages
+from ugan.pipeline.dvc_plan import dvc_stages
+from ugan.pipeline.flows import DEFAULT_DEPLOYMENT, FLOW_NAME
 from ugan.tracking.store import runs_url
 
 pytestmark = pytest.mark.slow

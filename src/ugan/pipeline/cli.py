@@ -13,7 +13,7 @@ from ugan.config.load import load_params
 from ugan.core.errors import UserError
 from ugan.core.io import atomic_write_text
 from ugan.core.runtime import JOBS_ENV
-from ugan.pipeline import processes
+from ugan.pipeline import processes, side_by_side
 from ugan.pipeline.flow_commands import FLOW_COMMANDS, model_name_argument
 from ugan.pipeline.reproduce import REPRODUCE_COMMANDS
 from ugan.pipeline.workers import CLUSTER_COMMANDS
@@ -48,8 +48,22 @@ def validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def jobs_count(text: str) -> int:
+    """argparse type of a --jobs value: a whole number, 1 or more."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"a whole number of jobs, 1 or more, not {text!r}")
+    return int(text)
+
+
 def _run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("targets", nargs="*", help="stages to reproduce (default: all)")
+    parser.add_argument(
+        "-j",
+        "--jobs",
+        type=jobs_count,
+        help="runs trained at once, torch's threads split between them (default: one per run, "
+        "at most one per core, on a CPU; 1 where a GPU is visible or with targets)",
+    )
     model_name_argument(parser)
 
 
@@ -71,7 +85,12 @@ def run(args: argparse.Namespace) -> int:
             env[PIPELINE_ENV], params.tracking.experiment, env["MLFLOW_TRACKING_URI"]
         )
         env |= {PARENT_ENV: parent} if parent else {}
-    code = processes.call(["dvc", "repro", *args.targets], env=env)
+    if args.targets:
+        code = processes.call(["dvc", "repro", *args.targets], env=env)
+    else:
+        runs = list(params.runs)
+        jobs = args.jobs or side_by_side.default_jobs(params.device, len(runs))
+        code = side_by_side.reproduce(runs, jobs, env)
     status = "FAILED"
     try:
         if code == 0:  # every stage succeeded
@@ -157,7 +176,7 @@ def sync(args: argparse.Namespace) -> int:
 
 def _grid_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("profile", help="a profile in profiles/, e.g. paper-mnist")
-    parser.add_argument("--jobs", type=int, default=1, help="parallel DVC queue workers")
+    parser.add_argument("--jobs", type=jobs_count, default=1, help="parallel DVC queue workers")
     parser.add_argument(
         "--queue-only", action="store_true", help="queue the experiment, do not start workers"
     )
@@ -219,7 +238,7 @@ QUEUE_SPLITS: dict[str, Callable[[str, dict], str]] = {
 
 def _queue_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("profile", help="a profile in profiles/, e.g. paper-mnist")
-    parser.add_argument("--jobs", "-j", type=int, default=2, help="parallel queue workers")
+    parser.add_argument("--jobs", "-j", type=jobs_count, default=2, help="parallel queue workers")
     parser.add_argument(
         "--split",
         choices=sorted(QUEUE_SPLITS),

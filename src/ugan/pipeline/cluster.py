@@ -40,11 +40,11 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from ugan.core.runtime import JOBS_ENV
-from ugan.pipeline.flows import _address, _tail, stage_env
+from ugan.pipeline.dvc_plan import cell_stages, shared_stages
+from ugan.pipeline.flows import _tail, stage_env
 
 UPSTREAM_FLOW = "ugan-grid-upstream"
 CELL_FLOW = "ugan-grid-cell"
-CELL_GROUPS = ("train_gan", "evaluate")  # a cell's own stages: these foreach groups, one key
 WORKDIR_ENV = "UGAN_WORKDIR"
 SLOTS_ENV = "UGAN_SLOTS"
 SLOT_GPUS_ENV = "UGAN_SLOT_GPUS"
@@ -110,23 +110,6 @@ def checkout(path: Path, repo: str, commit: str) -> None:
     run(["git", "checkout", "--quiet", "--force", "--detach", commit], path)
     keep = ("/.dvc/cache", "/.dvc/config.local")
     run(["git", "clean", "-qfdx", *(f"--exclude={k}" for k in keep)], path)
-
-
-def shared_stages(project: Path) -> list[str]:
-    """Every stage upstream of a cell's stages, in the order `dvc repro` runs them."""
-    import networkx as nx
-    from dvc.repo import Repo
-    from dvc.repo.reproduce import get_active_graph, plan_repro
-
-    with Repo(str(project)) as repo:
-        graph = get_active_graph(repo.index.graph)
-        cells = [s for s in graph if getattr(s, "name", "").split("@")[0] in CELL_GROUPS]
-        upstream = set().union(*(nx.descendants(graph, s) for s in cells)) - set(cells)
-        return [_address(s, repo.root_dir) for s in plan_repro(graph) if s in upstream]
-
-
-def cell_stages(run_key: str) -> list[str]:
-    return [f"{group}@{run_key}" for group in CELL_GROUPS]
 
 
 def _env(path: Path, index: int, extra: dict[str, str]) -> dict[str, str]:

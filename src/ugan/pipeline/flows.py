@@ -34,6 +34,7 @@ from prefect.runtime import flow_run, task_run
 from ugan.config.load import load_params
 from ugan.core.errors import UserError
 from ugan.pipeline import champion
+from ugan.pipeline.dvc_plan import dvc_stages
 from ugan.tracking.pipeline_run import (
     PARENT_ENV,
     PIPELINE_ENV,
@@ -48,31 +49,6 @@ DEFAULT_CRON = "0 2 * * *"  # 02:00 UTC
 STAGE_RETRIES = 3
 RETRY_DELAYS = [5, 30, 120]  # seconds before the 1st, 2nd, 3rd retry
 OUTPUT_TAIL = 40  # lines of a stage's output kept in the flow log
-
-
-# -- the stages, from DVC ---------------------------------------------------------------------
-
-
-def dvc_stages(project: str | Path) -> list[str]:
-    """Every stage of the project's DVC pipeline, in the order `dvc repro` runs them."""
-    from dvc.repo import Repo
-    from dvc.repo.reproduce import get_active_graph, plan_repro
-
-    with Repo(str(project)) as repo:
-        return [
-            _address(stage, repo.root_dir)
-            for stage in plan_repro(get_active_graph(repo.index.graph))
-        ]
-
-
-def _address(stage, root: str) -> str:
-    """A stage's name as `dvc repro` takes it from the project root (`stage.addressing` is
-    relative to the current directory)."""
-    dvcfile = os.path.relpath(stage.path, root)
-    name = getattr(stage, "name", None)
-    if not name:  # a .dvc file
-        return dvcfile
-    return name if dvcfile == "dvc.yaml" else f"{dvcfile}:{name}"
 
 
 # What `dvc repro` says about a stage → what the flow reports. A stage that did no work is

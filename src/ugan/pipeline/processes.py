@@ -31,7 +31,8 @@ def stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
-def _stop_group(child: subprocess.Popen, grace: float) -> None:
+def stop_group(child: subprocess.Popen, grace: float = GRACE_SECONDS) -> None:
+    """SIGTERM to the child's process group, SIGKILL to what is left of it after `grace` s."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(child.pid, signal.SIGTERM)
     try:
@@ -50,7 +51,7 @@ def call(cmd: list[str], env: dict | None = None, grace: float = GRACE_SECONDS) 
     try:
         return child.wait()
     except BaseException:
-        _stop_group(child, grace)
+        stop_group(child, grace)
         raise
 
 

@@ -1,0 +1,139 @@
+"""`ugan run`'s runs side by side. One small GAN does not fill even 2 CPU cores: two trainings
+with one thread each finish in ~0.72 of the time of the same two, one after the other, with two
+threads each (`benchmarks/queue_jobs.py`). So `ugan run` reproduces the pipeline in three
+`dvc repro`s, and DVC still decides what runs and caches all of it:
+
+1. the shared stages (`dvc_plan.shared_stages`: data, classifier, VAE, inits), every core;
+2. each run's cell (`train_gan@<run> evaluate@<run>`, `--single-item`: the shared stages are
+   done), up to `jobs` at once, torch's threads sized for `jobs` (`UGAN_JOBS`); every line a
+   cell prints is prefixed with its run;
+3. the whole pipeline, which finds the cells done and runs what joins them (modes, report).
+
+DVC keeps step 2 safe: a stage's command runs with the repository unlocked and its own files
+read- or write-locked (DVC's rwlock), and `dvc --wait-for-lock` waits for the short repository
+lock a stage takes to start and to record itself instead of failing on it. As `make -j` does, a
+failed cell starts no further cells, the running ones finish (their work is cached) and step 3
+is skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import BinaryIO
+
+from ugan.core.runtime import JOBS_ENV, available_cores
+from ugan.pipeline import processes
+from ugan.pipeline.dvc_plan import cell_stages, shared_stages
+
+POLL_SECONDS = 0.2
+# A CUDA device is shared, not split like cores: on a machine that shows one, runs go one after
+# another unless `--jobs` says otherwise. (Asking torch would cost this torch-free command ~2 s.)
+NVIDIA_DEVICE = Path("/dev/nvidiactl")
+
+
+def default_jobs(device: str, runs: int) -> int:
+    """Cells at once when `--jobs` is not given: one per run, at most one per core, on a CPU."""
+    on_gpu = {"cpu": False, "cuda": True, "auto": NVIDIA_DEVICE.exists()}[device]
+    return 1 if on_gpu else max(1, min(runs, available_cores()))
+
+
+def reproduce(run_keys: list[str], jobs: int, env: dict[str, str]) -> int:
+    """The whole pipeline, its runs' cells `jobs` at once; `dvc repro`'s exit status."""
+    if jobs <= 1 or len(run_keys) <= 1:
+        return processes.call(["dvc", "repro"], env=env)
+    threads = max(1, available_cores() // jobs)
+    print(
+        f"runs side by side: {', '.join(run_keys)} ({jobs} at once, {threads} torch thread(s) "
+        "each; --jobs 1: one after another)",
+        flush=True,
+    )
+    shared = shared_stages(".")
+    code = processes.call(["dvc", "repro", *shared], env=env) if shared else 0
+    if code == 0:
+        code = run_cells(run_keys, jobs, env | {JOBS_ENV: str(jobs)})
+    if code == 0:
+        code = processes.call(["dvc", "repro"], env=env)
+    return code
+
+
+def run_cells(run_keys: list[str], jobs: int, env: dict[str, str]) -> int:
+    """`dvc --wait-for-lock repro` of each run's cell, at most `jobs` at once; the first failed
+    cell's exit status, or 0."""
+    pending, running, failed = list(run_keys), {}, 0
+    try:
+        while pending or running:
+            while pending and len(running) < jobs and not failed:
+                key = pending.pop(0)
+                running[key] = _Cell(key, env)
+            for key, cell in list(running.items()):
+                code = cell.child.poll()
+                if code is None:
+                    continue
+                cell.finish(code)
+                del running[key]
+                if code and not failed:
+                    failed = code
+                    if pending:
+                        print(f"not started after that failure: {', '.join(pending)}")
+                    pending.clear()
+            time.sleep(POLL_SECONDS)
+    except BaseException:
+        for cell in running.values():
+            processes.stop_group(cell.child)
+        raise
+    return failed
+
+
+class _Cell:
+    """One run's `dvc repro` in its own process group, its output relayed line by line."""
+
+    def __init__(self, key: str, env: dict[str, str]) -> None:
+        self.key, self.started = key, time.perf_counter()
+        self.child = subprocess.Popen(
+            # --single-item: a cell checks only its own stages; checking the shared ones too,
+            # as a plain `dvc repro` does, write-locks their outputs: the other cells collide.
+            ["dvc", "--wait-for-lock", "repro", "--single-item", *cell_stages(key)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.relay = threading.Thread(target=relay, args=(self.child.stdout, f"[{key}] "))
+        self.relay.start()
+        print(f"[{key}] started: dvc repro {' '.join(self.child.args[3:])}", flush=True)
+
+    def finish(self, code: int) -> None:
+        self.relay.join()
+        seconds = time.perf_counter() - self.started
+        outcome = "done" if code == 0 else f"FAILED (exit {code})"
+        print(f"[{self.key}] {outcome} in {seconds:.0f} s", flush=True)
+
+
+_PRINT = threading.Lock()
+
+
+def relay(stream: BinaryIO, prefix: str) -> None:
+    """Copy a child's output to ours, a line at a time with `prefix`, until it closes. A
+    progress bar's carriage-return updates become lines too (a cell's bars are not a terminal's,
+    so they update every 15 s: `ugan.core.runtime.progress`)."""
+    pending = b""
+    while chunk := os.read(stream.fileno(), 65536):
+        *lines, pending = (pending + chunk).replace(b"\r", b"\n").split(b"\n")
+        _print(prefix, lines)
+    _print(prefix, [pending])
+    stream.close()
+
+
+def _print(prefix: str, lines: list[bytes]) -> None:
+    text = "".join(
+        f"{prefix}{line.decode(errors='replace').rstrip()}\n" for line in lines if line.strip()
+    )
+    if text:
+        with _PRINT:
+            sys.stdout.write(text)
+            sys.stdout.flush()
