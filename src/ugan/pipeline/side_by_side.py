@@ -1,6 +1,6 @@
 """`ugan run`'s runs side by side. One small GAN does not fill even 2 CPU cores: two trainings
-with one thread each finish in ~0.72 of the time of the same two, one after the other, with two
-threads each (`benchmarks/queue_jobs.py`). So `ugan run` reproduces the pipeline in three
+with one thread each at once took 55 s where the same two, one after the other on two threads
+each, took 76 s (`benchmarks/queue_jobs.py`, 250 steps). So `ugan run` reproduces the pipeline in three
 `dvc repro`s, and DVC still decides what runs and caches all of it:
 
 1. the shared stages (`dvc_plan.shared_stages`: data, classifier, VAE, inits), every core;
