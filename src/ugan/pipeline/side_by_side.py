@@ -1,7 +1,7 @@
 """`ugan run`'s runs side by side. One small GAN does not fill even 2 CPU cores: two trainings
 with one thread each at once took 55 s where the same two, one after the other on two threads
-each, took 76 s (`benchmarks/queue_jobs.py`, 250 steps). So `ugan run` reproduces the pipeline in three
-`dvc repro`s, and DVC still decides what runs and caches all of it:
+each, took 76 s (`benchmarks/queue_jobs.py`, 250 steps). So `ugan run` reproduces the pipeline
+in three `dvc repro`s, and DVC still decides what runs and caches all of it:
 
 1. the shared stages (`dvc_plan.shared_stages`: data, classifier, VAE, inits), every core;
 2. each run's cell (`train_gan@<run> evaluate@<run>`, `--single-item`: the shared stages are
