@@ -289,7 +289,7 @@ def ran_project(client, tmp_path, monkeypatch):
 def _ugan_run(client, capsys, *argv: str) -> tuple[int, str, str, mlflow.entities.Run]:
     from ugan.pipeline.cli import main
 
-    code = main(["run", *argv])
+    code = main(["run", "--jobs", "1", *argv])  # one `dvc repro` (the stand-in records it)
     out, err = capsys.readouterr()
     parents = client.search_runs(
         [_experiment(client)], "tags.`ugan.stage` = 'pipeline'", order_by=["start_time DESC"]

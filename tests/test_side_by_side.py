@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ugan.core.errors import UserError
 from ugan.pipeline import side_by_side
 
 BIN = Path(sys.executable).parent
@@ -102,3 +103,9 @@ def test_a_failed_cell_starts_no_more_cells_lets_the_running_one_finish_and_skip
 def test_default_jobs_one_per_run_and_core_on_a_cpu(monkeypatch, device, runs, cores, jobs):
     monkeypatch.setattr(side_by_side, "available_cores", lambda: cores)
     assert side_by_side.default_jobs(device, runs) == jobs
+
+
+def test_outside_a_dvc_project_it_says_so_without_a_traceback(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match="not inside of a DVC repository"):
+        side_by_side.reproduce(["a", "b"], 2, dict(os.environ))

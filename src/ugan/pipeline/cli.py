@@ -69,8 +69,9 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
 
 @command(
     "run",
-    "validate params, `dvc repro` the pipeline under one MLflow pipeline id, then register "
-    "the best generator and move alias champion to it if it beats the champion",
+    "validate params, `dvc repro` the pipeline (its runs side by side on a CPU: --jobs) under "
+    "one MLflow pipeline id, then register the best generator and move alias champion to it if "
+    "it beats the champion",
     _run_arguments,
 )
 def run(args: argparse.Namespace) -> int:
@@ -85,14 +86,14 @@ def run(args: argparse.Namespace) -> int:
             env[PIPELINE_ENV], params.tracking.experiment, env["MLFLOW_TRACKING_URI"]
         )
         env |= {PARENT_ENV: parent} if parent else {}
-    if args.targets:
-        code = processes.call(["dvc", "repro", *args.targets], env=env)
-    else:
-        runs = list(params.runs)
-        jobs = args.jobs or side_by_side.default_jobs(params.device, len(runs))
-        code = side_by_side.reproduce(runs, jobs, env)
-    status = "FAILED"
+    status = "FAILED"  # also when the pipeline is interrupted or cannot start
     try:
+        if args.targets:
+            code = processes.call(["dvc", "repro", *args.targets], env=env)
+        else:
+            runs = list(params.runs)
+            jobs = args.jobs or side_by_side.default_jobs(params.device, len(runs))
+            code = side_by_side.reproduce(runs, jobs, env)
         if code == 0:  # every stage succeeded
             code = _crown_champion(args, params, env["MLFLOW_TRACKING_URI"], env.get(PARENT_ENV))
         status = "FINISHED" if code == 0 else "FAILED"

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import BinaryIO
 
+from ugan.core.errors import UserError
 from ugan.core.runtime import JOBS_ENV, available_cores
 from ugan.pipeline import processes
 from ugan.pipeline.dvc_plan import cell_stages, shared_stages
@@ -52,7 +53,12 @@ def reproduce(run_keys: list[str], jobs: int, env: dict[str, str]) -> int:
         "each; --jobs 1: one after another)",
         flush=True,
     )
-    shared = shared_stages(".")
+    from dvc.exceptions import DvcException
+
+    try:
+        shared = shared_stages(".")
+    except DvcException as error:  # not a DVC project, a broken dvc.yaml: DVC's own words
+        raise UserError(f"dvc: {error}") from None
     code = processes.call(["dvc", "repro", *shared], env=env) if shared else 0
     if code == 0:
         code = run_cells(run_keys, jobs, env | {JOBS_ENV: str(jobs)})
