@@ -4,11 +4,15 @@ tiny GAN pipeline runs them in tests/test_first_look.py."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 
@@ -20,13 +24,13 @@ BIN = Path(sys.executable).parent
 STAGE = "t0=$(date +%s.%N); sleep 1.5 && test {item} != bad && echo $t0 $(date +%s.%N) > {out}"
 
 
-def _project(path: Path, runs: list[str]) -> dict:
+def _project(path: Path, runs: list[str], stage: str = STAGE) -> dict:
     stages = {
         "shared": {"cmd": "echo data > shared.txt", "outs": ["shared.txt"]},
         "train_gan": {
             "foreach": runs,
             "do": {
-                "cmd": STAGE.format(item="${item}", out="train-${item}.txt"),
+                "cmd": stage.format(item="${item}", out="train-${item}.txt"),
                 "deps": ["shared.txt"],
                 "outs": ["train-${item}.txt"],
             },
@@ -34,7 +38,7 @@ def _project(path: Path, runs: list[str]) -> dict:
         "evaluate": {
             "foreach": runs,
             "do": {
-                "cmd": STAGE.format(item="${item}", out="eval-${item}.txt"),
+                "cmd": stage.format(item="${item}", out="eval-${item}.txt"),
                 "deps": ["train-${item}.txt"],
                 "outs": ["eval-${item}.txt"],
             },
@@ -109,3 +113,30 @@ def test_outside_a_dvc_project_it_says_so_without_a_traceback(tmp_path, monkeypa
     monkeypatch.chdir(tmp_path)
     with pytest.raises(UserError, match="not inside of a DVC repository"):
         side_by_side.reproduce(["a", "b"], 2, dict(os.environ))
+
+
+def test_sigterm_stops_every_running_cell_and_records_none_of_them(tmp_path):
+    """`ugan run` interrupted while its cells train: each cell's whole process group (DVC and
+    the stage under it) is stopped, and nothing half-done is recorded."""
+    long_stage = "echo $$ > pid-{item}; sleep 60 && echo done > {out}"
+    env = _project(tmp_path, ["a", "b"], long_stage)
+    env["PYTHONPATH"] = os.pathsep.join(sys.path)
+    script = (
+        "import os, sys; from ugan.pipeline import processes, side_by_side; "
+        "processes.stop_on_sigterm(); "
+        "sys.exit(side_by_side.reproduce(['a', 'b'], 2, dict(os.environ)))"
+    )
+    ugan = subprocess.Popen([sys.executable, "-c", script], cwd=tmp_path, env=env)
+    pids = [tmp_path / "pid-a", tmp_path / "pid-b"]
+    deadline = time.monotonic() + 120
+    while not all(p.exists() and p.read_text().strip() for p in pids):
+        assert time.monotonic() < deadline and ugan.poll() is None, "the cells never started"
+        time.sleep(0.2)
+    ugan.send_signal(signal.SIGTERM)
+    assert ugan.wait(timeout=120) != 0
+    for pid in (int(p.read_text()) for p in pids):  # the stage's shell is gone (or a zombie
+        with contextlib.suppress(psutil.NoSuchProcess):  # left for this sandbox's init to reap)
+            assert psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, pid
+    lock = yaml.safe_load((tmp_path / "dvc.lock").read_text())["stages"]
+    assert "shared" in lock and not any(name.startswith("train_gan") for name in lock)
+    assert not (tmp_path / "train-a.txt").exists() and not (tmp_path / "train-b.txt").exists()

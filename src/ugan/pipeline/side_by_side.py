@@ -88,11 +88,20 @@ def run_cells(run_keys: list[str], jobs: int, env: dict[str, str]) -> int:
                         print(f"not started after that failure: {', '.join(pending)}")
                     pending.clear()
             time.sleep(POLL_SECONDS)
-    except BaseException:
-        for cell in running.values():
-            processes.stop_group(cell.child)
+    except BaseException:  # Ctrl-C, SIGTERM (`ugan` turns it into KeyboardInterrupt)
+        stop_all([cell.child for cell in running.values()])
         raise
     return failed
+
+
+def stop_all(children: list[subprocess.Popen]) -> None:
+    """Every cell's process group stopped at once: SIGTERM to all, then each gets the grace a
+    stage needs to save its state (one after another, N cells would take N graces)."""
+    stoppers = [threading.Thread(target=processes.stop_group, args=(c,)) for c in children]
+    for stopper in stoppers:
+        stopper.start()
+    for stopper in stoppers:
+        stopper.join()
 
 
 class _Cell:
