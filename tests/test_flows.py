@@ -22,6 +22,7 @@ import yaml
 from nightly_harness import CRON, MODEL, UNTRACKED_STAGES, Nightly, nightly, sh, wait_for
 from pipeline_project import TINY
 
+from ugan.core.runtime import available_cores
 from ugan.pipeline import champion as champ
 from ugan.pipeline.dvc_plan import dvc_stages
 from ugan.pipeline.flows import FLOW_NAME, StageError, run_stage
@@ -72,6 +73,18 @@ def test_stage_order_comes_from_dvc(served):
     for upstream, downstream in edges:
         assert order.index(upstream) < order.index(downstream), (upstream, downstream)
     assert [s["stage"] for s in served.first["stages"]] == order
+
+
+@pytest.mark.slow
+def test_the_runs_train_side_by_side_as_in_ugan_run(served):
+    """Two cores: the two runs' train_gan tasks overlap in time (run_stages); one: in turn."""
+    spans = {
+        s["stage"]: (s["started_at"], s["started_at"] + s["seconds"])
+        for s in served.first["stages"]
+        if s["stage"].startswith("train_gan@")
+    }
+    (a_start, a_end), (b_start, b_end) = spans.values()
+    assert (a_start < b_end and b_start < a_end) == (available_cores() >= 2), spans
 
 
 @pytest.mark.slow

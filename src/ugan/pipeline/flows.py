@@ -33,8 +33,9 @@ from prefect.runtime import flow_run, task_run
 
 from ugan.config.load import load_params
 from ugan.core.errors import UserError
-from ugan.pipeline import champion
-from ugan.pipeline.dvc_plan import dvc_stages
+from ugan.core.runtime import JOBS_ENV
+from ugan.pipeline import champion, side_by_side
+from ugan.pipeline.dvc_plan import cell_stages, dvc_stages, shared_stages
 from ugan.tracking.pipeline_run import (
     PARENT_ENV,
     PIPELINE_ENV,
@@ -164,9 +165,9 @@ def stage_env(extra: dict[str, str]) -> dict[str, str]:
 def run_stage(project: str, stage: str, env: dict[str, str]) -> dict[str, Any]:
     """`dvc repro --single-item <stage>` in `project`; its upstream stages ran before it."""
     logger = get_run_logger()
-    started = time.monotonic()
-    result = subprocess.run(
-        [sys.executable, "-m", "dvc", "repro", "--single-item", stage],
+    started, started_at = time.monotonic(), time.time()
+    result = subprocess.run(  # --wait-for-lock: the runs' cells run side by side (run_stages)
+        [sys.executable, "-m", "dvc", "--wait-for-lock", "repro", "--single-item", stage],
         cwd=project,
         env=stage_env(env),
         capture_output=True,
@@ -179,7 +180,13 @@ def run_stage(project: str, stage: str, env: dict[str, str]) -> dict[str, Any]:
     status = outcome(stage, output)
     seconds = round(time.monotonic() - started, 2)
     logger.info("%s: %s in %.1f s\n%s", stage, status, seconds, _tail(output, 10))
-    return {"stage": stage, "status": status, "seconds": seconds, "attempts": task_run.run_count}
+    return {
+        "stage": stage,
+        "status": status,
+        "seconds": seconds,
+        "started_at": started_at,
+        "attempts": task_run.run_count,
+    }
 
 
 @task(name="champion", cache_policy=NO_CACHE, persist_result=False)
@@ -196,6 +203,29 @@ def compare_with_champion(
 
 
 # -- the flow ---------------------------------------------------------------------------------
+
+
+def run_stages(
+    project: str, stages: list[str], run_keys: list[str], jobs: int, env: dict[str, str]
+) -> list[dict[str, Any]]:
+    """Every stage's outcome, in DVC's order; run as `ugan run` runs them
+    (`ugan.pipeline.side_by_side`): the shared stages one at a time, then the runs' cells
+    (train_gan → evaluate) as concurrent tasks, `jobs` runs at a time with torch's threads split
+    (`UGAN_JOBS`), then the stages that join them."""
+    shared = set(shared_stages(project))
+    done = {s: run_stage(project, s, env) for s in stages if s in shared}
+    cell_env = env | {JOBS_ENV: str(jobs)}
+    cells = [[s for s in cell_stages(key) if s in stages] for key in run_keys]
+    for first in range(0, len(cells), max(1, jobs)):
+        futures = {}
+        for cell in cells[first : first + max(1, jobs)]:
+            previous = []
+            for stage in cell:  # a cell's stages in order: evaluate waits for its training
+                futures[stage] = run_stage.submit(project, stage, cell_env, wait_for=previous)
+                previous = [futures[stage]]
+        done |= {stage: future.result() for stage, future in futures.items()}
+    done |= {s: run_stage(project, s, env) for s in stages if s not in done}
+    return [done[s] for s in stages]
 
 
 def summarize(stages: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
@@ -247,7 +277,8 @@ def pipeline_flow(
     logger.info("pipeline %s: %d stages from DVC: %s", pipeline, len(stages), ", ".join(stages))
     started = time.monotonic()
     try:
-        outcomes = [run_stage(str(root), stage, env) for stage in stages]
+        jobs = side_by_side.default_jobs(params.device, len(params.runs))
+        outcomes = run_stages(str(root), stages, list(params.runs), jobs, env)
         result = summarize(outcomes, time.monotonic() - started)
         result |= {"pipeline_id": pipeline, "parent_run_id": parent, "champion": None}
         logger.info(result["message"])
