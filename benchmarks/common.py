@@ -150,5 +150,39 @@ def copy_pipeline(path: Path, params: dict) -> None:
     (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
+# What a benchmark's project must not inherit from the shell that started it: a pipeline
+# run's ids (its stages would nest under that run) and thread sizing (the benchmark sets its own).
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "UGAN_THREADS", "UGAN_JOBS")
+INHERITED_RUN = ("UGAN_PIPELINE_ID", "UGAN_PARENT_RUN_ID", "DVC_ROOT")
+
+
+def init_project(path: Path, params: dict, *, own_store: bool = True) -> dict:
+    """`copy_pipeline(path, params)` made a git + DVC project: the environment its commands run
+    in (this interpreter first on PATH, the copy's src importable, no inherited run ids or thread
+    sizes; with `own_store`, an MLflow sqlite store inside the project, else ugan's default)."""
+    copy_pipeline(path, params)
+    drop = {*INHERITED_RUN, *THREAD_VARIABLES, "MLFLOW_TRACKING_URI"}
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    env |= GIT_IDENTITY | {
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONPATH": str(path / "src"),
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    }
+    if own_store:
+        env["MLFLOW_TRACKING_URI"] = f"sqlite:///{path / 'mlflow.db'}"
+    for cmd in (
+        ["git", "init", "-q"],
+        ["dvc", "init", "-q"],
+        ["dvc", "config", "core.analytics", "false"],
+    ):
+        sh(cmd, path, env)
+    return env
+
+
+def commit_all(path: Path, env: dict, message: str) -> None:
+    sh(["git", "add", "-A"], path, env)
+    sh(["git", "commit", "-qm", message], path, env)
+
+
 def repo_params() -> dict:
     return yaml.safe_load((ROOT / "params.yaml").read_text())

@@ -23,9 +23,9 @@ import time
 from pathlib import Path
 
 from common import (
-    GIT_IDENTITY,
     arguments,
-    copy_pipeline,
+    commit_all,
+    init_project,
     machine,
     merge,
     repo_params,
@@ -63,21 +63,8 @@ print(json.dumps({"seconds": time.perf_counter() - start}))
 
 
 def make_project(path: Path) -> dict:
-    copy_pipeline(path, merge(repo_params(), TINY))
-    env = {k: v for k, v in os.environ.items() if k not in ("UGAN_PIPELINE_ID", "DVC_ROOT")}
-    env |= GIT_IDENTITY | {
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        "PYTHONPATH": str(path / "src"),
-        "MLFLOW_TRACKING_URI": f"sqlite:///{path / 'mlflow.db'}",
-    }
-    for cmd in (
-        ["git", "init", "-q"],
-        ["dvc", "init", "-q"],
-        ["dvc", "config", "core.analytics", "false"],
-        ["git", "add", "-A"],
-        ["git", "commit", "-qm", "bench"],
-    ):
-        sh(cmd, path, env)
+    env = init_project(path, merge(repo_params(), TINY))
+    commit_all(path, env, "bench")
     return env
 
 

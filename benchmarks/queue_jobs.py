@@ -24,15 +24,14 @@ import os
 import shutil
 import sqlite3
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from common import (
-    GIT_IDENTITY,
     arguments,
-    copy_pipeline,
+    commit_all,
+    init_project,
     machine,
     merge,
     repo_params,
@@ -44,8 +43,6 @@ from common import (
 SEEDS = (1, 2)  # gan.seed of the two experiments, the same in every way
 UPSTREAM = ["train_classifier", "init_random", "pretrain_dae"]  # prepare comes with them
 TARGETS = ["evaluate"]  # each experiment: train_gan@dcgan and evaluate@dcgan
-# Variables that would fix the stages' torch threads whatever the way: removed.
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "UGAN_THREADS", "UGAN_JOBS")
 
 
 def sizes(args) -> dict:
@@ -70,20 +67,10 @@ def make_project(path: Path, args) -> dict:
     """The committed base: the tiny project with its shared upstream reproduced."""
     tiny = sizes(args)
     params = merge(repo_params(), {k: v for k, v in tiny.items() if k != "runs"})
-    copy_pipeline(path, params | {"runs": tiny["runs"]})
-    drop = ("MLFLOW_TRACKING_URI", "DVC_ROOT", "UGAN_PIPELINE_ID", *THREAD_VARIABLES)
-    env = {k: v for k, v in os.environ.items() if k not in drop}
-    env |= GIT_IDENTITY | {
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        "PYTHONPATH": str(path / "src"),
-    }
-    sh(["git", "init", "-q"], path, env)
-    sh(["dvc", "init", "-q"], path, env)
-    sh(["dvc", "config", "core.analytics", "false"], path, env)
+    env = init_project(path, params | {"runs": tiny["runs"]}, own_store=False)
     _, seconds = sh(["dvc", "repro", *UPSTREAM], path, env)
     print(f"shared upstream reproduced once: {seconds:.0f} s", flush=True)
-    sh(["git", "add", "-A"], path, env)
-    sh(["git", "commit", "-qm", "benchmark base"], path, env)
+    commit_all(path, env, "benchmark base")
     return env
 
 

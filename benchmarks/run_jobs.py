@@ -14,15 +14,13 @@ from the environment, so stages size their threads as they do for a user.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path
 
 from common import (
-    GIT_IDENTITY,
     arguments,
-    copy_pipeline,
+    init_project,
     machine,
     merge,
     repo_params,
@@ -32,31 +30,6 @@ from common import (
 )
 
 WAYS = {"side by side (default)": [], "one after the other (--jobs 1)": ["--jobs", "1"]}
-
-
-def project(path: Path, params: dict) -> dict:
-    copy_pipeline(path, params)
-    drop = (
-        "UGAN_PIPELINE_ID",
-        "UGAN_PARENT_RUN_ID",
-        "OMP_NUM_THREADS",
-        "UGAN_THREADS",
-        "UGAN_JOBS",
-    )
-    env = {k: v for k, v in os.environ.items() if k not in drop}
-    env |= GIT_IDENTITY | {
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        "PYTHONPATH": str(path / "src"),
-        "MLFLOW_TRACKING_URI": f"sqlite:///{path / 'mlflow.db'}",
-        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-    }
-    for cmd in (
-        ["git", "init", "-q"],
-        ["dvc", "init", "-q"],
-        ["dvc", "config", "core.analytics", "false"],
-    ):
-        sh(cmd, path, env)
-    return env
 
 
 def outcome(path: Path) -> dict:
@@ -92,7 +65,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for i, (way, flags) in enumerate(WAYS.items()):
             path = Path(tmp) / f"way{i}"
-            env = project(path, params)
+            env = init_project(path, params)
             output, seconds = sh(
                 [sys.executable, "-m", "ugan.pipeline.cli", "run", *flags], path, env, 3600
             )
