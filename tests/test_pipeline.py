@@ -20,6 +20,8 @@ import torch
 import yaml
 from pipeline_project import Project, _ran, _sh, new_project
 
+from ugan.core.runtime import available_cores
+
 pytestmark = pytest.mark.slow
 
 
@@ -367,10 +369,23 @@ def test_reproduce_runs_a_rows_profile_as_an_experiment_and_writes_its_verdict(p
     bad = subprocess.run([*cli, "nope"], cwd=p, env=proj.env, capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown reproduction rows ['nope']" in bad.stderr
     assert "rfgan-ring8" in bad.stderr and not (p / "metrics/reproduction.json").exists()
+    bad = subprocess.run([*cli, "-j", "0"], cwd=p, env=proj.env, capture_output=True, text=True)
+    assert bad.returncode == 2 and "a whole number of jobs, 1 or more, not '0'" in bad.stderr
 
     # the workspace keeps the last experiment's outputs: ring8 and BEGAN last, as read below
     rows = ["unbalanced-mnist", "gaan-stacked-mnist", "rfgan-ring8", "began-mnist"]
-    _sh([*cli, *rows, "--vae-seeds", "0", "1"], p, proj.env, timeout=2400)
+    output = _sh([*cli, *rows, "--vae-seeds", "0", "1"], p, proj.env, timeout=2400)
+    # a profile's runs train side by side as in `ugan run` (one per core), then `dvc exp run`
+    # finds them cached and records the experiment; ring8's `modes` trains none of them
+    side_by_side = "runs side by side: began-g03, began-g05, began-g07 (2 at once"
+    assert (side_by_side in output) == (available_cores() >= 2)
+    assert output.count("runs side by side: dcgan, dcgan-unbalanced") == (
+        2 if available_cores() >= 2 else 0
+    )
+    assert (
+        "runs side by side: dcgan,"
+        not in output.split("profile repro-ring8")[1].split("reproduce: profile")[0]
+    )
     assert (p / "params.yaml").read_bytes() == before
     rows = {r["row"]: r for r in json.loads((p / "metrics/reproduction.json").read_text())["rows"]}
     ring = rows["rfgan-ring8"]
@@ -404,6 +419,7 @@ def test_reproduce_runs_a_rows_profile_as_an_experiment_and_writes_its_verdict(p
     assert [c["variant"] for c in ranks] == ["began-g03", "began-g05", "began-g07"]
     assert all(c["shown"].endswith("over 3 checkpoints") for c in ranks)
     assert began["run"]["experiment"] != ring["run"]["experiment"]
+    assert began["run"]["experiment"] in _sh(["dvc", "exp", "show", "--json"], p, proj.env)
     assert ring["run"]["experiment"] in _sh(["dvc", "exp", "show", "--json"], p, proj.env)
     section = (p / "reports/reproduction.md").read_text()
     assert f"**rfgan-ring8: {ring['verdict']}**" in section and "| rfgan modes_covered" in section

@@ -346,9 +346,10 @@ def test_a_row_over_vae_seeds_resumes_from_the_seeds_it_recorded(tmp_path, monke
     import argparse
 
     (tmp_path / "metrics/reproduction.json").write_text(json.dumps({"rows": []}))
-    args = argparse.Namespace(
-        rows=["unbalanced-mnist"], list=False, vae_seeds=None, rerun=False, params="params.yaml"
-    )
+    parser = argparse.ArgumentParser()  # the command's own options, as `ugan reproduce` parses
+    parser.add_argument("--params", default="params.yaml")
+    reproduce._arguments(parser)
+    args = parser.parse_args(["unbalanced-mnist"])
     assert reproduce.reproduce(args) == 0
     table = {
         r["row"]: r

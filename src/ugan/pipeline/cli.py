@@ -16,6 +16,7 @@ from ugan.core.runtime import JOBS_ENV
 from ugan.pipeline import processes, side_by_side
 from ugan.pipeline.flow_commands import FLOW_COMMANDS, model_name_argument
 from ugan.pipeline.reproduce import REPRODUCE_COMMANDS
+from ugan.pipeline.side_by_side import jobs_count
 from ugan.pipeline.workers import CLUSTER_COMMANDS
 from ugan.tracking.pipeline_run import (
     PARENT_ENV,
@@ -46,13 +47,6 @@ def validate(args: argparse.Namespace) -> int:
         print(f"{key:24s} init={run.init:6s} loss={run.gan.loss:6s} steps={run.gan.steps}")
     print(f"{args.params}: ok")
     return 0
-
-
-def jobs_count(text: str) -> int:
-    """argparse type of a --jobs value: a whole number, 1 or more."""
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"a whole number of jobs, 1 or more, not {text!r}")
-    return int(text)
 
 
 def _run_arguments(parser: argparse.ArgumentParser) -> None:

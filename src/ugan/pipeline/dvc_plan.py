@@ -34,6 +34,10 @@ def dvc_stages(project: str | Path) -> list[str]:
         ]
 
 
+def _in_a_cell(stage) -> bool:
+    return getattr(stage, "name", "").split("@")[0] in CELL_GROUPS
+
+
 def shared_stages(project: str | Path) -> list[str]:
     """Every stage upstream of a cell's stages, in the order `dvc repro` runs them."""
     import networkx as nx
@@ -42,9 +46,23 @@ def shared_stages(project: str | Path) -> list[str]:
 
     with Repo(str(project)) as repo:
         graph = get_active_graph(repo.index.graph)  # an edge goes from a stage to its deps
-        cells = [s for s in graph if getattr(s, "name", "").split("@")[0] in CELL_GROUPS]
+        cells = [s for s in graph if _in_a_cell(s)]
         upstream = set().union(*(nx.descendants(graph, s) for s in cells)) - set(cells)
         return [address(s, repo.root_dir) for s in plan_repro(graph) if s in upstream]
+
+
+def needs_cells(project: str | Path, target: str) -> bool:
+    """Whether `dvc repro <target>` runs the runs' cells (`evaluate`, `report`: yes; the 2-D
+    benchmarks' `modes`: no)."""
+    import networkx as nx
+    from dvc.repo import Repo
+    from dvc.repo.reproduce import get_active_graph
+
+    with Repo(str(project)) as repo:
+        graph = get_active_graph(repo.index.graph)
+        wanted = repo.stage.collect(target)
+        upstream = set(wanted).union(*(nx.descendants(graph, s) for s in wanted))
+        return any(_in_a_cell(s) for s in upstream)
 
 
 def cell_stages(run_key: str) -> list[str]:

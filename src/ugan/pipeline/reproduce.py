@@ -29,7 +29,8 @@ from ugan.config.load import load_params, parse_params
 from ugan.config.profiles import apply_profile, load_profile, render_params
 from ugan.core.errors import ConfigError, UserError
 from ugan.core.io import atomic_write_json, atomic_write_text
-from ugan.pipeline import processes
+from ugan.pipeline import processes, side_by_side
+from ugan.pipeline.dvc_plan import needs_cells
 from ugan.reporting.began_row import assess_began, load_evidence
 from ugan.reporting.reproduction import (
     BY_NAME,
@@ -65,6 +66,13 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SEED",
         help="rows run once per VAE seed (unbalanced-mnist): these seeds instead of the row's; "
         "fewer than the row's bar asks for are assessed 'not comparable'",
+    )
+    parser.add_argument(
+        "-j",
+        "--jobs",
+        type=side_by_side.jobs_count,
+        help="a profile's runs trained at once, as `ugan run` trains them (default: one per run, "
+        "at most one per core, on a CPU; 1 on a GPU)",
     )
     parser.add_argument(
         "--rerun",
@@ -114,9 +122,17 @@ def _judge_began(row: Row, text: str) -> Assessment:
 JUDGES = {"modes": _judge_modes, "began": _judge_began}
 
 
-def run_profile(profile: str, text: str, params_path: Path, target: str, suffix: str = "") -> dict:
+def run_profile(
+    profile: str,
+    text: str,
+    params_path: Path,
+    target: str,
+    suffix: str = "",
+    jobs: int | None = None,
+) -> dict:
     """One `dvc exp run` of the profile's `target` stage in this workspace (every entry of a
-    `foreach` stage); what ran, and how long. Raises if the experiment fails."""
+    `foreach` stage), its runs trained side by side first; what ran, and how long. Raises if
+    the experiment fails."""
     name = f"repro-{profile.removeprefix('repro-')}-{time.strftime('%Y%m%d-%H%M%S')}{suffix}"
     env = dict(os.environ)
     env[PIPELINE_ENV] = name
@@ -124,6 +140,9 @@ def run_profile(profile: str, text: str, params_path: Path, target: str, suffix:
     print(f"reproduce: profile {profile} → experiment {name}", flush=True)
     start = time.perf_counter()
     with processes.params_swapped(params_path, text):
+        code = _cells_side_by_side(text, target, jobs, env)
+        if code:
+            raise UserError(f"profile {profile}: its runs failed (exit {code})")
         code = processes.call(["dvc", "exp", "run", "-n", name, target], env=env)
     if code:
         raise UserError(f"profile {profile}: `dvc exp run {target}` failed (exit {code})")
@@ -133,6 +152,18 @@ def run_profile(profile: str, text: str, params_path: Path, target: str, suffix:
         "commit": _head(),
         "wall_s": round(time.perf_counter() - start, 1),
     }
+
+
+def _cells_side_by_side(text: str, target: str, jobs: int | None, env: dict[str, str]) -> int:
+    """The profile's runs trained and evaluated `jobs` at once as `ugan run` does
+    (`side_by_side.cells_first`), so that `dvc exp run` then finds them cached and records the
+    experiment; nothing for one run, one job, or a target that trains no run (`modes`)."""
+    params = parse_params(yaml.safe_load(text))
+    runs = list(params.runs)
+    jobs = jobs or side_by_side.default_jobs(params.device, len(runs))
+    if jobs <= 1 or len(runs) <= 1 or not needs_cells(".", target):
+        return 0
+    return side_by_side.cells_first(runs, jobs, env)
 
 
 def _seeded(text: str, seed: int) -> str:
@@ -178,7 +209,12 @@ def record_seed(row: Row, seed: int, digest: str, run: dict, pairs: list[dict]) 
 
 
 def _over_vae_seeds(
-    row: Row, text: str, params_path: Path, seeds: list[int] | None, rerun: bool
+    row: Row,
+    text: str,
+    params_path: Path,
+    seeds: list[int] | None,
+    rerun: bool,
+    jobs: int | None = None,
 ) -> Assessment:
     """One experiment per VAE seed (`seeds`, default the row's), each through `row.target` with
     its own VAE, each recorded as it ends; seeds already recorded with the same params are kept
@@ -191,7 +227,7 @@ def _over_vae_seeds(
             print(f"reproduce: VAE seed {seed} kept from experiment {kept} (--rerun: train again)")
             continue
         seeded = _seeded(text, seed)
-        run = run_profile(row.profile, seeded, params_path, row.target, f"-vae{seed}")
+        run = run_profile(row.profile, seeded, params_path, row.target, f"-vae{seed}", jobs)
         pairs = json.loads(REPORT.read_text())["pairs"]
         records[seed] = record_seed(row, seed, digest, run, pairs)
     params = parse_params(yaml.safe_load(text))
@@ -251,12 +287,14 @@ def reproduce(args: argparse.Namespace) -> int:
             continue
         text = texts[row.profile]
         if row.vae_seeds:
-            found = _over_vae_seeds(row, text, params_path, args.vae_seeds, args.rerun)
+            found = _over_vae_seeds(row, text, params_path, args.vae_seeds, args.rerun, args.jobs)
             table[row.name] = found.as_dict()
             _write_table(table)
             continue
         if row.profile not in runs:
-            runs[row.profile] = run_profile(row.profile, text, params_path, row.target)
+            runs[row.profile] = run_profile(
+                row.profile, text, params_path, row.target, jobs=args.jobs
+            )
         found = JUDGES[row.judge](row, text)
         found.run = {**runs[row.profile], "command": f"ugan reproduce {row.name}"}
         table[row.name] = found.as_dict()

@@ -9,6 +9,9 @@ in three `dvc repro`s, and DVC still decides what runs and caches all of it:
    cell prints is prefixed with its run;
 3. the whole pipeline, which finds the cells done and runs what joins them (modes, report).
 
+`ugan reproduce` runs steps 1 and 2 (`cells_first`) for a profile's runs, and its step 3 is
+`dvc exp run`, which records the experiment.
+
 DVC keeps step 2 safe: a stage's command runs with the repository unlocked and its own files
 read- or write-locked (DVC's rwlock), and `dvc --wait-for-lock` waits for the short repository
 lock a stage takes to start and to record itself instead of failing on it. As `make -j` does, a
@@ -18,6 +21,7 @@ is skipped.
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -43,10 +47,26 @@ def default_jobs(device: str, runs: int) -> int:
     return 1 if on_gpu else max(1, min(runs, available_cores()))
 
 
+def jobs_count(text: str) -> int:
+    """argparse type of a --jobs value: a whole number, 1 or more."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"a whole number of jobs, 1 or more, not {text!r}")
+    return int(text)
+
+
 def reproduce(run_keys: list[str], jobs: int, env: dict[str, str]) -> int:
     """The whole pipeline, its runs' cells `jobs` at once; `dvc repro`'s exit status."""
     if jobs <= 1 or len(run_keys) <= 1:
         return processes.call(["dvc", "repro"], env=env)
+    code = cells_first(run_keys, jobs, env)
+    if code == 0:
+        code = processes.call(["dvc", "repro"], env=env)
+    return code
+
+
+def cells_first(run_keys: list[str], jobs: int, env: dict[str, str]) -> int:
+    """Steps 1 and 2: the shared stages, then the runs' cells `jobs` at once; the first failed
+    `dvc repro`'s exit status, or 0 (step 3 is the caller's: `dvc repro` or `dvc exp run`)."""
     threads = max(1, available_cores() // jobs)
     print(
         f"runs side by side: {', '.join(run_keys)} ({jobs} at once, {threads} torch thread(s) "
@@ -62,8 +82,6 @@ def reproduce(run_keys: list[str], jobs: int, env: dict[str, str]) -> int:
     code = processes.call(["dvc", "repro", *shared], env=env) if shared else 0
     if code == 0:
         code = run_cells(run_keys, jobs, env | {JOBS_ENV: str(jobs)})
-    if code == 0:
-        code = processes.call(["dvc", "repro"], env=env)
     return code
 
 
