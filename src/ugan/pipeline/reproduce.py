@@ -10,7 +10,8 @@ workspace's own pipeline is untouched. Rows not selected keep their last assessm
 in `metrics/reproduction/<row>/` as the seed ends: a later call runs only the seeds missing
 for the same params (hours on a CPU survive a stop), `--rerun` trains them again.
 Every stage of an experiment is an MLflow run under the pipeline id `repro-<profile>-<time>`,
-and the table goes to MLflow as a `reproduce` run.
+and the table goes to MLflow as a `reproduce` run. A profile's runs train side by side as in
+`ugan run` (`--jobs`), before `dvc exp run` records the experiment.
 """
 
 from __future__ import annotations
