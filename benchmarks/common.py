@@ -18,6 +18,9 @@ from pathlib import Path
 import torch
 import yaml
 
+from ugan.core.runtime import JOBS_ENV, THREADS_ENV
+from ugan.tracking.pipeline_run import PARENT_ENV, PIPELINE_ENV
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -152,8 +155,8 @@ def copy_pipeline(path: Path, params: dict) -> None:
 
 # What a benchmark's project must not inherit from the shell that started it: a pipeline
 # run's ids (its stages would nest under that run) and thread sizing (the benchmark sets its own).
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "UGAN_THREADS", "UGAN_JOBS")
-INHERITED_RUN = ("UGAN_PIPELINE_ID", "UGAN_PARENT_RUN_ID", "DVC_ROOT")
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", THREADS_ENV, JOBS_ENV)
+INHERITED_RUN = (PIPELINE_ENV, PARENT_ENV, "DVC_ROOT")
 
 
 def init_project(path: Path, params: dict, *, own_store: bool = True) -> dict:

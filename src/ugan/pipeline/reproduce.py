@@ -158,12 +158,12 @@ def run_profile(
 def _cells_side_by_side(text: str, target: str, jobs: int | None, env: dict[str, str]) -> int:
     """The profile's runs trained and evaluated `jobs` at once as `ugan run` does
     (`side_by_side.cells_first`), so that `dvc exp run` then finds them cached and records the
-    experiment; nothing for one run, one job, or a target that trains no run (`modes`)."""
+    experiment; nothing for a target that trains no run (`modes`)."""
+    if not needs_cells(".", target):
+        return 0
     params = parse_params(yaml.safe_load(text))
     runs = list(params.runs)
     jobs = jobs or side_by_side.default_jobs(params.device, len(runs))
-    if jobs <= 1 or len(runs) <= 1 or not needs_cells(".", target):
-        return 0
     return side_by_side.cells_first(runs, jobs, env)
 
 

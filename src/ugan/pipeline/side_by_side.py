@@ -56,8 +56,6 @@ def jobs_count(text: str) -> int:
 
 def reproduce(run_keys: list[str], jobs: int, env: dict[str, str]) -> int:
     """The whole pipeline, its runs' cells `jobs` at once; `dvc repro`'s exit status."""
-    if jobs <= 1 or len(run_keys) <= 1:
-        return processes.call(["dvc", "repro"], env=env)
     code = cells_first(run_keys, jobs, env)
     if code == 0:
         code = processes.call(["dvc", "repro"], env=env)
@@ -66,7 +64,10 @@ def reproduce(run_keys: list[str], jobs: int, env: dict[str, str]) -> int:
 
 def cells_first(run_keys: list[str], jobs: int, env: dict[str, str]) -> int:
     """Steps 1 and 2: the shared stages, then the runs' cells `jobs` at once; the first failed
-    `dvc repro`'s exit status, or 0 (step 3 is the caller's: `dvc repro` or `dvc exp run`)."""
+    `dvc repro`'s exit status, or 0 (step 3 is the caller's: `dvc repro` or `dvc exp run`).
+    Nothing for one job or one run: step 3 alone runs everything in DVC's order."""
+    if jobs <= 1 or len(run_keys) <= 1:
+        return 0
     threads = max(1, available_cores() // jobs)
     print(
         f"runs side by side: {', '.join(run_keys)} ({jobs} at once, {threads} torch thread(s) "
