@@ -21,6 +21,7 @@ import pytest
 import yaml
 from nightly_harness import CRON, MODEL, UNTRACKED_STAGES, Nightly, nightly, sh, wait_for
 from pipeline_project import TINY
+from shell_project import shell_project
 
 from ugan.core.runtime import available_cores
 from ugan.pipeline import champion as champ
@@ -314,3 +315,33 @@ def test_a_dvc_path_held_by_another_dvc_process_is_retried_until_it_frees(served
         holder.communicate(timeout=120)
         shutil.rmtree(hold)
     assert result["status"] == "cached" and result["attempts"] == 2
+
+
+@pytest.mark.slow
+def test_the_flow_starts_the_next_cell_as_soon_as_one_ends_and_shares_out_its_cores(
+    served, prefect_api, tmp_path, monkeypatch
+):
+    """Three runs' cells, two at a time, on a shell-stage DVC project: the third starts when the
+    short first one ends, not after the long second one too (no waves), and each stage reads
+    how many cells run (`UGAN_JOBS_FILE`): the third ends alone."""
+    from prefect import flow
+
+    from ugan.pipeline.flows import run_cells
+
+    record = "echo $(date +%s.%N) $(cat $UGAN_JOBS_FILE) >> {out}"
+    stage = f"{record}; case {{item}} in a) sleep 1;; b) sleep 4;; c) sleep 9;; esac; {record}"
+    env = shell_project(tmp_path, ["a", "b", "c"], stage)
+    sh(["dvc", "repro", "shared"], tmp_path, env)
+    monkeypatch.chdir(tmp_path)
+    cells = [[f"train_gan@{run}", f"evaluate@{run}"] for run in ("a", "b", "c")]
+    outcomes = flow(name="cells")(run_cells)(str(tmp_path), cells, 2, {})
+    assert set(outcomes) == {stage for cell in cells for stage in cell}
+    assert all(o["status"] == "ran" for o in outcomes.values())
+
+    def lines(name: str) -> list[tuple[float, str]]:
+        return [(float(t), n) for t, n in (ln.split() for ln in (tmp_path / name).open())]
+
+    (c_start, c_first), (_, c_last) = lines("train-c.txt")
+    b_end = lines("eval-b.txt")[-1][0]
+    assert c_start < b_end, "the third cell waited for the whole first wave"
+    assert lines("train-a.txt")[0][1] == "2" and (c_first, c_last) == ("2", "1")

@@ -15,51 +15,10 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
+from shell_project import shell_project
 
 from ugan.core.errors import UserError
 from ugan.pipeline import side_by_side
-
-BIN = Path(sys.executable).parent
-# Each cell stage records when it ran; the one of run `bad` fails.
-STAGE = "t0=$(date +%s.%N); sleep 1.5 && test {item} != bad && echo $t0 $(date +%s.%N) > {out}"
-
-
-def _project(path: Path, runs: list[str], stage: str = STAGE) -> dict:
-    stages = {
-        "shared": {"cmd": "echo data > shared.txt", "outs": ["shared.txt"]},
-        "train_gan": {
-            "foreach": runs,
-            "do": {
-                "cmd": stage.format(item="${item}", out="train-${item}.txt"),
-                "deps": ["shared.txt"],
-                "outs": ["train-${item}.txt"],
-            },
-        },
-        "evaluate": {
-            "foreach": runs,
-            "do": {
-                "cmd": stage.format(item="${item}", out="eval-${item}.txt"),
-                "deps": ["train-${item}.txt"],
-                "outs": ["eval-${item}.txt"],
-            },
-        },
-        "report": {
-            "cmd": "cat eval-*.txt > report.txt",
-            "deps": [f"eval-{run}.txt" for run in runs],
-            "outs": ["report.txt"],
-        },
-    }
-    (path / "dvc.yaml").write_text(yaml.safe_dump({"stages": stages}, sort_keys=False))
-    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
-    env |= {k: "t" for k in ("GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME")}
-    env |= {k: "t@t" for k in ("GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL")}
-    for cmd in (
-        ["git", "init", "-q"],
-        ["dvc", "init", "-q"],
-        ["dvc", "config", "core.analytics", "false"],
-    ):
-        subprocess.run(cmd, cwd=path, env=env, check=True)
-    return env
 
 
 def _span(path: Path, name: str) -> tuple[float, float]:
@@ -70,7 +29,7 @@ def _span(path: Path, name: str) -> tuple[float, float]:
 def test_cells_run_at_once_after_the_shared_stages_and_before_what_joins_them(
     tmp_path, monkeypatch, capfd
 ):
-    env = _project(tmp_path, ["a", "b"])
+    env = shell_project(tmp_path, ["a", "b"])
     monkeypatch.chdir(tmp_path)
     assert side_by_side.reproduce(["a", "b"], 2, env) == 0
     out = capfd.readouterr().out
@@ -89,7 +48,7 @@ def test_cells_run_at_once_after_the_shared_stages_and_before_what_joins_them(
 def test_a_failed_cell_starts_no_more_cells_lets_the_running_one_finish_and_skips_the_rest(
     tmp_path, monkeypatch, capfd
 ):
-    env = _project(tmp_path, ["bad", "ok", "later"])
+    env = shell_project(tmp_path, ["bad", "ok", "later"])
     monkeypatch.chdir(tmp_path)
     assert side_by_side.reproduce(["bad", "ok", "later"], 2, env) != 0
     out = capfd.readouterr().out
@@ -98,6 +57,32 @@ def test_a_failed_cell_starts_no_more_cells_lets_the_running_one_finish_and_skip
     assert (tmp_path / "eval-ok.txt").exists()  # the running cell finished, and is recorded
     lock = yaml.safe_load((tmp_path / "dvc.lock").read_text())["stages"]
     assert "evaluate@ok" in lock and "train_gan@later" not in lock and "report" not in lock
+
+
+def test_the_cells_see_how_many_run_now_and_the_file_goes_with_the_scheduler(tmp_path, monkeypatch):
+    """Three runs, two at a time: a cell reads the live count (`UGAN_JOBS_FILE`) at its start
+    and end. The first two start together (2); the third, long, starts when the short one ends
+    (still 2: the count is written after the replacement starts) and ends alone (1)."""
+    record = "echo $(cat $UGAN_JOBS_FILE) >> {out}"
+    stage = (
+        f"{record}; case {{item}} in a) sleep 1;; b) sleep 4;; c) sleep 9;; esac; {record}; "
+        "echo $UGAN_JOBS_FILE > file-{item}"
+    )
+    env = shell_project(tmp_path, ["a", "b", "c"], stage)
+    monkeypatch.chdir(tmp_path)
+    assert side_by_side.reproduce(["a", "b", "c"], 2, env) == 0
+    counts = {run: (tmp_path / f"train-{run}.txt").read_text().split() for run in ("a", "b", "c")}
+    assert counts["a"][0] == counts["b"][0] == "2", counts
+    assert counts["c"] == ["2", "1"], counts
+    assert not Path((tmp_path / "file-c").read_text().strip()).exists()  # removed at the end
+
+
+def test_without_live_counts_the_cells_get_no_jobs_file(tmp_path, monkeypatch):
+    env = shell_project(tmp_path, ["a", "b"], "(printenv UGAN_JOBS_FILE || echo none) > {out}")
+    monkeypatch.chdir(tmp_path)
+    subprocess.run(["dvc", "repro", "shared"], env=env, check=True, capture_output=True)
+    assert side_by_side.run_cells(["a", "b"], 2, env, live=False) == 0
+    assert (tmp_path / "train-a.txt").read_text().strip() == "none"
 
 
 @pytest.mark.parametrize(
@@ -119,7 +104,7 @@ def test_sigterm_stops_every_running_cell_and_records_none_of_them(tmp_path):
     """`ugan run` interrupted while its cells train: each cell's whole process group (DVC and
     the stage under it) is stopped, and nothing half-done is recorded."""
     long_stage = "echo $$ > pid-{item}; sleep 60 && echo done > {out}"
-    env = _project(tmp_path, ["a", "b"], long_stage)
+    env = shell_project(tmp_path, ["a", "b"], long_stage)
     env["PYTHONPATH"] = os.pathsep.join(sys.path)
     script = (
         "import os, sys; from ugan.pipeline import processes, side_by_side; "

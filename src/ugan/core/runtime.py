@@ -11,6 +11,7 @@ import functools
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import NoReturn
 
@@ -36,6 +37,11 @@ def progress(total: int, desc: str, unit: str = "step"):
 
 THREADS_ENV = "UGAN_THREADS"  # the user's override: torch threads per stage process
 JOBS_ENV = "UGAN_JOBS"  # stage processes sharing the machine (`ugan queue -j`, `grid --jobs`)
+# A file holding how many stage processes share the machine *now*, kept by a scheduler that
+# knows it (`ugan run`'s cells, `ugan.pipeline.side_by_side`): when a sibling ends, the
+# processes still running take its cores instead of leaving them idle.
+JOBS_FILE_ENV = "UGAN_JOBS_FILE"
+RESIZE_SECONDS = 2.0  # how often a running stage looks at the jobs file
 
 
 def available_cores() -> int:
@@ -45,23 +51,70 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def jobs_now() -> int:
+    """The stage processes sharing the cores now: the count in `UGAN_JOBS_FILE` while its
+    scheduler keeps it, else `UGAN_JOBS`, else 1."""
+    path = os.environ.get(JOBS_FILE_ENV)
+    if path:
+        try:
+            with open(path) as file:
+                return max(1, int(file.read()))
+        except (OSError, ValueError):  # the scheduler has ended and removed it
+            pass
+    return max(1, int(os.environ.get(JOBS_ENV) or 1))
+
+
+def _threads_fixed() -> bool:
+    """Whether the user fixed the thread count (`UGAN_THREADS`, or `OMP_NUM_THREADS`, which
+    torch read at import): then ugan never sizes the pool."""
+    return bool(os.environ.get(THREADS_ENV) or os.environ.get("OMP_NUM_THREADS"))
+
+
 def configure_threads() -> int | None:
     """Size torch's intra-op pool for the jobs sharing this machine: `UGAN_THREADS` if set,
     else `OMP_NUM_THREADS` if set (torch read it already), else the cores this process may use
-    divided by `UGAN_JOBS` (default 1). Two trainers each starting with every core's worth of
-    threads oversubscribe the cores: a step was measured 7× slower. Returns the thread count,
-    or None in a process that has not imported torch (a stage that never computes: importing
-    torch only to size its pool would cost that stage ~2 s)."""
+    divided by the jobs sharing them (`jobs_now`). Two trainers each starting with every core's
+    worth of threads oversubscribe the cores: a step was measured 7× slower. Returns the thread
+    count, or None in a process that has not imported torch (a stage that never computes:
+    importing torch only to size its pool would cost that stage ~2 s)."""
     torch = sys.modules.get("torch")
     if torch is None:
         return None
     explicit = os.environ.get(THREADS_ENV)
     if explicit:
         torch.set_num_threads(max(1, int(explicit)))
-    elif not os.environ.get("OMP_NUM_THREADS"):
-        jobs = max(1, int(os.environ.get(JOBS_ENV) or 1))
-        torch.set_num_threads(max(1, available_cores() // jobs))
+    elif not _threads_fixed():
+        torch.set_num_threads(max(1, available_cores() // jobs_now()))
     return torch.get_num_threads()
+
+
+class ThreadsFollower:
+    """Called between units of work (training steps, evaluated checkpoints): re-sizes torch's
+    pool when the number of stage processes sharing the cores has changed, looking at the jobs
+    file at most every `every` seconds. Without a jobs file, or with the threads fixed by the
+    user, it does nothing. (The pool is fixed by `configure_threads` at the start: without this
+    the last of three runs on 2 cores trained on one thread while the other core idled.)"""
+
+    def __init__(self, every: float | None = None) -> None:
+        self.every = RESIZE_SECONDS if every is None else every
+        self.live = bool(os.environ.get(JOBS_FILE_ENV)) and not _threads_fixed()
+        self.next_look = time.monotonic() + self.every
+
+    def __call__(self) -> None:
+        if not self.live or time.monotonic() < self.next_look:
+            return
+        self.next_look = time.monotonic() + self.every
+        torch = sys.modules.get("torch")
+        if torch is None:
+            return
+        jobs, cores = jobs_now(), available_cores()
+        wanted, now = max(1, cores // jobs), torch.get_num_threads()
+        if wanted != now:
+            torch.set_num_threads(wanted)
+            tqdm.write(
+                f"torch threads {now} → {wanted} ({jobs} stage process(es) on {cores} cores)",
+                file=sys.stderr,
+            )
 
 
 def entry_point(main: Callable[..., object]) -> Callable[[], None]:

@@ -32,7 +32,7 @@ from ugan.core.checkpoint_io import load_checkpoint
 from ugan.core.errors import InputError, InputMissingError
 from ugan.core.io import atomic_write_json, atomic_write_text
 from ugan.core.paths import RunLayout
-from ugan.core.runtime import progress
+from ugan.core.runtime import ThreadsFollower, progress
 from ugan.data.prepared import PreparedData
 from ugan.evaluation.checkpoints import CheckpointScorer
 from ugan.evaluation.diversity import diversity_metrics
@@ -217,9 +217,10 @@ def evaluate_run(
     )
     floor |= prdc(floor_subset(train, num_samples, params.seed))
 
-    rows = []
+    rows, follow_jobs = [], ThreadsFollower()
     with progress(len(steps), f"evaluate@{run_key}", unit="ckpt") as bar:
         for step in steps:
+            follow_jobs()
             generator, generated, scores = scorer(layout.checkpoint_path(step))
             if scores["collapsed"]:
                 warnings.warn(

@@ -29,11 +29,12 @@ from typing import Any
 from mlflow.tracking import MlflowClient
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.futures import as_completed
 from prefect.runtime import flow_run, task_run
 
 from ugan.config.load import load_params
 from ugan.core.errors import UserError
-from ugan.core.runtime import JOBS_ENV
+from ugan.core.runtime import JOBS_ENV, JOBS_FILE_ENV
 from ugan.pipeline import champion, side_by_side
 from ugan.pipeline.dvc_plan import cell_stages, dvc_stages, shared_stages
 from ugan.tracking.pipeline_run import (
@@ -210,22 +211,40 @@ def run_stages(
 ) -> list[dict[str, Any]]:
     """Every stage's outcome, in DVC's order; run as `ugan run` runs them
     (`ugan.pipeline.side_by_side`): the shared stages one at a time, then the runs' cells
-    (train_gan → evaluate) as concurrent tasks, `jobs` runs at a time with torch's threads split
-    (`UGAN_JOBS`), then the stages that join them."""
+    (train_gan → evaluate, `run_cells`), then the stages that join them."""
     shared = set(shared_stages(project))
     done = {s: run_stage(project, s, env) for s in stages if s in shared}
-    cell_env = env | {JOBS_ENV: str(jobs)}
     cells = [[s for s in cell_stages(key) if s in stages] for key in run_keys]
-    for first in range(0, len(cells), max(1, jobs)):
-        futures = {}
-        for cell in cells[first : first + max(1, jobs)]:
-            previous = []
-            for stage in cell:  # a cell's stages in order: evaluate waits for its training
-                futures[stage] = run_stage.submit(project, stage, cell_env, wait_for=previous)
-                previous = [futures[stage]]
-        done |= {stage: future.result() for stage, future in futures.items()}
+    done |= run_cells(project, [cell for cell in cells if cell], jobs, env)
     done |= {s: run_stage(project, s, env) for s in stages if s not in done}
     return [done[s] for s in stages]
+
+
+def run_cells(
+    project: str, cells: list[list[str]], jobs: int, env: dict[str, str]
+) -> dict[str, dict[str, Any]]:
+    """Each cell's stages as tasks in order (evaluate after its training), at most `jobs` cells
+    at once, the next cell started as soon as one ends; torch's threads split by the cells
+    running (`UGAN_JOBS`, and the live count in `UGAN_JOBS_FILE`, as `ugan run` keeps it). A
+    failed stage raises here, as its task's result, after its retries."""
+    outcomes: dict[str, dict[str, Any]] = {}
+    pending, running = list(cells), {}  # running: a cell's current task → (cell, stage index)
+    with side_by_side.jobs_file(live=True) as count_file:
+        cell_env = env | {JOBS_ENV: str(jobs), JOBS_FILE_ENV: str(count_file)}
+
+        def submit(cell: list[str], index: int) -> None:
+            running[run_stage.submit(project, cell[index], cell_env)] = (cell, index)
+
+        while pending or running:
+            while pending and len(running) < max(1, jobs):
+                submit(pending.pop(0), 0)
+            side_by_side.write_jobs_count(count_file, len(running))
+            future = next(as_completed(list(running)))
+            cell, index = running.pop(future)
+            outcomes[cell[index]] = future.result()
+            if index + 1 < len(cell):
+                submit(cell, index + 1)
+    return outcomes
 
 
 def summarize(stages: list[dict[str, Any]], seconds: float) -> dict[str, Any]:

@@ -5,8 +5,9 @@ in three `dvc repro`s, and DVC still decides what runs and caches all of it:
 
 1. the shared stages (`dvc_plan.shared_stages`: data, classifier, VAE, inits), every core;
 2. each run's cell (`train_gan@<run> evaluate@<run>`, `--single-item`: the shared stages are
-   done), up to `jobs` at once, torch's threads sized for `jobs` (`UGAN_JOBS`); every line a
-   cell prints is prefixed with its run;
+   done), up to `jobs` at once, torch's threads sized for the cells running (`UGAN_JOBS`, then
+   the live count in `UGAN_JOBS_FILE`: the last of three runs on 2 cores gets both once the
+   second ends); every line a cell prints is prefixed with its run;
 3. the whole pipeline, which finds the cells done and runs what joins them (modes, report).
 
 `ugan reproduce` runs steps 1 and 2 (`cells_first`) for a profile's runs, and its step 3 is
@@ -22,16 +23,20 @@ is skipped.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from ugan.core.errors import UserError
-from ugan.core.runtime import JOBS_ENV, available_cores
+from ugan.core.io import atomic_write_text
+from ugan.core.runtime import JOBS_ENV, JOBS_FILE_ENV, available_cores
 from ugan.pipeline import processes
 from ugan.pipeline.dvc_plan import cell_stages, shared_stages
 
@@ -71,7 +76,7 @@ def cells_first(run_keys: list[str], jobs: int, env: dict[str, str]) -> int:
     threads = max(1, available_cores() // jobs)
     print(
         f"runs side by side: {', '.join(run_keys)} ({jobs} at once, {threads} torch thread(s) "
-        "each; --jobs 1: one after another)",
+        "each, the cores of a run that ends going to those left; --jobs 1: one after another)",
         flush=True,
     )
     from dvc.exceptions import DvcException
@@ -86,31 +91,61 @@ def cells_first(run_keys: list[str], jobs: int, env: dict[str, str]) -> int:
     return code
 
 
-def run_cells(run_keys: list[str], jobs: int, env: dict[str, str]) -> int:
+def run_cells(run_keys: list[str], jobs: int, env: dict[str, str], live: bool = True) -> int:
     """`dvc --wait-for-lock repro` of each run's cell, at most `jobs` at once; the first failed
-    cell's exit status, or 0."""
+    cell's exit status, or 0. With `live`, a jobs file (`UGAN_JOBS_FILE`) tells the cells how
+    many run now, so that when one ends and none is left to start, the others take its cores
+    (`ugan.core.runtime.ThreadsFollower`); without, each keeps `cores / jobs` threads."""
     pending, running, failed = list(run_keys), {}, 0
-    try:
-        while pending or running:
-            while pending and len(running) < jobs and not failed:
-                key = pending.pop(0)
-                running[key] = _Cell(key, env)
-            for key, cell in list(running.items()):
-                code = cell.child.poll()
-                if code is None:
-                    continue
-                cell.finish(code)
-                del running[key]
-                if code and not failed:
-                    failed = code
-                    if pending:
-                        print(f"not started after that failure: {', '.join(pending)}")
-                    pending.clear()
-            time.sleep(POLL_SECONDS)
-    except BaseException:  # Ctrl-C, SIGTERM (`ugan` turns it into KeyboardInterrupt)
-        stop_all([cell.child for cell in running.values()])
-        raise
+    with jobs_file(live) as count_file:
+        if count_file:
+            env = env | {JOBS_FILE_ENV: str(count_file)}
+        try:
+            while pending or running:
+                for key, cell in list(running.items()):
+                    code = cell.child.poll()
+                    if code is None:
+                        continue
+                    cell.finish(code)
+                    del running[key]
+                    if code and not failed:
+                        failed = code
+                        if pending:
+                            print(f"not started after that failure: {', '.join(pending)}")
+                        pending.clear()
+                # Started before the count is written: a cell that replaces a finished one
+                # leaves the count as it was, and its siblings' threads with it.
+                while pending and len(running) < jobs and not failed:
+                    key = pending.pop(0)
+                    running[key] = _Cell(key, env)
+                if count_file and running:
+                    write_jobs_count(count_file, len(running))
+                time.sleep(POLL_SECONDS)
+        except BaseException:  # Ctrl-C, SIGTERM (`ugan` turns it into KeyboardInterrupt)
+            stop_all([cell.child for cell in running.values()])
+            raise
     return failed
+
+
+@contextlib.contextmanager
+def jobs_file(live: bool) -> Iterator[Path | None]:
+    """A fresh file for the cells' count (None unless `live`), removed afterwards."""
+    if not live:
+        yield None
+        return
+    descriptor, name = tempfile.mkstemp(prefix="ugan-jobs-", suffix=".txt")
+    os.close(descriptor)
+    try:
+        yield Path(name)
+    finally:
+        Path(name).unlink(missing_ok=True)
+
+
+def write_jobs_count(path: Path, count: int) -> None:
+    """Atomically (a cell never reads half a number), and only when it changed."""
+    text = str(count)
+    if path.read_text() != text:
+        atomic_write_text(path, text)
 
 
 def stop_all(children: list[subprocess.Popen]) -> None:

@@ -29,7 +29,7 @@ from torch import nn
 
 from ugan.core.checkpoint_io import state_mismatches
 from ugan.core.errors import NonFiniteLossError
-from ugan.core.runtime import progress
+from ugan.core.runtime import ThreadsFollower, progress
 from ugan.data.batches import InfiniteBatches
 from ugan.tracking.stage_run import StageRun
 from ugan.training.accel import Accel, LossBuffer
@@ -94,6 +94,7 @@ class _Loop:
         self.retries_left = schedule.nonfinite_retries
         self.window: dict[str, list[float]] = {}  # key → [sum, count] since the last log step
         self.pending = LossBuffer()
+        self.follow_jobs = ThreadsFollower()  # a sibling run ended: take its cores
 
     def run(self) -> None:
         backends = self.accel.backends() if self.accel else contextlib.nullcontext()
@@ -107,6 +108,7 @@ class _Loop:
 
     def _step(self) -> None:
         s = self.schedule
+        self.follow_jobs()
         self.task.before_step(self.step)
         with self.accel.autocast() if self.accel else contextlib.nullcontext():
             losses = self.task.train_step(self.batches.next)
