@@ -70,6 +70,7 @@ bench: $(STAMP)
 	  $(abspath $(PY)) pipeline_overhead.py --json results/pipeline_overhead.json && \
 	  $(abspath $(PY)) stage_start.py --json results/stage_start.json && \
 	  $(abspath $(PY)) queue_jobs.py --json results/queue_jobs.json && \
+	  $(abspath $(PY)) cell_threads.py --json results/cell_threads.json && \
 	  $(abspath $(PY)) run_jobs.py --gan-steps 300 --vae-steps 300 --json results/run_jobs_short.json && \
 	  $(abspath $(PY)) mode_cells.py --json results/mode_cells.json && \
 	  $(abspath $(PY)) omp_wait.py --json results/omp_wait.json

@@ -5,7 +5,11 @@ cores) against the same cells with each stage's threads fixed at its start (`cor
 as before: the third run trained alone on one thread while the other core idled), in the same
 run. Goal: the live count faster (ratio < 1), the scores as before.
 
-    python benchmarks/cell_threads.py [--steps 300] [--runs 3]
+    python benchmarks/cell_threads.py [--steps 300] [--lengths 1 1 1]
+
+`--lengths 1 2 2` gives the runs 300, 600 and 600 steps: the third starts when the first ends,
+beside the second, and trains on after the second ends (re-sized mid-run, as a grid of unequal
+runs does: a WGAN's 5 critic steps beside a DCGAN).
 
 A tiny project (a copy of src/, stages/, dvc.yaml, params.yaml) reproduces the shared upstream
 once and is committed; each way then runs `side_by_side.run_cells` in its own copy of it, so both
@@ -37,9 +41,10 @@ from common import (
 
 UPSTREAM = ["train_classifier", "init_random", "pretrain_dae"]  # prepare comes with them
 WAYS = {"fixed at start": False, "live count": True}
+# As `ugan run` calls it (`side_by_side.cells_first`, after the shared stages): UGAN_JOBS set.
 RUN_CELLS = (
     "import os, sys; from ugan.pipeline.side_by_side import run_cells; "
-    "sys.exit(run_cells({keys!r}, {jobs}, dict(os.environ), live={live}))"
+    "sys.exit(run_cells({keys!r}, {jobs}, dict(os.environ, UGAN_JOBS='{jobs}'), live={live}))"
 )
 
 
@@ -60,12 +65,15 @@ def sizes(args) -> dict:
 
 
 def run_keys(args) -> list[str]:
-    return [f"s{seed}" for seed in range(1, args.runs + 1)]
+    return [f"s{seed}" for seed in range(1, len(args.lengths) + 1)]
 
 
 def make_base(path: Path, args) -> dict:
     params = merge(repo_params(), sizes(args))
-    params["runs"] = {key: {"init": "random", "seed": i} for i, key in enumerate(run_keys(args))}
+    params["runs"] = {
+        key: {"init": "random", "seed": i, "steps": args.steps * length}
+        for i, (key, length) in enumerate(zip(run_keys(args), args.lengths, strict=True))
+    }
     env = init_project(path, params)
     _, seconds = sh(["dvc", "repro", *UPSTREAM], path, env)
     print(f"shared upstream reproduced once: {seconds:.0f} s", flush=True)
@@ -93,7 +101,9 @@ def one_way(base: Path, path: Path, env: dict, args, live: bool) -> dict:
 def main() -> None:
     parser = arguments(__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=300, help="GAN steps per run")
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--lengths", type=int, nargs="+", default=[1, 1, 1], help="each run's steps ÷ --steps"
+    )
     parser.add_argument("--jobs", type=int, default=2, help="cells at once")
     args = parser.parse_args()
     ways: dict[str, dict] = {}
@@ -116,12 +126,14 @@ def main() -> None:
         for way, f in ways.items()
     ]
     print(
-        f"\n{args.runs} runs ({args.steps} GAN steps, batch 64) + evaluate, {args.jobs} at once\n"
+        f"\n{len(args.lengths)} runs ({', '.join(str(args.steps * n) for n in args.lengths)} GAN "
+        f"steps, batch 64) + evaluate, {args.jobs} at once\n"
     )
     heads = ["torch threads", "wall s", "÷ fixed", "cell s", "re-sized", "final FID"]
     print(table(heads, rows))
     print(f"\nlive count ÷ fixed at start: {live / fixed:.2f} (goal < 1)")
-    figures = {"ways": ways, "ratio_live": live / fixed, "sizes": sizes(args), "runs": args.runs}
+    figures = {"ways": ways, "ratio_live": live / fixed, "sizes": sizes(args)}
+    figures["lengths"] = args.lengths
     report(args, "cell_threads", machine("cpu"), figures)
 
 
