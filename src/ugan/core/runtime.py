@@ -38,8 +38,8 @@ def progress(total: int, desc: str, unit: str = "step"):
 THREADS_ENV = "UGAN_THREADS"  # the user's override: torch threads per stage process
 JOBS_ENV = "UGAN_JOBS"  # stage processes sharing the machine (`ugan queue -j`, `grid --jobs`)
 # A file holding how many stage processes share the machine *now*, kept by a scheduler that
-# knows it (`ugan run`'s cells, `ugan.pipeline.side_by_side`): when a sibling ends, the
-# processes still running take its cores instead of leaving them idle.
+# knows it (the runs' cells of `ugan run`, `ugan reproduce` and the Prefect flow): when a
+# sibling ends, the processes still running take its cores instead of leaving them idle.
 JOBS_FILE_ENV = "UGAN_JOBS_FILE"
 RESIZE_SECONDS = 2.0  # how often a running stage looks at the jobs file
 
