@@ -45,6 +45,8 @@ while len(list(arrivals.iterdir())) < 2:
     if time.time() > deadline:
         sys.exit("the other experiment never ran beside this one")
     time.sleep(0.1)
+# What this stage's torch would be sized by now: the live count `ugan queue` keeps.
+(arrivals / str(os.getpid())).write_text(pathlib.Path(os.environ["UGAN_JOBS_FILE"]).read_text())
 """
 
 
@@ -152,7 +154,10 @@ def test_a_grid_queued_on_two_workers_logs_every_run_to_the_project_store(projec
     parents = [r for r in runs if r.data.tags.get("ugan.stage") == "pipeline"]
     assert {p.data.tags["ugan.pipeline_id"] for p in parents} >= pipelines
     # Both experiments passed the rendezvous: the queue really ran them at the same time.
-    assert len(list((path.parent / "arrivals").iterdir())) == 2
+    arrived = list((path.parent / "arrivals").iterdir())
+    assert len(arrived) == 2
+    # Each read the live jobs count (`ugan queue` keeps it from `dvc queue status`): two at once.
+    assert [a.read_text() for a in arrived] == ["2", "2"]
     # Nothing was logged into a worker's temporary workspace.
     assert not list((path / ".dvc/tmp").rglob("mlflow.db"))
     with sqlite3.connect(store) as db:

@@ -13,7 +13,7 @@ from ugan.config.load import load_params
 from ugan.core.errors import UserError
 from ugan.core.io import atomic_write_text
 from ugan.core.runtime import JOBS_ENV
-from ugan.pipeline import processes, side_by_side
+from ugan.pipeline import dvc_queue, processes, side_by_side
 from ugan.pipeline.flow_commands import FLOW_COMMANDS, model_name_argument
 from ugan.pipeline.reproduce import REPRODUCE_COMMANDS
 from ugan.pipeline.side_by_side import jobs_count
@@ -212,14 +212,7 @@ def grid(args: argparse.Namespace) -> int:
         code = processes.call(["dvc", "exp", "run", "--queue", "-n", name], env=env)
     if code or args.queue_only:
         return code
-    code = subprocess.call(["dvc", "queue", "start", "-j", str(args.jobs)], env=env)
-    while not code:
-        status = subprocess.run(
-            ["dvc", "queue", "status"], env=env, capture_output=True, text=True
-        ).stdout
-        if not any(word in status for word in ("Queued", "Running")):
-            break
-        time.sleep(10)
+    code, _ = dvc_queue.start_and_wait(args.jobs, env)
     print(f"done. Results: dvc exp show; report: dvc exp apply {name} && open reports/report.md")
     return code
 
@@ -249,20 +242,6 @@ def _queue_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         help="stages each experiment reproduces, e.g. train_gan (default: the whole pipeline)",
     )
-
-
-def _queue_states(names: list[str], env: dict) -> dict[str, str]:
-    """{experiment name: Queued | Running | Success | Failed} from `dvc queue status`."""
-    status = subprocess.run(
-        ["dvc", "queue", "status"], env=env, capture_output=True, text=True
-    ).stdout
-    states = {}
-    for line in status.splitlines():
-        words = line.split()
-        for name in names:
-            if name in words:
-                states[name] = words[-1]
-    return states
 
 
 @command(
@@ -302,14 +281,11 @@ def queue(args: argparse.Namespace) -> int:
             return code
         names.append(name)
     print(f"queued {len(names)} experiments; tracking at {tracking_uri()}")
-    code = subprocess.call(["dvc", "queue", "start", "-j", str(args.jobs)], env=env)
-    if code or args.no_wait:
+    if args.no_wait:  # nobody keeps the live jobs count: each stage keeps cores / UGAN_JOBS
+        return subprocess.call(["dvc", "queue", "start", "-j", str(args.jobs)], env=env)
+    code, states = dvc_queue.start_and_wait(args.jobs, env, names)
+    if code:
         return code
-    while True:
-        states = _queue_states(names, env)
-        if not any(states.get(n, "Queued") in ("Queued", "Running") for n in names):
-            break
-        time.sleep(5)
     for name in names:
         print(f"{name}: {states.get(name, 'unknown')}")
     return 0 if all(states.get(n) == "Success" for n in names) else 1
