@@ -16,6 +16,7 @@ from pathlib import Path
 import mlflow
 import pytest
 import yaml
+from shell_project import shell_project
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -162,3 +163,24 @@ def test_a_grid_queued_on_two_workers_logs_every_run_to_the_project_store(projec
     assert not list((path / ".dvc/tmp").rglob("mlflow.db"))
     with sqlite3.connect(store) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_grid_of_one_experiment_on_two_workers_trains_on_every_core(tmp_path):
+    """`ugan grid --jobs 2` queues one experiment: one worker runs it, so its stages read a
+    live count of 1 (all the cores), where `UGAN_JOBS=2` alone gave them half."""
+    path, seen = tmp_path / "project", tmp_path / "seen"
+    path.mkdir()
+    seen.mkdir()
+    record = f"cat $UGAN_JOBS_FILE > {seen}/{{out}} && echo done > {{out}}"
+    env = shell_project(path, ["a"], record)
+    shutil.copy(ROOT / "params.yaml", path / "params.yaml")  # what the profile is applied to
+    (path / "profiles").mkdir()
+    (path / "profiles/tiny.yaml").write_text(PROFILE)
+    _sh(["git", "add", "-A"], path, env)
+    _sh(["git", "commit", "-qm", "shell project"], path, env)
+    env["PYTHONPATH"] = str(ROOT / "src")
+    output = _sh([sys.executable, "-m", "ugan.pipeline.cli", "grid", "tiny", "--jobs", "2"],
+                 path, env, 600)  # fmt: skip
+    assert "done. Results: dvc exp show" in output
+    assert (seen / "train-a.txt").read_text() == "1"
+    assert (seen / "eval-a.txt").read_text() == "1"
