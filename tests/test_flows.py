@@ -345,3 +345,21 @@ def test_the_flow_starts_the_next_cell_as_soon_as_one_ends_and_shares_out_its_co
     b_end = lines("eval-b.txt")[-1][0]
     assert c_start < b_end, "the third cell waited for the whole first wave"
     assert lines("train-a.txt")[0][1] == "2" and (c_first, c_last) == ("2", "1")
+
+
+@pytest.mark.slow
+def test_a_failed_cell_fails_the_flow_with_its_stage_named(
+    served, prefect_api, tmp_path, monkeypatch
+):
+    """A stage failing in the flow's cells raises its StageError, as before the cells stopped
+    running in waves."""
+    from prefect import flow
+
+    from ugan.pipeline.flows import run_cells
+
+    env = shell_project(tmp_path, ["bad", "ok"])
+    sh(["dvc", "repro", "shared"], tmp_path, env)
+    monkeypatch.chdir(tmp_path)
+    cells = [[f"train_gan@{run}", f"evaluate@{run}"] for run in ("bad", "ok")]
+    with pytest.raises(StageError, match="train_gan@bad"):
+        flow(name="cells")(run_cells)(str(tmp_path), cells, 2, {})

@@ -10,8 +10,10 @@ import pytest
 import torch
 
 from ugan.config.load import parse_params
+from ugan.core import runtime
 from ugan.core.checkpoint_io import save_checkpoint
 from ugan.core.paths import RunLayout
+from ugan.core.runtime import available_cores
 from ugan.evaluation.evaluate import evaluate_run
 from ugan.evaluation.interpolations import (
     PAIRS,
@@ -126,3 +128,24 @@ def test_without_ema_the_rows_are_empty_and_the_scores_unchanged(tmp_path, tiny_
     assert (out / "fidelity_ema.csv").read_text().splitlines()[1:] == []
     assert "ema" not in json.loads((out / "metrics.json").read_text())
     assert set(json.loads((out / "score.json").read_text())["dcgan"]) == {"fid", "best_fid"}
+
+
+@pytest.mark.skipif(available_cores() < 2, reason="one core: nothing to re-size")
+def test_evaluate_takes_the_cores_a_sibling_run_left(tmp_path, tiny_arch, tiny_data, monkeypatch):
+    """Started beside another run (one thread on 2 cores), evaluate re-sizes torch's pool
+    between checkpoints once the jobs file says it is alone."""
+    jobs = tmp_path / "jobs.txt"
+    for name in ("OMP_NUM_THREADS", runtime.THREADS_ENV):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(runtime.JOBS_FILE_ENV, str(jobs))
+    monkeypatch.setattr(runtime, "RESIZE_SECONDS", 0.0)
+    before = torch.get_num_threads()
+    try:
+        jobs.write_text("2")
+        assert runtime.configure_threads() == available_cores() // 2
+        jobs.write_text("1")  # the sibling ended
+        _checkpoints(tmp_path, tiny_arch, ema=False)
+        _evaluate(tmp_path, tiny_data)
+        assert torch.get_num_threads() == available_cores()
+    finally:
+        torch.set_num_threads(before)

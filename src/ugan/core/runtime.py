@@ -84,8 +84,13 @@ def configure_threads() -> int | None:
     if explicit:
         torch.set_num_threads(max(1, int(explicit)))
     elif not _threads_fixed():
-        torch.set_num_threads(max(1, available_cores() // jobs_now()))
+        torch.set_num_threads(_threads_for(jobs_now()))
     return torch.get_num_threads()
+
+
+def _threads_for(jobs: int) -> int:
+    """Torch threads of one of `jobs` stage processes sharing the cores."""
+    return max(1, available_cores() // jobs)
 
 
 class ThreadsFollower:
@@ -107,12 +112,13 @@ class ThreadsFollower:
         torch = sys.modules.get("torch")
         if torch is None:
             return
-        jobs, cores = jobs_now(), available_cores()
-        wanted, now = max(1, cores // jobs), torch.get_num_threads()
+        jobs = jobs_now()
+        wanted, now = _threads_for(jobs), torch.get_num_threads()
         if wanted != now:
             torch.set_num_threads(wanted)
             tqdm.write(
-                f"torch threads {now} → {wanted} ({jobs} stage process(es) on {cores} cores)",
+                f"torch threads {now} → {wanted} ({jobs} stage process(es) on "
+                f"{available_cores()} cores)",
                 file=sys.stderr,
             )
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import subprocess
 import time
 
-from ugan.core.runtime import JOBS_FILE_ENV
 from ugan.pipeline import side_by_side
 
 POLL_SECONDS = 5.0
@@ -39,17 +38,22 @@ def states(text: str, names: list[str]) -> dict[str, str]:
     return found
 
 
+def _last_words(text: str) -> list[str]:
+    """Each listed experiment's state (and the header's and the workers' line's last words)."""
+    return [line.split()[-1] for line in text.splitlines() if line.split()]
+
+
 def load(text: str, jobs: int) -> int:
     """Stage processes the queue's workers run now or at once: Running, plus Queued up to the
     free workers; at least 1."""
-    last_words = [line.split()[-1] for line in text.splitlines() if line.split()]
+    last_words = _last_words(text)
     return max(1, min(jobs, last_words.count("Running") + last_words.count("Queued")))
 
 
 def active(text: str, names: list[str] | None) -> bool:
     """Whether any of `names` (any experiment when None) is still queued or running."""
     if names is None:
-        return any(line.split()[-1] in ACTIVE for line in text.splitlines() if line.split())
+        return any(word in ACTIVE for word in _last_words(text))
     found = states(text, names)
     return any(found.get(name, "Queued") in ACTIVE for name in names)
 
@@ -60,15 +64,15 @@ def start_and_wait(
     """`dvc queue start -j jobs`, then poll until none of `names` (every experiment when None)
     is queued or running, keeping the jobs count meanwhile: `dvc queue start`'s exit status and
     the last states of `names`."""
-    with side_by_side.jobs_file(live=True) as count_file:
-        env = env | {JOBS_FILE_ENV: str(count_file)}
-        side_by_side.write_jobs_count(count_file, jobs)
+    with side_by_side.live_jobs() as counter:
+        env = env | counter.env
+        counter.set(jobs)
         code = subprocess.call(["dvc", "queue", "start", "-j", str(jobs)], env=env)
         if code:
             return code, {}
         while True:
             text = status(env)
-            side_by_side.write_jobs_count(count_file, load(text, jobs))
+            counter.set(load(text, jobs))
             if not active(text, names):
                 return 0, states(text, names or [])
             time.sleep(POLL_SECONDS)

@@ -34,7 +34,7 @@ from prefect.runtime import flow_run, task_run
 
 from ugan.config.load import load_params
 from ugan.core.errors import UserError
-from ugan.core.runtime import JOBS_ENV, JOBS_FILE_ENV
+from ugan.core.runtime import JOBS_ENV
 from ugan.pipeline import champion, side_by_side
 from ugan.pipeline.dvc_plan import cell_stages, dvc_stages, shared_stages
 from ugan.tracking.pipeline_run import (
@@ -229,8 +229,8 @@ def run_cells(
     failed stage raises here, as its task's result, after its retries."""
     outcomes: dict[str, dict[str, Any]] = {}
     pending, running = list(cells), {}  # running: a cell's current task → (cell, stage index)
-    with side_by_side.jobs_file(live=True) as count_file:
-        cell_env = env | {JOBS_ENV: str(jobs), JOBS_FILE_ENV: str(count_file)}
+    with side_by_side.live_jobs() as counter:
+        cell_env = env | {JOBS_ENV: str(jobs)} | counter.env
 
         def submit(cell: list[str], index: int) -> None:
             running[run_stage.submit(project, cell[index], cell_env)] = (cell, index)
@@ -238,7 +238,7 @@ def run_cells(
         while pending or running:
             while pending and len(running) < max(1, jobs):
                 submit(pending.pop(0), 0)
-            side_by_side.write_jobs_count(count_file, len(running))
+            counter.set(len(running))
             future = next(as_completed(list(running)))
             cell, index = running.pop(future)
             outcomes[cell[index]] = future.result()

@@ -97,9 +97,8 @@ def run_cells(run_keys: list[str], jobs: int, env: dict[str, str], live: bool = 
     many run now, so that when one ends and none is left to start, the others take its cores
     (`ugan.core.runtime.ThreadsFollower`); without, each keeps `cores / jobs` threads."""
     pending, running, failed = list(run_keys), {}, 0
-    with jobs_file(live) as count_file:
-        if count_file:
-            env = env | {JOBS_FILE_ENV: str(count_file)}
+    with live_jobs() if live else contextlib.nullcontext() as counter:
+        env = env | (counter.env if counter else {})
         try:
             while pending or running:
                 for key, cell in list(running.items()):
@@ -118,8 +117,8 @@ def run_cells(run_keys: list[str], jobs: int, env: dict[str, str], live: bool = 
                 while pending and len(running) < jobs and not failed:
                     key = pending.pop(0)
                     running[key] = _Cell(key, env)
-                if count_file and running:
-                    write_jobs_count(count_file, len(running))
+                if counter and running:
+                    counter.set(len(running))
                 time.sleep(POLL_SECONDS)
         except BaseException:  # Ctrl-C, SIGTERM (`ugan` turns it into KeyboardInterrupt)
             stop_all([cell.child for cell in running.values()])
@@ -127,25 +126,31 @@ def run_cells(run_keys: list[str], jobs: int, env: dict[str, str], live: bool = 
     return failed
 
 
+class LiveJobs:
+    """The file telling stage processes how many of them share the cores now: its path goes to
+    them in `UGAN_JOBS_FILE` (`env`); `set` rewrites it atomically (a stage never reads half a
+    number), and only when the count changed."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.count = path, None
+        self.env = {JOBS_FILE_ENV: str(path)}
+
+    def set(self, count: int) -> None:
+        if count != self.count:
+            atomic_write_text(self.path, str(count))
+            self.count = count
+
+
 @contextlib.contextmanager
-def jobs_file(live: bool) -> Iterator[Path | None]:
-    """A fresh file for the cells' count (None unless `live`), removed afterwards."""
-    if not live:
-        yield None
-        return
+def live_jobs() -> Iterator[LiveJobs]:
+    """A fresh jobs file for the block (`LiveJobs`), removed afterwards: a stage still running
+    then falls back to `UGAN_JOBS`."""
     descriptor, name = tempfile.mkstemp(prefix="ugan-jobs-", suffix=".txt")
     os.close(descriptor)
     try:
-        yield Path(name)
+        yield LiveJobs(Path(name))
     finally:
         Path(name).unlink(missing_ok=True)
-
-
-def write_jobs_count(path: Path, count: int) -> None:
-    """Atomically (a cell never reads half a number), and only when it changed."""
-    text = str(count)
-    if path.read_text() != text:
-        atomic_write_text(path, text)
 
 
 def stop_all(children: list[subprocess.Popen]) -> None:
