@@ -8,15 +8,24 @@ STAMP := $(VENV)/.installed
 export MLFLOW_DISABLE_TELEMETRY := true
 export PYTHONUNBUFFERED := 1
 
-.PHONY: run test lint ui clean chromium bench gpu-check
+.PHONY: run test lint lock ui clean chromium bench gpu-check
 
-$(STAMP): pyproject.toml
+# constraints.txt pins every package to the version the suite last passed with, so that a fresh
+# venv computes the same numbers as the one that produced the committed results (only torch and
+# torchvision were pinned before: a rerun's third decimals moved with the rest). `make lock`
+# rewrites it from .venv after an upgrade.
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch/torchvision first, pinned to the wheels this machine kind serves from disk
-	$(PY) -m pip install --quiet "torch==2.14.1" "torchvision==0.29.1"
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -c constraints.txt "torch==2.14.1" "torchvision==0.29.1"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
+
+lock: $(STAMP)
+	{ echo "# Every package's version as CI last passed with it (make lock rewrites this file from .venv)."; \
+	  echo "# pip install -c: pins versions of what pyproject.toml asks for; installs nothing by itself."; \
+	  $(PY) -m pip freeze --exclude-editable; } > constraints.txt
 
 .dvc/config:
 	$(VENV)/bin/dvc init --quiet $$(git rev-parse --git-dir >/dev/null 2>&1 || echo --no-scm)
