@@ -3,6 +3,7 @@ benchmark with cell reuse, Stacked MNIST scored by a digit classifier, and their
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 from pathlib import Path
@@ -18,6 +19,7 @@ from ugan.config.profiles import apply_profile, load_profile
 from ugan.config.schema import BenchmarkName, GANParams, ModeBenchmarkParams, ModelParams
 from ugan.core.checkpoint_io import save_checkpoint
 from ugan.core.errors import ConfigError
+from ugan.core.paths import RunLayout
 from ugan.data.batches import InfiniteBatches
 from ugan.data.prepared import HELDOUT, TRAIN, PreparedData, save_prepared
 from ugan.methods.table import get_method
@@ -25,6 +27,8 @@ from ugan.modebench.benchmarks import BENCHMARKS, Inputs, get_benchmark
 from ugan.modebench.runner import Context, run_benchmark
 from ugan.modebench.tables import markdown
 from ugan.nets.classifier import Classifier
+from ugan.nets.generator_file import load_generator
+from ugan.nets.mlp import MLPDiscriminator, MLPGenerator
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -216,7 +220,35 @@ def test_benchmark_params_name_what_is_wrong():
         parse_params({"modes": {"g": {"benchmark": "grid5"}}})
     with pytest.raises(ConfigError, match="seeds must be distinct"):
         parse_params({"modes": {"g": {"benchmark": "ring8", "seeds": [1, 1]}}})
+    with pytest.raises(ConfigError, match="mlp: .*stacked-mnist's are conv nets"):
+        parse_params({"modes": {"g": {"benchmark": "stacked-mnist", "mlp": {"latent_dim": 8}}}})
+    with pytest.raises(ConfigError, match=r"modes.g.mlp.generator_layers"):
+        parse_params({"modes": {"g": {"benchmark": "ring8", "mlp": {"generator_layers": 0}}}})
     assert "ugan grid modes" in markdown({})
+
+
+def test_the_2d_nets_are_set_per_benchmark_as_unrolled_gans_ring_used_them(tmp_path):
+    """`mlp:` gives G and D their own depths and the latent its size (Metz et al. 2016, App. A:
+    G with 2 hidden layers, D with 1, z of 256); a cell trains on them, RFGAN's DAE included."""
+    unrolled = {"latent_dim": 256, "hidden_layers": 1, "generator_layers": 2}
+    entry = _ring_entry(mlp=unrolled, seeds=[0])
+    arch = get_benchmark("ring8").arch(entry, ModelParams())
+    depth = {
+        name: sum(isinstance(m, torch.nn.Linear) for m in net(arch).modules())
+        for name, net in (("G", MLPGenerator), ("D", MLPDiscriminator))
+    }
+    assert depth == {"G": 3, "D": 2}  # hidden layers + the output layer
+    assert MLPGenerator(arch).trunk[0].in_features == 256
+    default = get_benchmark("ring8").arch(_ring_entry(), ModelParams())
+    assert (default.latent_dim, default.hidden_layers, default.generator_layers) == (2, 3, 3)
+
+    out = tmp_path / "modes" / "ring"
+    summary = run_benchmark(Context("ring", entry, ModelParams(), Inputs(), out))
+    assert set(summary["variants"]) == {"gan", "rfgan"}
+    cell = json.loads((out / "cells" / "rfgan-s0" / "result.json").read_text())
+    final = RunLayout(out / "cells" / "rfgan-s0").checkpoint_path(cell["steps"])
+    trained = load_generator(final, "cpu")
+    assert trained.trunk[0].in_features == 256 and trained.cfg.generator_layers == 2
 
 
 def test_a_variant_with_its_own_steps_is_scored_at_its_own_last_step():

@@ -15,6 +15,17 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class MLPNets(Strict):
+    """The fully connected nets of the 2-D benchmarks (`ugan.nets.mlp.MLPConfig`); the defaults
+    are GAAN Table 1's. Unrolled GAN's ring (Metz et al. 2016, App. A; RFGAN §4.1 takes its
+    data from there) used a 256-d latent, 2 hidden layers in G and 1 in D."""
+
+    latent_dim: PositiveInt = 2
+    hidden_dim: PositiveInt = 128
+    hidden_layers: PositiveInt = 3  # D, GAAN's encoder and the VAE / DAE encoders
+    generator_layers: PositiveInt = 3  # G (and so the VAE's decoder)
+
+
 class OptimParams(Strict):
     lr: Annotated[float, Field(gt=0.0)] = 2e-4
     beta1: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.5

@@ -136,7 +136,15 @@ class MixtureBenchmark(Benchmark):
         return 2.0 * self.mixture.extent
 
     def arch(self, entry: ModeBenchmarkParams, model: ModelParams) -> MLPConfig:
-        return MLPConfig(data_dim=2, latent_dim=2, hidden_dim=128, hidden_layers=3, output="tanh")
+        nets = entry.mlp
+        return MLPConfig(
+            data_dim=2,
+            latent_dim=nets.latent_dim,
+            hidden_dim=nets.hidden_dim,
+            hidden_layers=nets.hidden_layers,
+            generator_layers=nets.generator_layers,
+            output="tanh",
+        )
 
     def render(self, samples: torch.Tensor, path: Path) -> Path:
         return save_scatter(samples.detach().cpu().numpy() * self.scale, self.mixture, path)

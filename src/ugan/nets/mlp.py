@@ -42,15 +42,18 @@ class MLPConfig:
     data_dim: int = 2  # d_in of D and E, d_out of G
     latent_dim: int = 2  # d_in of G, d_out of E
     hidden_dim: int = 128  # d_h
-    hidden_layers: int = 3  # N_h
+    hidden_layers: int = 3  # N_h of D and the encoders
+    generator_layers: int | None = None  # N_h of G (and the VAE's decoder); None: hidden_layers
     output: str = "sigmoid"  # the generator's output activation, a key of OUTPUTS
     num_classes: int = 0  # the MLP nets are unconditional (the methods read this field)
 
     def __post_init__(self) -> None:
         if self.num_classes != 0:
             raise ValueError(f"MLPConfig.num_classes must be 0, got {self.num_classes!r}")
-        for key in ("data_dim", "latent_dim", "hidden_dim", "hidden_layers"):
+        for key in ("data_dim", "latent_dim", "hidden_dim", "hidden_layers", "generator_layers"):
             value = getattr(self, key)
+            if key == "generator_layers" and value is None:
+                continue
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"MLPConfig.{key} must be a positive integer, got {value!r}")
         if self.output not in OUTPUTS:
@@ -74,10 +77,10 @@ class MLPTrunk(nn.Sequential):
     """(N, d_in) → (N, d_h): N_h layers of Linear + ReLU. Takes (and ignores) labels like the
     conv `DownTrunk`, so methods call either family's nets the same way."""
 
-    def __init__(self, d_in: int, cfg: MLPConfig):
+    def __init__(self, d_in: int, cfg: MLPConfig, hidden_layers: int | None = None):
         layers: list[nn.Module] = []
         width = d_in
-        for _ in range(cfg.hidden_layers):
+        for _ in range(hidden_layers or cfg.hidden_layers):
             # (N, width) → (N, d_h)
             layers += [nn.Linear(width, cfg.hidden_dim), nn.ReLU()]
             width = cfg.hidden_dim
@@ -88,8 +91,8 @@ class MLPTrunk(nn.Sequential):
         return super().forward(x)
 
 
-def hidden_stack(d_in: int, cfg: MLPConfig) -> MLPTrunk:
-    return MLPTrunk(d_in, cfg)
+def hidden_stack(d_in: int, cfg: MLPConfig, hidden_layers: int | None = None) -> MLPTrunk:
+    return MLPTrunk(d_in, cfg, hidden_layers)
 
 
 class MLPGenerator(nn.Module):
@@ -98,7 +101,8 @@ class MLPGenerator(nn.Module):
     def __init__(self, cfg: MLPConfig):
         super().__init__()
         self.cfg = cfg
-        self.trunk = hidden_stack(cfg.latent_dim, cfg)  # (N, latent) → (N, d_h)
+        # (N, latent) → (N, d_h)
+        self.trunk = hidden_stack(cfg.latent_dim, cfg, cfg.generator_layers)
         self.head = nn.Linear(cfg.hidden_dim, cfg.data_dim)  # (N, d_h) → (N, data_dim)
         self.activation = OUTPUTS[cfg.output]()
         init_mlp_weights(self)
