@@ -222,7 +222,30 @@ def test_the_unbalanced_row_is_reproduced_when_every_claim_holds_for_every_gan()
     found = assess_unbalanced(BY_NAME["unbalanced-mnist"], _seeds(5), 1250)
     assert found.verdict == REPRODUCED and found.seeds == [0, 1, 2, 3, 4]
     assert {c["variant"] for c in found.checks} == {"gan/ns", "gan/lsgan", "gan/wgan"}
-    assert len(found.checks) == 9 and all(c["n"] == 5 and c["passed"] for c in found.checks)
+    assert len(found.checks) == 11 and all(c["n"] == 5 and c["passed"] for c in found.checks)
+
+
+def test_the_unbalanced_row_checks_g_loss_std_too_with_the_papers_own_figures():
+    """Fig. 3's caption: the std of both losses is lower; its table gives both for DCGAN and
+    LSGAN. A G loss as unsteady as ordinary's fails the row even when D's is steadier."""
+    found = assess_unbalanced(BY_NAME["unbalanced-mnist"], _seeds(5), 1250)
+    g_std = {c["variant"]: c for c in found.checks if c["metric"] == "1. G loss std lower"}
+    assert g_std["gan/ns"]["mean"] == pytest.approx(0.5) and g_std["gan/ns"]["passed"]
+    assert g_std["gan/ns"]["paper"] == "Fig. 3: 0.2668 → 0.1312"
+    # Fig. 3 has no WGAN column: WGAN's G std stands beside the bars, D's is checked
+    assert "gan/wgan" not in g_std
+    wgan = [b for b in found.beside if b["variant"] == "gan/wgan"]
+    assert [(b["metric"], b["paper"]) for b in wgan] == [
+        ("1. G loss std lower", "Fig. 3 has no WGAN std")
+    ]
+    seeds = _seeds(5)
+    for seed, pairs in seeds.items():
+        for pair in pairs:
+            pair["g_loss_std"] = {"ordinary": 0.5, "unbalanced": 0.7 + 0.01 * seed}
+    worse = assess_unbalanced(BY_NAME["unbalanced-mnist"], seeds, 1250)
+    assert worse.verdict == NOT_REPRODUCED
+    assert "gan/lsgan 1. G loss std lower (does not hold)" in worse.reason
+    assert "gan/wgan 1. G loss std" not in worse.reason
 
 
 def test_the_unbalanced_rows_d_loss_std_is_on_the_papers_scale():
@@ -241,14 +264,16 @@ def test_the_oscillation_within_checkpoint_intervals_stands_beside_the_bars():
         for pair in pairs:
             pair["d_loss_window_std"] = {"ordinary": 0.2, "unbalanced": 0.1}
     found = assess_unbalanced(BY_NAME["unbalanced-mnist"], seeds, 1250)
-    beside = {b["variant"]: b for b in found.beside}
+    oscillates = "1. D loss oscillates less"
+    beside = {b["variant"]: b for b in found.beside if b["metric"] == oscillates}
     assert set(beside) == {"gan/ns", "gan/lsgan", "gan/wgan"}
     assert beside["gan/ns"]["mean"] == pytest.approx(0.05)  # (0.2 − 0.1) / 2: ns halved
     assert beside["gan/wgan"]["mean"] == pytest.approx(0.1)
-    assert found.verdict == REPRODUCED and len(found.checks) == 9
+    assert found.verdict == REPRODUCED and len(found.checks) == 11
     shown = markdown([found.as_dict()])
     assert re.search(r"\| gan/ns 1\. D loss oscillates less +\| \(beside\) +\|", shown)
-    assert assess_unbalanced(BY_NAME["unbalanced-mnist"], _seeds(5), 1250).beside == []
+    without = assess_unbalanced(BY_NAME["unbalanced-mnist"], _seeds(5), 1250).beside
+    assert all(b["metric"] != oscillates for b in without)
 
 
 def test_seeds_recorded_before_the_window_std_are_named_beside_it_not_shown_as_nan():
