@@ -13,15 +13,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from ugan.config.base import (
-    LatentPrior,
-    LRDecay,
-    MLPNets,
-    OptimParams,
-    PositiveInt,
-    Probability,
-    Strict,
-)
+from ugan.config import base
+from ugan.config.base import LatentPrior, LRDecay, OptimParams, PositiveInt, Probability, Strict
 from ugan.config.checks import check_ema, check_labels, check_method
 from ugan.config.methods import BEGANParams, GAANParams, RFGANParams
 from ugan.core.errors import ConfigError
@@ -304,7 +297,7 @@ class ModeBenchmarkParams(Strict):
     num_samples: PositiveInt = 2000  # generated samples scored (GAAN §4.1: 2,000)
     pretrain_steps: PositiveInt = 1000  # the VAE (unbalanced variants) and the DAE (rfgan)
     base_channels: PositiveInt = 32  # stacked-mnist conv nets (n, 2n…)
-    mlp: MLPNets = MLPNets()  # ring8 / grid25's nets
+    mlp: base.MLPNets = base.MLPNets()  # ring8 / grid25's nets
     train_images: PositiveInt = 25_600  # stacked-mnist: training images (GAAN §4.2: 25,600)
     dae_noise_std: Annotated[float, Field(gt=0.0)] = 0.1  # RFGAN's DAE input noise ([-1, 1])
     variants: dict[str, RunParams] = Field(default_factory=_default_variants)
