@@ -136,15 +136,7 @@ class MixtureBenchmark(Benchmark):
         return 2.0 * self.mixture.extent
 
     def arch(self, entry: ModeBenchmarkParams, model: ModelParams) -> MLPConfig:
-        nets = entry.mlp
-        return MLPConfig(
-            data_dim=2,
-            latent_dim=nets.latent_dim,
-            hidden_dim=nets.hidden_dim,
-            hidden_layers=nets.hidden_layers,
-            generator_layers=nets.generator_layers,
-            output="tanh",
-        )
+        return MLPConfig(data_dim=2, output="tanh", **entry.mlp.model_dump())
 
     def render(self, samples: torch.Tensor, path: Path) -> Path:
         return save_scatter(samples.detach().cpu().numpy() * self.scale, self.mixture, path)

@@ -48,12 +48,12 @@ class MLPConfig:
     num_classes: int = 0  # the MLP nets are unconditional (the methods read this field)
 
     def __post_init__(self) -> None:
+        if self.generator_layers is None:  # frozen: set once, before anything reads it
+            object.__setattr__(self, "generator_layers", self.hidden_layers)
         if self.num_classes != 0:
             raise ValueError(f"MLPConfig.num_classes must be 0, got {self.num_classes!r}")
         for key in ("data_dim", "latent_dim", "hidden_dim", "hidden_layers", "generator_layers"):
             value = getattr(self, key)
-            if key == "generator_layers" and value is None:
-                continue
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"MLPConfig.{key} must be a positive integer, got {value!r}")
         if self.output not in OUTPUTS:
@@ -80,7 +80,7 @@ class MLPTrunk(nn.Sequential):
     def __init__(self, d_in: int, cfg: MLPConfig, hidden_layers: int | None = None):
         layers: list[nn.Module] = []
         width = d_in
-        for _ in range(hidden_layers or cfg.hidden_layers):
+        for _ in range(cfg.hidden_layers if hidden_layers is None else hidden_layers):
             # (N, width) → (N, d_h)
             layers += [nn.Linear(width, cfg.hidden_dim), nn.ReLU()]
             width = cfg.hidden_dim
