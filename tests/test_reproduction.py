@@ -121,6 +121,32 @@ def test_every_row_either_runs_a_shipped_profile_or_says_what_it_needs():
             assert not_run(row).verdict == NOT_COMPARABLE
 
 
+def test_each_grid25_row_trains_only_its_variants_and_their_gan_cells_are_the_same(
+    tmp_path, monkeypatch
+):
+    """The two grid25 rows share a profile but not an experiment: each trains the variants it
+    reads, so its wall time is its own, and the GAN cells both read are the same cells (the
+    second experiment reuses them from the persisted `modes/` by fingerprint)."""
+    import shutil
+    from pathlib import Path
+
+    from ugan.config.load import parse_params
+    from ugan.pipeline import reproduce
+
+    root = Path(__file__).resolve().parents[1]
+    shutil.copy(root / "params.yaml", tmp_path / "params.yaml")
+    shutil.copytree(root / "profiles", tmp_path / "profiles")
+    monkeypatch.chdir(tmp_path)
+    rows = [BY_NAME["gaan-grid25"], BY_NAME["wgan-gp-grid25"], BY_NAME["rfgan-ring8"]]
+    texts = reproduce._profiles(rows, Path("params.yaml"))
+    entries = {name: parse_params(yaml.safe_load(t)).modes for name, t in texts.items()}
+    gaan, wgan = entries["gaan-grid25"]["grid25"], entries["wgan-gp-grid25"]["grid25"]
+    assert set(gaan.variants) == {"gan", "gaan"} and set(wgan.variants) == {"gan", "wgan-gp"}
+    assert [gaan.cell("gan", s) for s in gaan.seeds] == [wgan.cell("gan", s) for s in wgan.seeds]
+    assert set(entries["rfgan-ring8"]["ring8"].variants) == {"gan", "rfgan"}
+    assert texts["gaan-grid25"] != texts["wgan-gp-grid25"]
+
+
 def test_the_section_shows_paper_beside_ours_and_each_verdict():
     found = assess(BY_NAME["gaan-grid25"], _grid(5_000, [16, 18, 17, 20, 15], [1800] * 5))
     found.run = {"command": "ugan reproduce gaan-grid25", "experiment": "repro-grid25-x",
@@ -346,7 +372,7 @@ def test_a_row_over_vae_seeds_resumes_from_the_seeds_it_recorded(tmp_path, monke
     shutil.copytree(root / "profiles", tmp_path / "profiles")
     monkeypatch.chdir(tmp_path)
     row = BY_NAME["unbalanced-mnist"]
-    text = reproduce._profiles([row], Path("params.yaml"))[row.profile]
+    text = reproduce._profiles([row], Path("params.yaml"))[row.name]
     digest = reproduce._params_digest(text)
     assert digest == reproduce._params_digest("# a comment\n" + text)
     spelled = yaml.safe_load(text) | {"eval": {**yaml.safe_load(text)["eval"], "nearest_k": 5}}

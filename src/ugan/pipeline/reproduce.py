@@ -2,8 +2,11 @@
 experiment in this workspace, assess the row from what the experiment wrote, and keep the
 table in `metrics/reproduction.json` and `reports/reproduction.md`.
 
-Rows that share a profile (GAAN's and WGAN-GP's grid25 rows) share one experiment. Every
-selected profile is validated before anything runs. params.yaml gets its bytes back after each
+A mode-coverage row trains only the variants it reads (GAAN's grid25 row: GAN and GAAN;
+WGAN-GP's: GAN and WGAN-GP), so each row's experiment and wall time are its own; rows whose
+params come out the same share one experiment, and a variant another row already trained with
+the same settings is reused from the persisted `modes/` (by fingerprint). Every selected
+profile is validated before anything runs. params.yaml gets its bytes back after each
 experiment (the experiment itself keeps the profile's params: `dvc exp show`), so the
 workspace's own pipeline is untouched. Rows not selected keep their last assessment, so
 `ugan reproduce ROW` refreshes one row. A row run once per VAE seed keeps each seed's record
@@ -90,16 +93,23 @@ def _selected(names: list[str]) -> list[Row]:
     return [BY_NAME[n] for n in names] if names else list(ROWS)
 
 
+def _row_params(row: Row, original: str) -> str:
+    """params.yaml text for the row's experiment: its profile applied, a mode-coverage row's
+    benchmark cut to the variants the row reads, validated."""
+    merged, _ = apply_profile(yaml.safe_load(original), load_profile(row.profile))
+    if row.judge == "modes" and row.benchmark in merged.get("modes", {}):
+        entry = merged["modes"][row.benchmark]
+        wanted = row.variants()
+        entry["variants"] = {k: v for k, v in entry["variants"].items() if k in wanted}
+        parse_params(merged)
+    return render_params(original, merged)
+
+
 def _profiles(rows: list[Row], params_path: Path) -> dict[str, str]:
-    """Each selected row's profile applied to params.yaml and validated, before any run:
-    profile name → the params text its experiment runs with."""
+    """Each selected row's params, validated before any run: row name → the params text its
+    experiment runs with."""
     original = params_path.read_text()
-    texts = {}
-    for row in rows:
-        if row.profile and row.profile not in texts:
-            merged, _ = apply_profile(yaml.safe_load(original), load_profile(row.profile))
-            texts[row.profile] = render_params(original, merged)
-    return texts
+    return {row.name: _row_params(row, original) for row in rows if row.profile}
 
 
 def _head() -> str:
@@ -286,18 +296,20 @@ def reproduce(args: argparse.Namespace) -> int:
         if not row.cpu_sized and not args.rows:
             print(f"reproduce: {row.name} not run (not CPU-sized): `ugan reproduce {row.name}`")
             continue
-        text = texts[row.profile]
+        text = texts[row.name]
         if row.vae_seeds:
             found = _over_vae_seeds(row, text, params_path, args.vae_seeds, args.rerun, args.jobs)
             table[row.name] = found.as_dict()
             _write_table(table)
             continue
-        if row.profile not in runs:
-            runs[row.profile] = run_profile(
-                row.profile, text, params_path, row.target, jobs=args.jobs
+        if text not in runs:  # rows with the same params share one experiment
+            shared = sum(other.profile == row.profile for other in ROWS) > 1
+            suffix = f"-{row.name}" if shared else ""  # which row's experiment it is
+            runs[text] = run_profile(
+                row.profile, text, params_path, row.target, suffix, jobs=args.jobs
             )
         found = JUDGES[row.judge](row, text)
-        found.run = {**runs[row.profile], "command": f"ugan reproduce {row.name}"}
+        found.run = {**runs[text], "command": f"ugan reproduce {row.name}"}
         table[row.name] = found.as_dict()
         _write_table(table)  # a later row's failure keeps this one
     text = _write_table(table)

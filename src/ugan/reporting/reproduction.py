@@ -50,6 +50,10 @@ class Row:
     vae_seeds: tuple[int, ...] = ()
     cpu_sized: bool = True  # False: `ugan reproduce` runs it only when named (a GPU runner)
 
+    def variants(self) -> set[str]:
+        """The benchmark variants the row reads: `ugan reproduce` trains only these."""
+        return {c.variant for c in self.checks} | {variant for variant, _ in self.beside}
+
 
 def _mean_at_least(bound: float) -> Callable[[dict], bool]:
     return lambda stat: stat["mean"] >= bound
