@@ -150,8 +150,9 @@ def test_each_grid25_row_trains_only_its_variants_and_their_gan_cells_are_the_sa
 def test_the_section_shows_paper_beside_ours_and_each_verdict():
     found = assess(BY_NAME["gaan-grid25"], _grid(5_000, [16, 18, 17, 20, 15], [1800] * 5))
     found.run = {"command": "ugan reproduce gaan-grid25", "experiment": "repro-grid25-x",
-                 "commit": "a" * 40, "wall_s": 600.0}  # fmt: skip
+                 "commit": "a" * 40, "wall_s": 600.0, "assess_s": 95.0}  # fmt: skip
     text = markdown([found.as_dict(), not_run(BY_NAME["gaan-stacked-mnist"]).as_dict()])
+    assert "10.0 min, then 95 s to assess" in text
     line = next(x for x in text.splitlines() if "gaan modes_covered" in x)
     assert "25.00 ± 0.00" in line and "17.20 [" in line and "mean ≥ 24.5 ✗" in line
     assert "**gaan-grid25: not reproduced**" in text and "10.0 min" in text
@@ -211,6 +212,39 @@ def test_the_began_row_names_every_bar_the_sweep_misses():
         assert missed in found.reason
     assert "began-g03 Spearman" not in found.reason
     assert assess_began(BY_NAME["began-mnist"], {}).verdict == NOT_COMPARABLE
+
+
+def test_the_began_probe_ranks_classes_by_how_well_the_real_only_autoencoder_rebuilds_them():
+    """Class 0 is blank, class 1 a bright square, class 2 noise: an autoencoder D of the real
+    images rebuilds the blank ones best and the noise worst, and the row shows which classes
+    each γ of the sweep admits beside its bars (never as a bar)."""
+    import numpy as np
+
+    from ugan.evaluation.began_classes import class_reconstruction
+    from ugan.nets.arch import ArchConfig
+
+    rng = np.random.default_rng(0)
+    images = np.zeros((90, 1, 28, 28), np.uint8)
+    images[30:60, :, 8:20, 8:20] = 255
+    images[60:] = rng.integers(0, 256, (30, 1, 28, 28), dtype=np.uint8)
+    labels = np.repeat([0, 1, 2], 30)
+    arch = ArchConfig(image_size=28, channels=1, latent_dim=8, base_channels=4)
+    probe = class_reconstruction(
+        images, labels, arch, steps=60, lr=1e-3, betas=(0.9, 0.999), batch_size=16
+    )
+    ratio = probe["ratio"]
+    assert set(ratio) == {0, 1, 2} and ratio[0] < ratio[1] < ratio[2] and probe["steps"] == 60
+    assert probe["blank"] == pytest.approx(ratio[0], rel=0.05)  # class 0 is the blank image
+    probe = {"ratio": {0: 0.25, 1: 0.6, 7: 0.84, 8: 1.2}, "blank": 0.1, "l_real": 0.07,
+             "steps": 3000}  # fmt: skip
+    found = assess_began(BY_NAME["began-mnist"], _sweep(), probe)
+    assert found.verdict == REPRODUCED  # beside only: it never decides the verdict
+    (line,) = found.beside
+    assert line["shown"] == (
+        "0: 0.25, 1: 0.60, 7: 0.84, 8: 1.20; blank 0.10; "
+        "classes ≤ γ: γ 0.3: 0, γ 0.5: 0, γ 0.7: 0 1"
+    )
+    assert "(beside)" in next(x for x in markdown([found.as_dict()]).splitlines() if "L(x)" in x)
 
 
 def test_a_checkpoints_m_global_is_the_mean_since_the_previous_checkpoint():

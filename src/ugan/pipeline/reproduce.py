@@ -33,9 +33,10 @@ from ugan.config.load import load_params, parse_params
 from ugan.config.profiles import apply_profile, load_profile, render_params
 from ugan.core.errors import ConfigError, UserError
 from ugan.core.io import atomic_write_json, atomic_write_text
+from ugan.core.paths import PREPARED
 from ugan.pipeline import processes, side_by_side
 from ugan.pipeline.dvc_plan import needs_cells
-from ugan.reporting.began_row import assess_began, load_evidence
+from ugan.reporting.began_row import assess_began, class_evidence, load_evidence
 from ugan.reporting.reproduction import (
     BY_NAME,
     ROWS,
@@ -126,7 +127,12 @@ def _judge_began(row: Row, text: str) -> Assessment:
     params = parse_params(yaml.safe_load(text))
     resolved = {key: params.run(key).gan for key in params.runs}
     gammas = {key: gan.began.gamma for key, gan in resolved.items() if gan.method == "began"}
-    return assess_began(row, load_evidence(gammas, RUNS, EVALUATION))
+    if not gammas:
+        return assess_began(row, {})
+    # the probe beside the bars uses the settings of the run nearest the paper's γ 0.5
+    nearest = min(gammas, key=lambda key: abs(gammas[key] - 0.5))
+    classes = class_evidence(resolved[nearest], params.model, PREPARED)
+    return assess_began(row, load_evidence(gammas, RUNS, EVALUATION), classes)
 
 
 # How a row's results are read once its experiment ran (Row.judge → reader and assessment).
@@ -308,8 +314,13 @@ def reproduce(args: argparse.Namespace) -> int:
             runs[text] = run_profile(
                 row.profile, text, params_path, row.target, suffix, jobs=args.jobs
             )
+        start = time.perf_counter()
         found = JUDGES[row.judge](row, text)
-        found.run = {**runs[text], "command": f"ugan reproduce {row.name}"}
+        found.run = {
+            **runs[text],
+            "command": f"ugan reproduce {row.name}",
+            "assess_s": round(time.perf_counter() - start, 1),  # BEGAN's probe trains a D
+        }
         table[row.name] = found.as_dict()
         _write_table(table)  # a later row's failure keeps this one
     text = _write_table(table)

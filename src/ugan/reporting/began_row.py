@@ -10,15 +10,22 @@ BEGAN runs the pipeline trained and evaluated (profile `repro-began-mnist`):
   a checkpoint's M_global being the mean of the values logged since the previous checkpoint
   (single log rows are noisy; the paper plots a smoothed curve too).
 
-`load_evidence` reads the pipeline's files; `assess_began` is pure.
+Beside the bars, why the sweep can fail on a dataset: each class's L(x) over the mean, from a
+discriminator trained on the real images alone (`ugan.evaluation.began_classes`): at γ < 1 the
+equilibrium asks for images γ times as easy as the real ones, i.e. the classes at or below γ.
+
+`load_evidence` and `class_evidence` read the pipeline's files; `assess_began` is pure.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 from pathlib import Path
+
+import numpy as np
 
 from ugan.reporting.reproduction import (
     NOT_COMPARABLE,
@@ -59,6 +66,45 @@ def load_evidence(gammas: dict[str, float], runs_dir: Path, eval_dir: Path) -> d
             "m_global": m_global,
         }
     return evidence
+
+
+def class_evidence(gan, model, prepared: Path) -> dict | None:
+    """`class_reconstruction` of the prepared training images with the sweep's own nets,
+    optimizer, batch and steps (`gan`: a resolved BEGAN run's); None for unlabelled data."""
+    from ugan.data.prepared import load_prepared
+    from ugan.evaluation.began_classes import class_reconstruction
+
+    images, labels = load_prepared(prepared).train
+    if len(np.unique(labels)) < 2:
+        return None
+    _, channels, size, _ = images.shape
+    arch = model.arch(size, channels)
+    arch = dataclasses.replace(arch, base_channels=gan.began.filters or arch.base_channels)
+    betas = (gan.optim.beta1, gan.optim.beta2)
+    return class_reconstruction(
+        images, labels, arch, steps=gan.steps, lr=gan.optim.lr, betas=betas,
+        batch_size=gan.batch_size, seed=gan.seed,
+    )  # fmt: skip
+
+
+def _classes_beside(classes: dict, gammas: list[float]) -> dict:
+    """The probe as a line beside the bars: every class's ratio, easiest first, and which
+    classes each γ of the sweep admits."""
+    ordered = sorted(classes["ratio"].items(), key=lambda item: item[1])
+    admitted = {g: [str(c) for c, r in ordered if r <= g] for g in gammas}
+    shown = (
+        ", ".join(f"{c}: {r:.2f}" for c, r in ordered)
+        + f"; blank {classes['blank']:.2f}; classes ≤ γ: "
+        + ", ".join(f"γ {g:g}: {' '.join(admitted[g]) or 'none'}" for g in gammas)
+    )
+    values = [r for _, r in ordered]
+    return {
+        "variant": "real images", "metric": "class_l_ratio",
+        "label": "L(x) of a class ÷ mean (D on real images only)",
+        "paper": "E[L(G(z))] = γ E[L(x)] (§3.4)",
+        "mean": values[0], "low": values[0], "high": values[-1], "n": len(values),
+        "values": values, "shown": shown, "steps": classes["steps"],
+    }  # fmt: skip
 
 
 def m_global_at_checkpoints(rows: list[tuple[int, float]], steps: list[int]) -> list[float]:
@@ -129,8 +175,9 @@ def _checks(evidence: dict[str, dict]) -> list[dict]:
     return checks
 
 
-def assess_began(row: Row, evidence: dict[str, dict]) -> Assessment:
-    """The verdict of the BEGAN row from `load_evidence`'s runs (one seed per γ)."""
+def assess_began(row: Row, evidence: dict[str, dict], classes: dict | None = None) -> Assessment:
+    """The verdict of the BEGAN row from `load_evidence`'s runs (one seed per γ), with
+    `class_evidence` beside it when given."""
     if not evidence:
         return Assessment(row.name, row.claim, row.where, NOT_COMPARABLE, "no BEGAN run found")
     checks = _checks(evidence)
@@ -142,4 +189,6 @@ def assess_began(row: Row, evidence: dict[str, dict]) -> Assessment:
         verdict, reason = NOT_REPRODUCED, "missed: " + "; ".join(failed)
     gammas = ", ".join(f"{g:g}" for g in sorted(e["gamma"] for e in evidence.values()))
     reason += f" — one seed per γ ({gammas}), at {steps:,} steps"
-    return Assessment(row.name, row.claim, row.where, verdict, reason, checks, [], steps)
+    gamma_values = sorted(e["gamma"] for e in evidence.values())
+    beside = [_classes_beside(classes, gamma_values)] if classes else []
+    return Assessment(row.name, row.claim, row.where, verdict, reason, checks, beside, steps)

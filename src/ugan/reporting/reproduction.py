@@ -175,7 +175,8 @@ class Assessment:
     steps: int | None = None
     paper_steps: int | None = None
     seeds: list[int] = field(default_factory=list)
-    run: dict = field(default_factory=dict)  # profile, experiment, commit, wall_s, command
+    run: dict = field(default_factory=dict)  # profile, experiment, commit, wall_s, command,
+    # assess_s
 
     def as_dict(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -281,6 +282,7 @@ def markdown(rows: list[dict]) -> str:
             + ", ".join(f"`{commit[:12]}`" for commit in run["commit"].split(", "))
             + f", {run['wall_s'] / 60:.1f} min"
             + (f" (the sum of the {len(experiments)} experiments')" if len(experiments) > 1 else "")
+            + (f", then {run['assess_s']:.0f} s to assess" if run.get("assess_s", 0) >= 10 else "")
             if run
             else ""
         )
