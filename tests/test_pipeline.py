@@ -418,6 +418,9 @@ def test_reproduce_runs_a_rows_profile_as_an_experiment_and_writes_its_verdict(p
     ranks = [c for c in began["checks"] if c["metric"] == "spearman_m_global_fid"]
     assert [c["variant"] for c in ranks] == ["began-g03", "began-g05", "began-g07"]
     assert all(c["shown"].endswith("over 3 checkpoints") for c in ranks)
+    (probe,) = began["beside"]  # each class of the prepared digits, D trained on them alone
+    assert probe["steps"] == 12 and probe["n"] == 10 and "classes ≤ γ: γ 0.3:" in probe["shown"]
+    assert began["run"]["assess_s"] > 0
     assert began["run"]["experiment"] != ring["run"]["experiment"]
     assert began["run"]["experiment"] in _sh(["dvc", "exp", "show", "--json"], p, proj.env)
     assert ring["run"]["experiment"] in _sh(["dvc", "exp", "show", "--json"], p, proj.env)
