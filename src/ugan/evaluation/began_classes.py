@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ugan.core.device import seed_everything
+from ugan.data.pixels import to_float
 from ugan.methods.began import autoencoder_loss
 from ugan.nets.arch import ArchConfig
 from ugan.nets.began import BEGANDiscriminator
@@ -42,7 +43,7 @@ def class_reconstruction(
     """Train a BEGAN discriminator on `images` (uint8 (N, C, H, W)) for `steps`, then return
     {"ratio": {class: its mean L(x) ÷ the mean over all images}, "l_real": that mean,
     "blank": L of an all-black image ÷ the mean, "steps": steps}."""
-    x = torch.as_tensor(images).float() / 127.5 - 1  # [-1, 1], as the pipeline's data
+    x = to_float(images)  # [-1, 1], as the pipeline's data
     y = torch.as_tensor(labels)
     seed_everything(seed)
     discriminator = BEGANDiscriminator(arch)

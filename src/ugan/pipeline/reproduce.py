@@ -36,7 +36,7 @@ from ugan.core.io import atomic_write_json, atomic_write_text
 from ugan.core.paths import PREPARED
 from ugan.pipeline import processes, side_by_side
 from ugan.pipeline.dvc_plan import needs_cells
-from ugan.reporting.began_row import assess_began, class_evidence, load_evidence
+from ugan.reporting.began_row import PAPER_GAMMA, assess_began, class_evidence, load_evidence
 from ugan.reporting.reproduction import (
     BY_NAME,
     ROWS,
@@ -129,8 +129,8 @@ def _judge_began(row: Row, text: str) -> Assessment:
     gammas = {key: gan.began.gamma for key, gan in resolved.items() if gan.method == "began"}
     if not gammas:
         return assess_began(row, {})
-    # the probe beside the bars uses the settings of the run nearest the paper's γ 0.5
-    nearest = min(gammas, key=lambda key: abs(gammas[key] - 0.5))
+    # the probe beside the bars uses the settings of the run nearest the paper's γ
+    nearest = min(gammas, key=lambda key: abs(gammas[key] - PAPER_GAMMA))
     classes = class_evidence(resolved[nearest], params.model, PREPARED)
     return assess_began(row, load_evidence(gammas, RUNS, EVALUATION), classes)
 

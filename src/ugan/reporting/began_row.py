@@ -187,8 +187,7 @@ def assess_began(row: Row, evidence: dict[str, dict], classes: dict | None = Non
         verdict, reason = REPRODUCED, "every bar met"
     else:
         verdict, reason = NOT_REPRODUCED, "missed: " + "; ".join(failed)
-    gammas = ", ".join(f"{g:g}" for g in sorted(e["gamma"] for e in evidence.values()))
-    reason += f" — one seed per γ ({gammas}), at {steps:,} steps"
-    gamma_values = sorted(e["gamma"] for e in evidence.values())
-    beside = [_classes_beside(classes, gamma_values)] if classes else []
+    gammas = sorted(e["gamma"] for e in evidence.values())
+    reason += f" — one seed per γ ({', '.join(f'{g:g}' for g in gammas)}), at {steps:,} steps"
+    beside = [_classes_beside(classes, gammas)] if classes else []
     return Assessment(row.name, row.claim, row.where, verdict, reason, checks, beside, steps)

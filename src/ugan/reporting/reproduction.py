@@ -175,8 +175,8 @@ class Assessment:
     steps: int | None = None
     paper_steps: int | None = None
     seeds: list[int] = field(default_factory=list)
-    run: dict = field(default_factory=dict)  # profile, experiment, commit, wall_s, command,
-    # assess_s
+    # profile, experiment, commit, wall_s, command, assess_s (the seconds its judging took)
+    run: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(vars(self))
