@@ -117,6 +117,28 @@ def test_fused_adam_takes_the_same_step_as_the_default_one(tiny_arch, tiny_data)
         torch.testing.assert_close(states[0][key], states[1][key], rtol=1e-5, atol=1e-6)
 
 
+def _adam_kernels(method, batches) -> set[str]:
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        method.train_step(batches.next)
+    return {e.name for e in prof.events() if "adam" in e.name.lower()}
+
+
+def test_fused_adam_runs_its_kernel_even_after_loading_a_state_saved_unfused(tiny_arch, tiny_data):
+    # A state dict's param groups carry the saving optimizer's `fused: None`, and `step` reads
+    # the flag from the groups: loading one (the replaced optimizer's, an older resume state)
+    # switched the fused kernel off while `defaults` still said fused.
+    images, labels = tiny_data.train
+    method = _method(tiny_arch)
+    batches = InfiniteBatches(images, labels, 16, seed=0)
+    unfused_state = method.opt_d.state_dict()
+    assert "aten::_fused_adam_" not in _adam_kernels(method, batches)
+    Accel(torch.device("cpu"), fused_optim=True).prepare(method, batches)
+    assert "aten::_fused_adam_" in _adam_kernels(method, batches)
+    method.opt_d.load_state_dict(unfused_state)  # a resume state saved before the fix
+    assert all(group["fused"] for group in method.opt_d.param_groups)
+    assert "aten::_fused_adam_" in _adam_kernels(method, batches)
+
+
 def test_compile_compiles_each_net_in_place(tiny_arch):
     method = _method(tiny_arch)
     generator = method.generator

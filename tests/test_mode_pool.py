@@ -13,21 +13,24 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from mlflow.tracking import MlflowClient
 
 from ugan.config.load import parse_params
+from ugan.config.profiles import apply_profile, load_profile
 from ugan.config.schema import ModeBenchmarkParams, ModelParams
 from ugan.core.checkpoint_io import save_checkpoint
 from ugan.core.errors import ConfigError, ResumeMismatchError
 from ugan.core.paths import RESUME_ROOT, SPOOL_ROOT
 from ugan.core.runtime import JOBS_ENV, available_cores
 from ugan.modebench.benchmarks import Inputs
+from ugan.modebench.order import longest_first
 from ugan.modebench.pool import resolve_workers
 from ugan.modebench.runner import Context, run_benchmark
 from ugan.tracking.spool import pending
 
 ROOT = Path(__file__).resolve().parents[1]
-CELLS = ["gan-s0", "gan-s1", "wgan-gp-s0", "wgan-gp-s1"]  # the order they are submitted in
+CELLS = ["gan-s0", "gan-s1", "wgan-gp-s0", "wgan-gp-s1"]  # the params' order
 FINISHED_LINE = re.compile(r"modes/ring: ([a-z-]+-s\d) finished in \d+\.\d s \(\d/\d\)")
 
 
@@ -76,6 +79,8 @@ def test_cells_in_two_processes_score_as_one_after_another_and_all_reach_the_sto
         run_benchmark(Context("ring", _entry(workers), ModelParams(), Inputs(), outs[workers]))
         output = capsys.readouterr().out
         assert sorted(FINISHED_LINE.findall(output)) == CELLS, output
+        if workers == 1:  # one after another in the order they go to the pool: longest first
+            assert FINISHED_LINE.findall(output) == CELLS[2:] + CELLS[:2], output
         assert ("4 cells on 2 processes" in output) == (workers == 2)
 
     serial, parallel = _scores(outs[1]), _scores(outs[2])
@@ -128,6 +133,20 @@ def test_a_cell_failing_in_a_worker_fails_the_benchmark_with_its_error_and_keeps
     assert FINISHED_LINE.findall(output) == ["wgan-gp-s1"]
     assert {p: p.stat().st_mtime_ns for p in kept} == kept
     assert sorted(_scores(out)) == CELLS
+
+
+def test_cells_go_to_the_pool_longest_first_by_method_steps_and_critic_updates():
+    profile = load_profile("repro-grid25")
+    grid = apply_profile(yaml.safe_load((ROOT / "params.yaml").read_text()), profile)[0]
+    entry = parse_params(grid).modes["grid25"]  # GAN 50k steps, WGAN-GP 20k × 5 critics, GAAN
+    runs = {(v, s): entry.cell(v, s) for v in entry.variants for s in (0, 1)}
+    todo = {cell: f"args of {cell}" for cell in runs}
+    ordered = longest_first(todo, runs)
+    assert [cell[0] for cell in ordered] == ["gaan"] * 2 + ["wgan-gp"] * 2 + ["gan"] * 2
+    assert ordered[("gan", 1)] == "args of ('gan', 1)" and list(ordered)[-2:] == [
+        ("gan", 0),
+        ("gan", 1),
+    ], "ties keep their order"
 
 
 def test_workers_is_a_positive_number_or_auto_and_auto_shares_the_cores(monkeypatch):

@@ -33,6 +33,7 @@ from ugan.core.paths import RunLayout
 from ugan.evaluation.intervals import mean_ci
 from ugan.methods.catalog import CATALOG
 from ugan.modebench.benchmarks import BenchData, Benchmark, Inputs, get_benchmark
+from ugan.modebench.order import longest_first
 from ugan.modebench.pool import finished, resolve_workers, run_parallel
 from ugan.models.transfer import max_output_difference, transfer_decoder
 from ugan.nets.family import family_of
@@ -368,6 +369,7 @@ def run_benchmark(ctx: Context) -> dict:
             results[variant, seed] = reused
             continue
         todo[variant, seed] = (variant, seed, run.init, fingerprint)
+    todo = longest_first(todo, runs)  # no worker left alone on the long cells at the end
     shared = CellInputs(ctx, arch, data, inits, resources)
     workers = resolve_workers(entry.workers, len(todo), ctx.device)
     if workers > 1:

@@ -121,8 +121,17 @@ def fused(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
         rebuilt = cls(groups, **options)
     except (RuntimeError, ValueError):  # no fused kernel for this device / dtype
         return optimizer
+    rebuilt.register_load_state_dict_post_hook(_keep_fused)
     rebuilt.load_state_dict(optimizer.state_dict())
     return rebuilt
+
+
+def _keep_fused(optimizer: torch.optim.Optimizer) -> None:
+    """A state dict's param groups carry the kernel flags of the optimizer that saved it, and
+    `step` reads them from the groups: loading the replaced optimizer's state (or a resume state
+    saved unfused) would quietly switch the fused kernels back off."""
+    for group in optimizer.param_groups:
+        group["fused"], group["foreach"] = True, None
 
 
 @dataclass(frozen=True)
