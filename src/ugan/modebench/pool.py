@@ -1,7 +1,8 @@
 """The cells of a mode-coverage benchmark in parallel processes, one torch thread each.
 
-A 2-D cell (an MLP of 128 units on a batch of 100 points) spends its step in Python, not in
-torch's kernels: more threads for one cell buy nothing, more cells at once scale with the cores.
+A 2-D cell (MLPs of 128 units on a batch of ~128 points) steps through many small matrix
+products, each too small to split: more threads for one cell buy nothing, more cells at once
+scale with the cores.
 So the cells to train go to a `concurrent.futures.ProcessPoolExecutor` of `workers` processes,
 each with `torch.set_num_threads(1)`.
 
