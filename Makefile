@@ -82,6 +82,7 @@ bench: $(STAMP)
 	  $(abspath $(PY)) cell_threads.py --json results/cell_threads.json && \
 	  $(abspath $(PY)) run_jobs.py --gan-steps 300 --vae-steps 300 --json results/run_jobs_short.json && \
 	  $(abspath $(PY)) mode_cells.py --json results/mode_cells.json && \
+	  $(abspath $(PY)) mode_steps.py --json results/mode_steps.json && \
 	  $(abspath $(PY)) omp_wait.py --json results/omp_wait.json
 
 # On a GPU runner, one command of at most ~8 minutes: the CUDA tests (none may skip), throughput

@@ -136,7 +136,7 @@ def test_a_cell_failing_in_a_worker_fails_the_benchmark_with_its_error_and_keeps
 
 
 def test_cells_go_to_the_pool_longest_first_by_method_steps_and_critic_updates():
-    profile = load_profile("repro-grid25")
+    profile = load_profile("repro-grid25", ROOT / "profiles")
     grid = apply_profile(yaml.safe_load((ROOT / "params.yaml").read_text()), profile)[0]
     entry = parse_params(grid).modes["grid25"]  # GAN 50k steps, WGAN-GP 20k × 5 critics, GAAN
     runs = {(v, s): entry.cell(v, s) for v in entry.variants for s in (0, 1)}
