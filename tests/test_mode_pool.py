@@ -25,7 +25,7 @@ from ugan.core.paths import RESUME_ROOT, SPOOL_ROOT
 from ugan.core.runtime import JOBS_ENV, available_cores
 from ugan.modebench.benchmarks import Inputs
 from ugan.modebench.order import longest_first
-from ugan.modebench.pool import resolve_workers
+from ugan.modebench.pool import resolve_workers, run_parallel
 from ugan.modebench.runner import Context, run_benchmark
 from ugan.tracking.spool import pending
 
@@ -107,30 +107,32 @@ def test_a_cell_failing_in_a_worker_fails_the_benchmark_with_its_error_and_keeps
     tmp_path, monkeypatch, capsys
 ):
     monkeypatch.chdir(tmp_path)
-    # The last cell's resume state was made with other params: that cell raises in its worker.
-    bad = tmp_path / RESUME_ROOT / "modes/ring/wgan-gp-s1/state_00000010.pt"
+    # The last cell submitted (the cells go longest first: wgan-gp-s0, wgan-gp-s1, gan-s0, gan-s1)
+    # has a resume state made with other params: that cell raises in its worker.
+    bad = tmp_path / RESUME_ROOT / "modes/ring/gan-s1/state_00000010.pt"
     save_checkpoint(bad, {"step": 10, "fingerprint": {"steps": 1}})
     out = tmp_path / "modes" / "ring"
     ctx = Context("ring", _entry(2), ModelParams(), Inputs(), out)
     with pytest.raises(ResumeMismatchError, match="cannot resume") as raised:
         run_benchmark(ctx)
-    assert any("wgan-gp-s1" in note for note in raised.value.__notes__)
+    assert any("gan-s1" in note for note in raised.value.__notes__)
     remote = str(raised.value.__cause__)  # the worker's traceback
     assert "Traceback" in remote and "in latest" in remote and "ResumeMismatchError" in remote
-    assert "wgan-gp-s1 failed: ResumeMismatchError" in capsys.readouterr().out
+    assert "gan-s1 failed: ResumeMismatchError" in capsys.readouterr().out
 
     # The cells submitted before it had started, so they finished and kept their results.
-    assert sorted(_scores(out)) == CELLS[:3]
+    others = [cell for cell in CELLS if cell != "gan-s1"]
+    assert sorted(_scores(out)) == others
     runs = _cell_runs(f"sqlite:///{tmp_path / 'mlflow.db'}")  # conftest's store
-    assert runs["wgan-gp-s1"].info.status == "FAILED"
-    assert {runs[key].info.status for key in CELLS[:3]} == {"FINISHED"}
+    assert runs["gan-s1"].info.status == "FAILED"
+    assert {runs[key].info.status for key in others} == {"FINISHED"}
 
     bad.unlink()  # the fault fixed: the next execution trains that cell only
     kept = {p: p.stat().st_mtime_ns for p in out.glob("cells/*/result.json")}
     run_benchmark(ctx)
     output = capsys.readouterr().out
     assert output.count("unchanged, reused") == 3
-    assert FINISHED_LINE.findall(output) == ["wgan-gp-s1"]
+    assert FINISHED_LINE.findall(output) == ["gan-s1"]
     assert {p: p.stat().st_mtime_ns for p in kept} == kept
     assert sorted(_scores(out)) == CELLS
 
@@ -164,6 +166,25 @@ def test_workers_is_a_positive_number_or_auto_and_auto_shares_the_cores(monkeypa
     assert resolve_workers("auto", cells=1000) == 1
     monkeypatch.setenv(JOBS_ENV, "1")
     assert resolve_workers("auto", cells=1000, device="cuda") == 1, "one process drives a GPU"
+
+
+# A cell as source text run by `exec` (a builtin, so the spawned workers can unpickle it): cell 0
+# is stopped like a training loop on Ctrl-C, every other cell leaves a file saying it ran.
+CELL = """
+from pathlib import Path
+if cell == 0:
+    raise KeyboardInterrupt("stopped by signal SIGINT")
+Path(folder, f"ran-{cell}").write_text("trained")
+"""
+
+
+def test_a_stopped_worker_starts_none_of_the_cells_the_pool_had_handed_it(tmp_path):
+    # One worker: the pool queues the next cells to it before cell 0's stop comes back.
+    cells = {cell: ({"cell": cell, "folder": str(tmp_path)},) for cell in range(4)}
+    with pytest.raises(KeyboardInterrupt, match="SIGINT") as raised:
+        run_parallel(exec, CELL, cells, 1, "t")
+    assert any("cell 0" in note for note in raised.value.__notes__)
+    assert list(tmp_path.glob("ran-*")) == [], "a cell trained after the stop"
 
 
 STAGE = """

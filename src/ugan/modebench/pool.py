@@ -18,7 +18,8 @@ each with `torch.set_num_threads(1)`.
   ones running finish (and keep their results, reused by the next execution), then that cell's
   exception is raised here, with the worker's traceback as its cause.
 - Ctrl-C reaches the workers too (one process group): a training loop saves its state and stops,
-  an idle worker ignores it. A SIGTERM to the stage process is passed on to the workers.
+  and a worker that was stopped, or idle when the signal came, starts no further cell (the pool
+  hands out cells ahead of time). A SIGTERM to the stage process is passed on to the workers.
 """
 
 from __future__ import annotations
@@ -58,16 +59,30 @@ def finished(label: str, key: str, seconds: float, done: int, total: int) -> Non
     print(f"{label}: {key} finished in {seconds:.1f} s ({done}/{total})", flush=True)
 
 
+def _stop_requested(signum, frame) -> None:
+    """SIGINT / SIGTERM outside a training loop (which installs its own handler): this worker
+    starts no further cell."""
+    _shared["stopped"] = signal.Signals(signum).name
+
+
 def _start_worker(shared: Any) -> None:
     torch.set_num_threads(1)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a training loop installs its own handler
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _stop_requested)
     _shared["value"] = shared  # the pool sent it once, with the worker's start
 
 
 def _run(call: Callable, args: tuple) -> tuple[Any, float]:
+    # The pool hands a worker its next cells before the parent hears of a stop: without this,
+    # a stopped stage would wait for them to train to the end.
+    if "stopped" in _shared:
+        raise KeyboardInterrupt(f"not started: the stage was stopped ({_shared['stopped']})")
     start = time.perf_counter()
     try:
         result = call(_shared["value"], *args)
+    except KeyboardInterrupt:
+        _shared["stopped"] = "a cell was interrupted"
+        raise
     except Exception as error:
         try:  # the parent must be able to rebuild it, or the whole pool reads as broken
             copy.deepcopy(error)  # the same reduce-and-rebuild as the pool's pickling
