@@ -13,11 +13,12 @@ from collections.abc import Mapping
 
 from ugan.config.schema import ResolvedRun
 
-# One update's cost by method, relative to a plain GAN update (grid25's nets, one thread,
-# 2026-12-06: a GAN step, one D and one G update, 4.2 ms; GAAN's step, its autoencoder, D and G
-# updates, 8.4 ms). A penalised critic update (a double backward) costs ~1.5 plain ones.
-UPDATE_COST = {"gan": 1.0, "rfgan": 1.0, "began": 1.0, "gaan": 2.0}
-PENALTY_COST = {"wgan-gp": 1.5, "dragan": 1.5}
+# One update's cost by method, relative to a plain GAN update, and of a penalised critic update
+# (a double backward), from `benchmarks/mode_steps.py` (grid25, one thread, fused Adam,
+# 2026-12-06): a GAN step (one D and one G update) 2.85 ms, GAAN's (autoencoder, D, G) 7.27 ms,
+# WGAN-GP's (5 penalised critic updates and one G update) 15.16 ms.
+UPDATE_COST = {"gan": 1.0, "rfgan": 1.0, "began": 1.0, "gaan": 2.5}
+PENALTY_COST = {"wgan-gp": 2.0, "dragan": 2.0}
 
 
 def cell_cost(run: ResolvedRun) -> float:

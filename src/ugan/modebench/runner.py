@@ -330,6 +330,17 @@ def _pretrained(ctx: Context, part: str, code: str, train) -> Path:
     return path
 
 
+def random_init(arch, init_std: float) -> dict:
+    """The init recipe of a cell trained from random weights (`build_method`'s generator_init)."""
+    return {
+        "arch": arch.to_dict(),
+        "net": family_of(arch).name,
+        "prior": "normal",
+        "source": "random",
+        "init_std": init_std,
+    }
+
+
 def run_benchmark(ctx: Context) -> dict:
     """Every cell of the benchmark (reusing finished ones), then the aggregate."""
     entry, bench = ctx.entry, ctx.bench
@@ -339,15 +350,7 @@ def run_benchmark(ctx: Context) -> dict:
     code = code_digest()
     cells = [(v, s) for v in entry.variants for s in entry.seeds]
     runs = {cell: entry.cell(*cell) for cell in cells}
-    inits = {
-        "random": {
-            "arch": arch.to_dict(),
-            "net": family_of(arch).name,
-            "prior": "normal",
-            "source": "random",
-            "init_std": ctx.model.init_std,
-        }
-    }
+    inits = {"random": random_init(arch, ctx.model.init_std)}
     if any(run.init == "vae" for run in runs.values()):
         _pretrained(ctx, "vae", code, lambda: _pretrain_vae(ctx, arch, data))
         inits["vae"] = load_checkpoint(ctx.out / "init_vae.pt")
