@@ -10,7 +10,6 @@ plain `dvc repro` the first stage creates it and the others find it by pipeline 
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import subprocess
@@ -20,6 +19,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ugan.core.locks import exclusive
 from ugan.tracking.store import experiment_id, prepare_store, tracking_uri
 
 if TYPE_CHECKING:  # imported where used (stage start-up: tracking.store)
@@ -88,8 +88,7 @@ def find_or_create_pipeline_run(client: MlflowClient, experiment: str, pipeline:
     """The parent run of pipeline execution `pipeline` (tags `ugan.pipeline_id` = pipeline,
     `ugan.stage` = pipeline, run name `pipeline <id>`), created if it does not exist yet. A file
     lock keeps two processes of one pipeline from both creating it."""
-    with open(_parent_lock(client.tracking_uri, pipeline), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with exclusive(_parent_lock(client.tracking_uri, pipeline)):
         found = client.search_runs(
             [experiment],
             filter_string=(

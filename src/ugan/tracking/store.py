@@ -8,12 +8,13 @@ answer its health check within seconds; when it does not, the callers spool (`tr
 
 from __future__ import annotations
 
-import fcntl
 import os
 import sqlite3
 import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from ugan.core.locks import exclusive
 
 if TYPE_CHECKING:  # MLflow is imported where it is used: it costs a stage ~2 s of start-up
     from mlflow.tracking import MlflowClient
@@ -67,8 +68,7 @@ def prepare_store(uri: str) -> None:
             return
         # A new store: MLflow's schema migration is not safe to run from several processes at
         # once, so the first stage to get the lock creates it and the others wait.
-        with open(path.with_name(path.name + ".lock"), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with exclusive(path.with_name(path.name + ".lock")):
             if not _has_schema(path):
                 with sqlite3.connect(path, timeout=30) as connection:
                     connection.execute("PRAGMA journal_mode=WAL")
@@ -91,9 +91,14 @@ def experiment_id(client: MlflowClient, name: str) -> str:
             return client.create_experiment(name, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
         except MlflowException:
             experiment = client.get_experiment_by_name(name)
+    found = experiment.experiment_id
     if EXPERIMENT_KIND_TAG not in experiment.tags:
-        client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
-    return experiment.experiment_id
+        try:
+            client.set_experiment_tag(found, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+        except MlflowException:  # a concurrent stage tagged it first (sqlite: UNIQUE failed)
+            if EXPERIMENT_KIND_TAG not in client.get_experiment(found).tags:
+                raise
+    return found
 
 
 def runs_url(experiment: str, ui: str = UI) -> str:

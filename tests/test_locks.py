@@ -1,0 +1,86 @@
+"""`ugan.core.locks.exclusive`: mutual exclusion across processes, and no lock file left behind
+(the parent-run lock used to leave one file per pipeline execution in the temp folder)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from ugan.core.locks import exclusive
+from ugan.tracking.pipeline_run import PIPELINE_STAGE, find_or_create_pipeline_run
+from ugan.tracking.store import experiment_id, prepare_store
+
+ROUNDS = 40
+WORKERS = 4
+
+
+def test_the_lock_file_is_gone_after_release_also_after_an_error(tmp_path):
+    path = tmp_path / "x.lock"
+    with exclusive(path):
+        assert path.exists()
+    assert not path.exists()
+    with pytest.raises(RuntimeError), exclusive(path):
+        raise RuntimeError("inside")
+    assert not path.exists()
+
+
+def _count(lock: str, counter: str) -> None:
+    """A read-wait-write increment: two holders at once lose an update."""
+    for _ in range(ROUNDS):
+        with exclusive(lock):
+            value = int(Path(counter).read_text())
+            time.sleep(0.001)
+            Path(counter).write_text(str(value + 1))
+
+
+def test_holders_exclude_each_other_while_the_file_is_unlinked_and_recreated(tmp_path):
+    lock, counter = tmp_path / "c.lock", tmp_path / "count"
+    counter.write_text("0")
+    context = multiprocessing.get_context("fork")
+    workers = [context.Process(target=_count, args=(lock, counter)) for _ in range(WORKERS)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+    assert [w.exitcode for w in workers] == [0] * WORKERS
+    assert int(counter.read_text()) == ROUNDS * WORKERS, "an update was lost: two held the lock"
+    assert not lock.exists()
+
+
+def _parent(uri: str, tmp: str, pipeline: str, out: str) -> None:
+    tempfile.tempdir = tmp
+    client = MlflowClient(uri)
+    run_id = find_or_create_pipeline_run(client, experiment_id(client, "ugan"), pipeline)
+    Path(out).write_text(run_id)
+
+
+def test_concurrent_stages_create_one_parent_run_and_leave_no_lock_file(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    prepare_store(uri)
+    MlflowClient(uri).create_experiment("ugan")
+    locks = tmp_path / "tmp"
+    locks.mkdir()
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter, as a stage is
+    outs = [tmp_path / f"parent-{i}" for i in range(3)]
+    workers = [
+        context.Process(target=_parent, args=(uri, str(locks), "p-1", str(out))) for out in outs
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+    assert [w.exitcode for w in workers] == [0, 0, 0]
+    assert len({out.read_text() for out in outs}) == 1
+    client = MlflowClient(uri)
+    parents = client.search_runs(
+        [client.get_experiment_by_name("ugan").experiment_id],
+        f"tags.`ugan.stage` = '{PIPELINE_STAGE}'",
+    )
+    assert len(parents) == 1
+    assert list(locks.iterdir()) == [], "the parent-run lock was left in the temp folder"
+    assert not (tmp_path / "mlflow.db.lock").exists()
