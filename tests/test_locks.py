@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import pytest
@@ -30,24 +32,32 @@ def test_the_lock_file_is_gone_after_release_also_after_an_error(tmp_path):
 
 
 def _count(lock: str, counter: str) -> None:
-    """A read-wait-write increment: two holders at once lose an update."""
-    for _ in range(ROUNDS):
-        with exclusive(lock):
-            value = int(Path(counter).read_text())
-            time.sleep(0.001)
-            Path(counter).write_text(str(value + 1))
+    """A read-wait-write increment: two holders at once lose an update. A failure leaves its
+    traceback beside the counter (a child's stderr is lost under pytest's capture)."""
+    try:
+        for _ in range(ROUNDS):
+            with exclusive(lock):
+                value = int(Path(counter).read_text())
+                time.sleep(0.001)
+                Path(counter).write_text(str(value + 1))
+    except BaseException:
+        Path(f"{counter}.{os.getpid()}.err").write_text(traceback.format_exc())
+        raise
 
 
 def test_holders_exclude_each_other_while_the_file_is_unlinked_and_recreated(tmp_path):
     lock, counter = tmp_path / "c.lock", tmp_path / "count"
     counter.write_text("0")
-    context = multiprocessing.get_context("fork")
+    # spawn: a fresh interpreter each, as a stage is (a fork of a pytest worker that had run
+    # other modules first exited 1 in the full suite)
+    context = multiprocessing.get_context("spawn")
     workers = [context.Process(target=_count, args=(lock, counter)) for _ in range(WORKERS)]
     for worker in workers:
         worker.start()
     for worker in workers:
-        worker.join(60)
-    assert [w.exitcode for w in workers] == [0] * WORKERS
+        worker.join(120)
+    errors = [p.read_text() for p in tmp_path.glob("count.*.err")]
+    assert [w.exitcode for w in workers] == [0] * WORKERS, errors
     assert int(counter.read_text()) == ROUNDS * WORKERS, "an update was lost: two held the lock"
     assert not lock.exists()
 
