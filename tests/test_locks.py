@@ -21,6 +21,17 @@ ROUNDS = 40
 WORKERS = 4
 
 
+def _run_spawned(target, args_of_each: list[tuple]) -> list[int]:
+    """Each args tuple run by `target` in its own fresh interpreter (as a stage is); exit codes."""
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=target, args=args) for args in args_of_each]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+    return [worker.exitcode for worker in workers]
+
+
 def test_the_lock_file_is_gone_after_release_also_after_an_error(tmp_path):
     path = tmp_path / "x.lock"
     with exclusive(path):
@@ -48,16 +59,11 @@ def _count(lock: str, counter: str) -> None:
 def test_holders_exclude_each_other_while_the_file_is_unlinked_and_recreated(tmp_path):
     lock, counter = tmp_path / "c.lock", tmp_path / "count"
     counter.write_text("0")
-    # spawn: a fresh interpreter each, as a stage is (a fork of a pytest worker that had run
-    # other modules first exited 1 in the full suite)
-    context = multiprocessing.get_context("spawn")
-    workers = [context.Process(target=_count, args=(lock, counter)) for _ in range(WORKERS)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(120)
+    # spawned, not forked: a fork of a pytest worker that had run other modules first exited 1
+    # in the full suite
+    exits = _run_spawned(_count, [(lock, counter)] * WORKERS)
     errors = [p.read_text() for p in tmp_path.glob("count.*.err")]
-    assert [w.exitcode for w in workers] == [0] * WORKERS, errors
+    assert exits == [0] * WORKERS, errors
     assert int(counter.read_text()) == ROUNDS * WORKERS, "an update was lost: two held the lock"
     assert not lock.exists()
 
@@ -72,19 +78,11 @@ def _parent(uri: str, tmp: str, pipeline: str, out: str) -> None:
 def test_concurrent_stages_create_one_parent_run_and_leave_no_lock_file(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     prepare_store(uri)
-    MlflowClient(uri).create_experiment("ugan")
+    MlflowClient(uri).create_experiment("ugan")  # untagged: each stage tags it, all at once
     locks = tmp_path / "tmp"
     locks.mkdir()
-    context = multiprocessing.get_context("spawn")  # a fresh interpreter, as a stage is
     outs = [tmp_path / f"parent-{i}" for i in range(3)]
-    workers = [
-        context.Process(target=_parent, args=(uri, str(locks), "p-1", str(out))) for out in outs
-    ]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(120)
-    assert [w.exitcode for w in workers] == [0, 0, 0]
+    assert _run_spawned(_parent, [(uri, str(locks), "p-1", str(out)) for out in outs]) == [0, 0, 0]
     assert len({out.read_text() for out in outs}) == 1
     client = MlflowClient(uri)
     parents = client.search_runs(
