@@ -28,6 +28,7 @@ TINY = {
             "benchmark": "ring8",
             "seeds": [0, 1],
             "steps": 20,
+            "checkpoint_every": 10,  # scored at 10 and 20: a trajectory
             "batch_size": 32,
             "pretrain_steps": 10,
             "num_samples": 200,

@@ -87,6 +87,10 @@ def test_full_pipeline_runs_every_stage_and_writes_the_report(project):
         assert (p / f"modes/ring/cells/{variant}-s1/final.png").stat().st_size > 1000
     assert modes["reference"]["modes_covered"] == 8  # real points cover the whole ring
     assert "## Mode-coverage benchmarks" in report and "| gan-unbalanced" in report
+    curve = modes["variants"]["rfgan"]["trajectory"]["modes_covered"]
+    assert [point["step"] for point in curve] == [10, 20] and curve[-1]["mean"] == stat["mean"]
+    assert "modes at each checkpoint (mean over seeds)" in report
+    assert (p / "modes/trajectories.png").stat().st_size > 1000
     # DVC's plots render from the declared files.
     _sh(["dvc", "plots", "show", "--json"], p, proj.env)
 

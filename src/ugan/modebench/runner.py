@@ -1,5 +1,6 @@
 """Run one mode-coverage benchmark: every variant × seed through the shared training loop,
-then score the final generator on `num_samples` samples and aggregate over seeds.
+then score its generator at every checkpoint kept (`ugan.modebench.trajectory`; the last is the
+cell's score) on `num_samples` samples and aggregate over seeds.
 
 Layout under `modes/<name>/`:
 - `vae.pt`, `dae.pt`: the benchmark's own VAE (for unbalanced variants; its decoder is the
@@ -35,6 +36,7 @@ from ugan.methods.catalog import CATALOG
 from ugan.modebench.benchmarks import BenchData, Benchmark, Inputs, get_benchmark
 from ugan.modebench.order import longest_first
 from ugan.modebench.pool import finished, resolve_workers, run_parallel
+from ugan.modebench.trajectory import aggregate as aggregate_trajectory
 from ugan.models.transfer import max_output_difference, transfer_decoder
 from ugan.nets.family import family_of
 from ugan.nets.generator_file import generator_payload, load_generator, noise, sample
@@ -44,8 +46,6 @@ from ugan.training.gan import train_gan
 from ugan.training.vae import pretrain_vae
 
 SCORE_SEED = 10_000  # z of the scored samples: seed + SCORE_SEED, apart from training's
-
-
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -190,6 +190,18 @@ def train_cell(shared: CellInputs, variant: str, seed: int, init: str, fingerpri
     return result
 
 
+def score_checkpoints(bench, inputs, layout: RunLayout, seed: int, latent_dim: int, count, device):
+    """{step: scores} for every generator checkpoint in `layout`, and the last one's samples
+    (`count` of them, from the seed's scoring z)."""
+    scores, samples = {}, None
+    for step in layout.checkpoint_steps():
+        generator = load_generator(layout.checkpoint_path(step), device)
+        z = noise(count, latent_dim, generator.prior, seed=SCORE_SEED + seed, device=device)
+        samples = sample(generator, z)
+        scores[step] = bench.score(samples, inputs)
+    return scores, samples
+
+
 def run_cell(
     ctx: Context, variant: str, seed: int, arch, data: BenchData, init: dict, resources: dict
 ) -> dict:
@@ -230,18 +242,13 @@ def run_cell(
             resources=resources,
             store_name=f"modes/{ctx.name}/{key}",
         )
-        generator = load_generator(layout.checkpoint_path(run.gan.steps), ctx.device)
-        z = noise(
-            ctx.entry.num_samples,
-            arch.latent_dim,
-            generator.prior,
-            seed=SCORE_SEED + seed,
-            device=ctx.device,
+        trajectory, samples = score_checkpoints(
+            ctx.bench, ctx.inputs, layout, seed, arch.latent_dim, ctx.entry.num_samples, ctx.device
         )
-        samples = sample(generator, z)
-        scores = ctx.bench.score(samples, ctx.inputs)
+        for step, step_scores in trajectory.items():
+            tracker.log_metrics(step_scores, step=step)
+        scores = trajectory[run.gan.steps]  # the cell's score: its last step's
         picture = ctx.bench.render(samples, layout.root / "final.png")
-        tracker.log_metrics(scores, step=run.gan.steps)
         tracker.log_artifact(picture, "samples")
     return {
         "variant": variant,
@@ -251,6 +258,7 @@ def run_cell(
         "init": run.init,
         "steps": run.gan.steps,
         "scores": scores,
+        "trajectory": [{"step": step, "scores": v} for step, v in sorted(trajectory.items())],
         "picture": str(picture),
     }
 
@@ -280,6 +288,7 @@ def _aggregate(ctx: Context, results: list[dict], reference: dict) -> dict:
             "steps": first["steps"],
             "seeds": [c["seed"] for c in cells],
             "metrics": stats,
+            "trajectory": aggregate_trajectory(cells, bench.metrics),
             "paper": (
                 {"label": figure.label, "source": figure.source, **figure.values}
                 if figure and first["init"] == "random"

@@ -12,6 +12,7 @@ from PIL import Image
 
 from ugan.core.io import atomic_path
 from ugan.core.markdown import md_table
+from ugan.modebench.trajectory import trajectory_table
 
 DASH = "–"
 # How many decimals a metric reads best with.
@@ -37,6 +38,11 @@ HEADLINE = {
     "grid25": ("modes_covered", "registered_points", "mode_tv"),
     "stacked-mnist": ("modes_covered", "kl_uniform", "msssim"),
 }
+
+
+def headline_metric(summary: dict) -> str:
+    """The metric a benchmark is judged by first (its curve over steps is drawn)."""
+    return HEADLINE.get(summary["benchmark"], summary["metrics"])[0]
 
 
 def fmt_interval(stat: dict, decimals: int) -> str:
@@ -117,6 +123,10 @@ def markdown(summaries: dict[str, dict]) -> str:
             benchmark_table(s),
             "",
         ]
+        metric = headline_metric(s)
+        trend = trajectory_table(s, metric, DECIMALS[metric])
+        if trend:
+            lines += [f"{LABELS[metric]} at each checkpoint (mean over seeds):", "", trend, ""]
         if s.get("paper_source"):
             lines += [f"Paper rows: {s['paper_source']}.", ""]
     return "\n".join(lines)
