@@ -101,3 +101,20 @@ def test_seeds_are_aggregated_at_the_steps_they_share():
     (point,) = aggregate([cell(s5=1.0, s10=3.0), cell(s10=5.0, s20=7.0)], ["m"])["m"]
     assert point["step"] == 10 and point["mean"] == 4.0 and point["values"] == [3.0, 5.0]
     assert point["low"] < 4.0 < point["high"]
+
+
+def test_scoring_every_checkpoint_leaves_the_trained_generator_as_it_was(trained, tmp_path):
+    """Turning a profile's trajectory on must not move its recorded final scores."""
+    out, summary = trained
+    once = tmp_path / "ring"
+    final_only = run_benchmark(
+        Context("ring", _entry(checkpoint_every=12), ModelParams(), Inputs(), once)
+    )
+    for seed in (0, 1):
+        a, b = (
+            RunLayout(root / "cells" / f"gan-s{seed}").checkpoint_path(12) for root in (out, once)
+        )
+        weights_a = load_generator(a, "cpu").state_dict()
+        weights_b = load_generator(b, "cpu").state_dict()
+        assert all(torch.equal(weights_a[k], weights_b[k]) for k in weights_a)
+    assert final_only["variants"]["gan"]["metrics"] == summary["variants"]["gan"]["metrics"]
