@@ -296,3 +296,24 @@ def test_a_code_edit_retrains_every_reused_cell(tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "code_digest", lambda: after)  # the package, edited
     run_benchmark(ctx)
     assert all(p.stat().st_mtime_ns != mtime for p, mtime in written.items()), "all retrained"
+
+
+def test_a_linear_output_trains_and_scores_in_the_mixtures_own_coordinates(tmp_path):
+    """`mlp.output: identity` (Unrolled GAN's ring): the nets see the ring at radius 2, G's
+    output is linear, and its samples are scored where they are, not rescaled."""
+    raw = _ring_entry(mlp={"output": "identity"}, seeds=[0], variants={"gan": {"init": "random"}})
+    bench, scaled = get_benchmark("ring8").bound(raw), get_benchmark("ring8").bound(_ring_entry())
+    assert (bench.scale, scaled.scale) == (1.0, 5.0)  # ring8's extent: radius 2 + 5 σ
+    points = bench.data(raw, Inputs()).train[0]
+    assert np.linalg.norm(points, axis=1).mean() == pytest.approx(2.0, abs=0.05)
+    ring = torch.as_tensor(points[:2000])
+    assert bench.score(ring, Inputs())["modes_covered"] == 8
+    assert scaled.score(ring, Inputs())["registered_points"] == 0  # read ×5: off the ring
+    assert get_benchmark("ring8").scale == 5.0, "binding leaves the registry's benchmark alone"
+
+    out = tmp_path / "modes" / "ring"
+    summary = run_benchmark(Context("ring", raw, ModelParams(), Inputs(), out))
+    generator = load_generator(RunLayout(out / "cells" / "gan-s0").checkpoint_path(10), "cpu")
+    assert generator.cfg.output == "identity" and summary["reference"]["modes_covered"] == 8
+    with pytest.raises(ConfigError, match="output"):
+        _ring_entry(mlp={"output": "sigmoid"})

@@ -24,6 +24,9 @@ class MLPNets(Strict):
     hidden_dim: PositiveInt = 128
     hidden_layers: PositiveInt = 3  # D, GAAN's encoder and the VAE / DAE encoders
     generator_layers: PositiveInt = 3  # G (and so the VAE's decoder)
+    # G's output: tanh, the mixture mapped into its range (its extent at ±0.5), as GAAN's code
+    # maps it into its sigmoid's; identity, the mixture's own coordinates (Unrolled GAN's)
+    output: Literal["tanh", "identity"] = "tanh"
 
 
 class OptimParams(Strict):

@@ -299,7 +299,7 @@ class ModeBenchmarkParams(Strict):
     base_channels: PositiveInt = 32  # stacked-mnist conv nets (n, 2n…)
     mlp: base.MLPNets = base.MLPNets()  # ring8 / grid25's nets
     train_images: PositiveInt = 25_600  # stacked-mnist: training images (GAAN §4.2: 25,600)
-    dae_noise_std: Annotated[float, Field(gt=0.0)] = 0.1  # RFGAN's DAE input noise ([-1, 1])
+    dae_noise_std: Annotated[float, Field(gt=0.0)] = 0.1  # RFGAN's DAE input noise, net coordinates
     variants: dict[str, RunParams] = Field(default_factory=_default_variants)
     # Cells trained at once, each in its own process with one torch thread (2-D cells are
     # bound by per-step Python overhead); `auto`: usable cores ÷ UGAN_JOBS (1 on a CUDA

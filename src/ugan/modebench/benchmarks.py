@@ -17,6 +17,7 @@ would get with the same sample count, printed beside every method's.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -59,7 +60,7 @@ class Inputs:
 @dataclass
 class BenchData:
     """What `train_gan` and the pretraining loops read: `.train` and `.heldout` as
-    (x, labels), x uint8 images or float points in [-1, 1]."""
+    (x, labels), x uint8 images or float points (in [-1, 1] unless `mlp.output` is identity)."""
 
     train: tuple[np.ndarray, np.ndarray]
     heldout: tuple[np.ndarray, np.ndarray]
@@ -81,6 +82,10 @@ class Benchmark:
     higher_is_better: dict[str, bool]
     paper_source: str = ""
     paper: dict[tuple[str, str], PaperFigure] = {}  # (method, loss) → figure
+
+    def bound(self, entry: ModeBenchmarkParams) -> Benchmark:
+        """This benchmark as `entry` configures it (its scoring and pictures included)."""
+        return self
 
     def data(self, entry: ModeBenchmarkParams, inputs: Inputs) -> BenchData: ...
     def arch(self, entry: ModeBenchmarkParams, model: ModelParams): ...
@@ -118,6 +123,12 @@ class MixtureBenchmark(Benchmark):
         self.mixture: GaussianMixture2D = make_mixture(name)
         self.paper = paper or {}
         self.paper_source = source
+        self.raw = False  # the nets see the mixture's own coordinates (a linear output)
+
+    def bound(self, entry: ModeBenchmarkParams) -> MixtureBenchmark:
+        bound = copy.copy(self)
+        bound.raw = entry.mlp.output == "identity"
+        return bound
 
     def _scaled(self, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         points, modes = self.mixture.sample_with_modes(count, seed)
@@ -132,11 +143,13 @@ class MixtureBenchmark(Benchmark):
 
     @property
     def scale(self) -> float:
-        """Mixture coordinates = net coordinates × scale."""
-        return 2.0 * self.mixture.extent
+        """Mixture coordinates = net coordinates × scale: under a tanh output the mixture's
+        extent maps to ±0.5 of its range; a linear output (`mlp.output: identity`, as Unrolled
+        GAN's ring, Metz et al. 2016 App. A) sees the mixture as it is."""
+        return 1.0 if self.raw else 2.0 * self.mixture.extent
 
     def arch(self, entry: ModeBenchmarkParams, model: ModelParams) -> MLPConfig:
-        return MLPConfig(data_dim=2, output="tanh", **entry.mlp.model_dump())
+        return MLPConfig(data_dim=2, **entry.mlp.model_dump())
 
     def render(self, samples: torch.Tensor, path: Path) -> Path:
         return save_scatter(samples.detach().cpu().numpy() * self.scale, self.mixture, path)

@@ -70,7 +70,7 @@ class Context:
 
     @property
     def bench(self) -> Benchmark:
-        return get_benchmark(self.entry.benchmark)
+        return get_benchmark(self.entry.benchmark).bound(self.entry)
 
 
 def _pretrain(ctx: Context, part: str, train, params, arch, data: BenchData, **extra) -> Path:
