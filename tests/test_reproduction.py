@@ -159,6 +159,17 @@ def test_the_section_shows_paper_beside_ours_and_each_verdict():
     assert "**gaan-stacked-mnist: not comparable** — not run here" in text
 
 
+def test_a_rows_trajectory_reads_in_the_section_step_by_step():
+    summaries = _grid(5_000, [16, 18, 17, 20, 15], [1800] * 5)
+    curve = [{"step": step, "mean": mean} for step, mean in ((2_500, 9.0), (5_000, 17.2))]
+    summaries["grid25"]["variants"]["gaan"]["trajectory"] = {"modes_covered": curve}
+    found = assess(BY_NAME["gaan-grid25"], summaries)
+    assert found.trajectory == {"gaan": [[2_500, 9.0], [5_000, 17.2]]}  # gan: final only
+    text = markdown([json.loads(json.dumps(found.as_dict()))])  # as the JSON record reads
+    assert "  - gaan modes_covered at steps 2,500–5,000 (mean over seeds): 9.0 → 17.2" in text
+    assert "- gan modes_covered at steps" not in text
+
+
 def _began_run(gamma: float, msssim: float, fids: list[float], m_global: list[float], collapsed=()):
     steps = [100 * (i + 1) for i in range(len(fids))]
     rows = [(s - 50, m) for s, m in zip(steps, m_global, strict=True)]  # one log row per window

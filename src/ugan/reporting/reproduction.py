@@ -177,6 +177,8 @@ class Assessment:
     seeds: list[int] = field(default_factory=list)
     # profile, experiment, commit, wall_s, command, assess_s (the seconds its judging took)
     run: dict = field(default_factory=dict)
+    # 2-D rows scored at every checkpoint: the first check's metric, {variant: [[step, mean]]}
+    trajectory: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -225,9 +227,15 @@ def assess(row: Row, summaries: dict[str, dict]) -> Assessment:
         # the steps of a bar met say nothing about the miss
         if row.paper_steps and min(c["steps"] for c in missed) < row.paper_steps:
             reason += f" — at {_steps_of(missed)}, the paper trained ~{row.paper_steps:,}"
+    metric = row.checks[0].metric
+    trajectory = {}
+    for variant in sorted(row.variants() & set(summary["variants"])):
+        points = summary["variants"][variant].get("trajectory", {}).get(metric, [])
+        if len(points) > 1:
+            trajectory[variant] = [[p["step"], p["mean"]] for p in points]
     return Assessment(
         row.name, row.claim, row.where, verdict, reason, checks, beside,
-        steps, row.paper_steps, seeds,
+        steps, row.paper_steps, seeds, trajectory=trajectory,
     )  # fmt: skip
 
 
@@ -256,6 +264,16 @@ def _decimals(half_width: float) -> int:
     if not math.isfinite(half_width) or half_width <= 0:
         return 2
     return min(6, max(2, 1 - math.floor(math.log10(half_width))))
+
+
+def _trajectory_lines(row: dict) -> list[str]:
+    """A sub-item per variant scored at every checkpoint: its mean at each step, in order."""
+    metric = row["checks"][0]["metric"] if row.get("checks") else ""
+    return [
+        f"  - {variant} {metric} at steps {points[0][0]:,}–{points[-1][0]:,} (mean over seeds): "
+        + " → ".join(f"{mean:.1f}" for _, mean in points)
+        for variant, points in (row.get("trajectory") or {}).items()
+    ]
 
 
 def markdown(rows: list[dict]) -> str:
@@ -287,4 +305,5 @@ def markdown(rows: list[dict]) -> str:
             else ""
         )
         verdicts.append(f"- **{row['row']}: {row['verdict']}** — {row['reason']}.{how}")
+        verdicts += _trajectory_lines(row)
     return md_table(header, lines, "llllllr") + "\n\n" + "\n".join(verdicts) + "\n"
