@@ -43,9 +43,18 @@ class MeanOfSamples:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    out = tmp_path_factory.mktemp("modes") / "ring"
-    summary = run_benchmark(Context("ring", _entry(), ModelParams(), Inputs(), out))
-    return out, summary
+    project = tmp_path_factory.mktemp("project")  # the cwd: resume states under its .ugan/
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(project)
+        summary = run_benchmark(
+            Context("ring", _entry(), ModelParams(), Inputs(), project / "ring")
+        )
+    return project / "ring", summary
+
+
+@pytest.fixture(autouse=True)
+def _in_a_project(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # another module's workers may train a "ring" at once
 
 
 def test_every_checkpoint_is_scored_and_the_last_is_the_cells_score(trained):

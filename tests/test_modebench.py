@@ -33,6 +33,13 @@ from ugan.nets.mlp import MLPDiscriminator, MLPGenerator
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def _in_a_project(tmp_path, monkeypatch):
+    """Each test in its own cwd: cells keep resume states under `.ugan/resume/modes/<name>/`,
+    and another module's xdist worker may train a benchmark of the same name at once."""
+    monkeypatch.chdir(tmp_path)
+
+
 def test_the_benchmark_names_of_params_are_the_registry():
     assert set(get_args(BenchmarkName)) == set(BENCHMARKS)
 

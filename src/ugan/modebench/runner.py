@@ -4,7 +4,8 @@ cell's score) on `num_samples` samples and aggregate over seeds.
 
 Layout under `modes/<name>/`:
 - `vae.pt`, `dae.pt`: the benchmark's own VAE (for unbalanced variants; its decoder is the
-  generator's init, checked G(z) == Dec(z)) and DAE (for RFGAN), pre-trained on its data;
+  generator's init, checked G(z) == Dec(z)) and DAE (for RFGAN), pre-trained on its data
+  (`ugan.modebench.pretrain`);
 - `cells/<variant>-s<seed>/`: checkpoints, sample pictures, losses and `result.json`;
 - `summary.json`: per variant and metric the mean and 95 % interval over seeds, the real
   data's score and the paper's figure where one exists.
@@ -24,26 +25,21 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
-from ugan.config.schema import DAEParams, ModeBenchmarkParams, ModelParams, VAEParams
-from ugan.core.checkpoint_io import load_checkpoint, save_checkpoint
-from ugan.core.errors import TransferError
+from ugan.core.checkpoint_io import load_checkpoint
 from ugan.core.io import atomic_write_json, file_digest
 from ugan.core.paths import RunLayout
 from ugan.evaluation.intervals import mean_ci
 from ugan.methods.catalog import CATALOG
-from ugan.modebench.benchmarks import BenchData, Benchmark, Inputs, get_benchmark
+from ugan.modebench.benchmarks import BenchData
+from ugan.modebench.context import Context
 from ugan.modebench.order import longest_first
 from ugan.modebench.pool import finished, resolve_workers, run_parallel
+from ugan.modebench.pretrain import benchmark_dae, benchmark_vae, pretrained
 from ugan.modebench.trajectory import aggregate as aggregate_trajectory
-from ugan.models.transfer import max_output_difference, transfer_decoder
 from ugan.nets.family import family_of
-from ugan.nets.generator_file import generator_payload, load_generator, noise, sample
+from ugan.nets.generator_file import load_generator, noise, sample
 from ugan.tracking.stage_run import StageRun
-from ugan.training.dae import pretrain_dae
 from ugan.training.gan import train_gan
-from ugan.training.vae import pretrain_vae
 
 SCORE_SEED = 10_000  # z of the scored samples: seed + SCORE_SEED, apart from training's
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
@@ -56,87 +52,6 @@ def code_digest(root: Path = PACKAGE_ROOT) -> str:
         digest.update(str(path.relative_to(root)).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
-
-
-@dataclass(frozen=True)
-class Context:
-    name: str  # the benchmark entry's key in `modes:`
-    entry: ModeBenchmarkParams
-    model: ModelParams
-    inputs: Inputs
-    out: Path
-    experiment: str = "ugan"
-    device: torch.device | str = "cpu"
-
-    @property
-    def bench(self) -> Benchmark:
-        return get_benchmark(self.entry.benchmark).bound(self.entry)
-
-
-def _pretrain(ctx: Context, part: str, train, params, arch, data: BenchData, **extra) -> Path:
-    """Run `train` (pretrain_vae / pretrain_dae) on the benchmark's data as its own MLflow run;
-    returns `modes/<name>/<part>.pt`."""
-    tracked = {part: params.model_dump(), "benchmark": ctx.name, "arch": arch.to_dict()}
-    path = ctx.out / f"{part}.pt"
-    with StageRun("modes", tracked, run_key=f"{ctx.name}/{part}", experiment=ctx.experiment) as run:
-        run.set_tags({"ugan.benchmark": ctx.name, "ugan.part": part})
-        metrics = train(
-            params,
-            arch,
-            data,
-            path,
-            ctx.out / f"{part}_samples",
-            run,
-            init_std=ctx.model.init_std,
-            device=ctx.device,
-            render=ctx.bench.render,
-            store_name=f"modes/{ctx.name}/{part}",
-            **extra,
-        )
-        run.log_metrics(metrics)
-    return path
-
-
-def _pretrain_vae(ctx: Context, arch, data: BenchData) -> None:
-    """The benchmark's VAE, then its decoder as a generator init (transfer, checked)."""
-    entry = ctx.entry
-    params = VAEParams(
-        steps=entry.pretrain_steps,
-        batch_size=entry.batch_size,
-        optim=entry.optim,
-        sample_every=entry.pretrain_steps,
-    )
-    points = data.train[0].ndim == 2  # a scatter of 64 points says little: show num_samples
-    path = _pretrain(
-        ctx,
-        "vae",
-        pretrain_vae,
-        params,
-        arch,
-        data,
-        num_samples=entry.num_samples if points else 64,
-    )
-    nets = family_of(arch)
-    decoder_state = load_checkpoint(path)["decoder"]
-    decoder = nets.generator(arch)
-    decoder.load_state_dict(decoder_state)
-    generator = transfer_decoder(decoder_state, nets.generator(arch))
-    difference = max_output_difference(generator, decoder, arch.latent_dim)
-    if difference != 0.0:
-        raise TransferError(f"G(z) differs from Dec(z) by {difference:g} after the transfer")
-    save_checkpoint(ctx.out / "init_vae.pt", generator_payload(generator, source="vae"))
-
-
-def _pretrain_dae(ctx: Context, arch, data: BenchData) -> None:
-    entry = ctx.entry
-    params = DAEParams(
-        steps=entry.pretrain_steps,
-        batch_size=entry.batch_size,
-        optim=entry.optim,
-        noise_std=entry.dae_noise_std,
-        sample_every=entry.pretrain_steps,
-    )
-    _pretrain(ctx, "dae", pretrain_dae, params, arch, data)
 
 
 def _fingerprint(
@@ -308,37 +223,6 @@ def _aggregate(ctx: Context, results: list[dict], reference: dict) -> dict:
     }
 
 
-def _identity(ctx: Context, part: str, code: str) -> dict:
-    """What a pre-trained VAE / DAE of this benchmark depends on."""
-    e = ctx.entry
-    return {
-        "part": part,
-        "benchmark": e.benchmark,
-        "steps": e.pretrain_steps,
-        "batch": e.batch_size,
-        "optim": e.optim.model_dump(),
-        "train_images": e.train_images,
-        "base_channels": e.base_channels,
-        "dae_noise_std": e.dae_noise_std if part == "dae" else None,
-        "model": ctx.model.model_dump(),
-        "code": code,
-    }
-
-
-def _pretrained(ctx: Context, part: str, code: str, train) -> Path:
-    """`modes/<name>/<part>.pt`, trained by `train()` unless the file on disk was made by this
-    code from these params (its marker `<part>.json` says so)."""
-    path, marker = ctx.out / f"{part}.pt", ctx.out / f"{part}.json"
-    identity = _identity(ctx, part, code)
-    if path.is_file() and marker.is_file() and json.loads(marker.read_text()) == identity:
-        print(f"modes/{ctx.name}: {part} unchanged, reused")
-        return path
-    marker.unlink(missing_ok=True)
-    train()
-    atomic_write_json(marker, identity)
-    return path
-
-
 def random_init(arch, init_std: float) -> dict:
     """The init recipe of a cell trained from random weights (`build_method`'s generator_init)."""
     return {
@@ -361,13 +245,11 @@ def run_benchmark(ctx: Context) -> dict:
     runs = {cell: entry.cell(*cell) for cell in cells}
     inits = {"random": random_init(arch, ctx.model.init_std)}
     if any(run.init == "vae" for run in runs.values()):
-        _pretrained(ctx, "vae", code, lambda: _pretrain_vae(ctx, arch, data))
+        pretrained(ctx, "vae", code, lambda: benchmark_vae(ctx, arch, data))
         inits["vae"] = load_checkpoint(ctx.out / "init_vae.pt")
     resources: dict = {}
     if any(run.gan.method == "rfgan" for run in runs.values()):
-        resources["dae_path"] = _pretrained(
-            ctx, "dae", code, lambda: _pretrain_dae(ctx, arch, data)
-        )
+        resources["dae_path"] = pretrained(ctx, "dae", code, lambda: benchmark_dae(ctx, arch, data))
     dae_digest = file_digest(resources["dae_path"]) if resources else None  # read once
     results: dict[tuple[str, int], dict] = {}
     todo: dict[tuple[str, int], tuple] = {}  # to train: (variant, seed, init, fingerprint)
