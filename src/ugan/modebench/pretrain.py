@@ -45,15 +45,22 @@ def _pretrain(ctx: Context, part: str, train, params, arch, data: BenchData, **e
     return path
 
 
-def benchmark_vae(ctx: Context, arch, data: BenchData) -> None:
-    """The benchmark's VAE, then its decoder as a generator init (transfer, checked)."""
-    entry = ctx.entry
-    params = VAEParams(
+def _part_params(params_class, entry, **extra):
+    """A part's pretraining params from the benchmark entry: its steps, batch and optimizer,
+    one sample picture at the end."""
+    return params_class(
         steps=entry.pretrain_steps,
         batch_size=entry.batch_size,
         optim=entry.optim,
         sample_every=entry.pretrain_steps,
+        **extra,
     )
+
+
+def benchmark_vae(ctx: Context, arch, data: BenchData) -> None:
+    """The benchmark's VAE, then its decoder as a generator init (transfer, checked)."""
+    entry = ctx.entry
+    params = _part_params(VAEParams, entry)
     points = data.train[0].ndim == 2  # a scatter of 64 points says little: show num_samples
     path = _pretrain(
         ctx,
@@ -77,14 +84,7 @@ def benchmark_vae(ctx: Context, arch, data: BenchData) -> None:
 
 def benchmark_dae(ctx: Context, arch, data: BenchData) -> None:
     """The benchmark's denoising autoencoder (RFGAN's frozen encoder)."""
-    entry = ctx.entry
-    params = DAEParams(
-        steps=entry.pretrain_steps,
-        batch_size=entry.batch_size,
-        optim=entry.optim,
-        noise_std=entry.dae_noise_std,
-        sample_every=entry.pretrain_steps,
-    )
+    params = _part_params(DAEParams, ctx.entry, noise_std=ctx.entry.dae_noise_std)
     _pretrain(ctx, "dae", pretrain_dae, params, arch, data)
 
 
