@@ -166,6 +166,14 @@ def test_a_benchmark_aggregates_seeds_and_reuses_only_unchanged_cells(tmp_path, 
     longer = Context("ring", _ring_entry(steps=12), ModelParams(), Inputs(), out)
     run_benchmark(longer)  # another step count: every cell trains again
     assert all(p.stat().st_mtime_ns != written[p] for p in results)
+
+    dae = (out / "dae.pt").stat().st_mtime_ns
+    capsys.readouterr()
+    # other nets of the same shapes (D's input scaled): the DAE, D's encoder, trains again
+    scaled = Context("ring", _ring_entry(mlp={"input_scale": 0.25}), ModelParams(), Inputs(), out)
+    run_benchmark(scaled)
+    assert "dae unchanged" not in capsys.readouterr().out
+    assert (out / "dae.pt").stat().st_mtime_ns != dae
     assert "| rfgan" in markdown({"ring": summary})
 
 

@@ -133,6 +133,51 @@ def test_mlp_weights_start_he_normal_with_zero_bias():
     assert torch.count_nonzero(hidden.bias) == 0
 
 
+def test_orthogonal_init_is_unrolled_gans_gain_0_8_on_every_net():
+    torch.manual_seed(0)
+    cfg = MLPConfig(hidden_dim=64, latent_dim=256, init="orthogonal")
+    for net in (MLPGenerator(cfg), MLPDiscriminator(cfg), MLPEncoder(cfg), MLPGaussianEncoder(cfg)):
+        for m in net.modules():
+            if isinstance(m, torch.nn.Linear):
+                w = m.weight  # (out, in): orthogonal rows or columns, whichever are fewer
+                gram = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
+                assert torch.allclose(gram, 0.64 * torch.eye(len(gram)), atol=1e-4)
+                assert torch.count_nonzero(m.bias) == 0
+
+
+def test_input_scale_scales_the_data_side_nets_and_never_g():
+    torch.manual_seed(0)
+    plain = MLPConfig(hidden_dim=16)
+    quarter = MLPConfig(hidden_dim=16, input_scale=0.25)
+    x, z = torch.randn(8, 2) * 2, torch.rand(8, 2)
+
+    def out(net, inputs):  # the VAE encoder returns (mu, logvar): compare mu
+        result = net(inputs)
+        return result[0] if isinstance(result, tuple) else result
+
+    for make in (MLPDiscriminator, MLPEncoder, MLPGaussianEncoder):
+        a, b = make(plain), make(quarter)
+        b.load_state_dict(a.state_dict())
+        assert torch.equal(out(b, x), out(a, x / 4)), make.__name__
+        assert not torch.allclose(out(b, x), out(a, x)), make.__name__
+    g_plain, g_quarter = MLPGenerator(plain), MLPGenerator(quarter)
+    g_quarter.load_state_dict(g_plain.state_dict())
+    assert torch.equal(g_plain(z), g_quarter(z))
+
+
+def test_the_default_init_draws_what_it_drew_before_init_became_a_choice():
+    # He-normal from the same seed and stream: scores recorded before `init` existed still stand
+    cfg = MLPConfig(hidden_dim=32, hidden_layers=2)
+    torch.manual_seed(3)
+    d = MLPDiscriminator(cfg)
+    torch.manual_seed(3)  # the same layers built in the same order, then the old loop
+    layers = [torch.nn.Linear(2, 32), torch.nn.Linear(32, 32), torch.nn.Linear(32, 1)]
+    for layer in layers:
+        torch.nn.init.normal_(layer.weight, 0.0, (2 / layer.in_features) ** 0.5)
+    ours = [m.weight for m in d.modules() if isinstance(m, torch.nn.Linear)]
+    assert all(torch.equal(a, b.weight) for a, b in zip(ours, layers, strict=True))
+
+
 def test_mlp_gan_step_reaches_every_parameter():
     cfg = MLPConfig(hidden_dim=8)
     g, d = MLPGenerator(cfg), MLPDiscriminator(cfg)
@@ -152,6 +197,10 @@ def test_mlp_config_rejects_bad_values_by_name():
         MLPConfig(output="relu")
     with pytest.raises(ValueError, match="MLPConfig.hidden_layers"):
         MLPConfig(hidden_layers=0)
+    with pytest.raises(ValueError, match=r"MLPConfig.init.*'orthogonal'"):
+        MLPConfig(init="xavier")
+    with pytest.raises(ValueError, match="MLPConfig.input_scale"):
+        MLPConfig(input_scale=0.0)
     assert set(OUTPUTS) == {"identity", "sigmoid", "tanh"}
     assert MLPConfig(latent_dim=3).to_dict()["latent_dim"] == 3
 

@@ -18,7 +18,8 @@ class Strict(BaseModel):
 class MLPNets(Strict):
     """The fully connected nets of the 2-D benchmarks (`ugan.nets.mlp.MLPConfig`); the defaults
     are GAAN Table 1's. Unrolled GAN's ring (Metz et al. 2016, App. A; RFGAN §4.1 takes its
-    data from there) used a 256-d latent, 2 hidden layers in G and 1 in D."""
+    data from there) used a 256-d latent, 2 hidden layers in G and 1 in D, orthogonal weights
+    and D's input scaled by 1/4."""
 
     latent_dim: PositiveInt = 2
     hidden_dim: PositiveInt = 128
@@ -27,6 +28,11 @@ class MLPNets(Strict):
     # G's output: tanh, the mixture mapped into its range (its extent at ±0.5), as GAAN's code
     # maps it into its sigmoid's; identity, the mixture's own coordinates (Unrolled GAN's)
     output: Literal["tanh", "identity"] = "tanh"
+    # weights: He-normal (GAAN's code) or orthogonal with gain 0.8 (Unrolled GAN App. A)
+    init: Literal["he", "orthogonal"] = "he"
+    # D and the encoders multiply their input by this first (Unrolled GAN's D: 1/4, "to roughly
+    # scale to (-1, 1)" the ring of radius 2); 1: as it is
+    input_scale: Annotated[float, Field(gt=0.0)] = 1.0
 
 
 class OptimParams(Strict):

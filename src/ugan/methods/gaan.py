@@ -96,14 +96,14 @@ class GAANMethod:
         seed_everything(run.gan.seed)  # D first, then E, then a random G
         # the WGAN-GP penalty of eq. 4 goes through D: no batch norm in D when λ_p > 0
         discriminator = nets.discriminator(arch, norm=critic_norm(params.lambda_p > 0))
-        nets.init(discriminator, init_std)
+        nets.init(discriminator, init_std, arch)
         encoder = nets.latent_encoder(arch)
-        nets.init(encoder, init_std)
+        nets.init(encoder, init_std, arch)
         generator = nets.generator(arch)
         if "state_dict" in generator_init:
             generator.load_state_dict(generator_init["state_dict"])
         else:
-            nets.init(generator, generator_init.get("init_std", init_std))
+            nets.init(generator, generator_init.get("init_std", init_std), arch)
         # R and W's f on D's features (images) or on the data itself (2-D points)
         feature_space = nets.gaan_feature_space
         lambda_w = params.lambda_w

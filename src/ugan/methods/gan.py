@@ -31,7 +31,7 @@ class GANMethod:
 
         def make(init_std: float) -> nn.Module:
             discriminator = nets.discriminator(arch, norm=norm)
-            nets.init(discriminator, init_std)
+            nets.init(discriminator, init_std, arch)
             return discriminator
 
         return make
@@ -60,7 +60,7 @@ class GANMethod:
         if "state_dict" in generator_init:  # transferred (or given) weights
             generator.load_state_dict(generator_init["state_dict"])
         else:  # a random-init recipe: drawn from this run's seed, after D
-            nets.init(generator, generator_init.get("init_std", init_std))
+            nets.init(generator, generator_init.get("init_std", init_std), arch)
         optim = run.gan.optim
         return cls(
             generator,

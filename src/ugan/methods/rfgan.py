@@ -73,8 +73,8 @@ class RFGANMethod(GANMethod):
 
         def make(init_std: float) -> RFDiscriminator:
             discriminator = RFDiscriminator(arch, encoder, norm)
-            nets.init(discriminator.trunk, init_std)
-            nets.init(discriminator.head, init_std)
+            nets.init(discriminator.trunk, init_std, arch)
+            nets.init(discriminator.head, init_std, arch)
             return discriminator
 
         return make

@@ -36,7 +36,7 @@ class DenoisingAE(nn.Module):
         self.encoder = nets.trunk(cfg)  # x → (N, F): h1, the discriminator's trunk
         self.code = nn.Linear(self.encoder.out_features, cfg.latent_dim)  # (N, F) → (N, latent)
         self.decoder = nets.generator(cfg)  # (N, latent) → x
-        nets.init(self, init_std)
+        nets.init(self, init_std, cfg)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return self.decoder(self.code(self.encoder(x, y)), y)

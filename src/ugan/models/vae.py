@@ -31,7 +31,7 @@ class VAE(nn.Module):
         self.cfg = cfg
         self.encoder = nets.vae_encoder(cfg)
         self.decoder = nets.generator(cfg)
-        nets.init(self, init_std)
+        nets.init(self, init_std, cfg)
 
     def forward(
         self, x: torch.Tensor, y: torch.Tensor | None = None

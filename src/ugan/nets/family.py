@@ -28,7 +28,7 @@ from ugan.nets.mlp import (
     MLPEncoder,
     MLPGaussianEncoder,
     MLPGenerator,
-    MLPTrunk,
+    data_trunk,
     init_mlp_weights,
 )
 
@@ -43,7 +43,8 @@ class NetFamily:
     trunk: Callable[..., nn.Module]  # (cfg, norm) → x → features (N, out_features): D's body…
     vae_encoder: Callable[[object], nn.Module]  # x → (mu, logvar)
     latent_encoder: Callable[[object], nn.Module]  # x → z (GAAN's E)
-    init: Callable[[nn.Module, float], None]  # the family's weight init (std where it applies)
+    # the family's weight init: (module, std where it applies, the net config)
+    init: Callable[[nn.Module, float, object], None]
     # GAAN's reconstruction R and W's data-side f: in D's feature space for images (GAAN §4.2)
     # and in the data space itself for 2-D points (§4.1).
     gaan_feature_space: bool = True
@@ -58,7 +59,7 @@ FAMILIES: dict[type, NetFamily] = {
         trunk=DownTrunk,
         vae_encoder=Encoder,
         latent_encoder=LatentEncoder,
-        init=init_weights,
+        init=lambda module, std, cfg: init_weights(module, std),
     ),
     MLPConfig: NetFamily(
         "mlp",
@@ -66,11 +67,11 @@ FAMILIES: dict[type, NetFamily] = {
         generator=MLPGenerator,
         # GAAN Table 1's nets have no normalisation layer: every `norm` is already met.
         discriminator=lambda cfg, norm="batch": MLPDiscriminator(cfg),
-        trunk=lambda cfg, norm="batch": MLPTrunk(cfg.data_dim, cfg),
+        trunk=lambda cfg, norm="batch": data_trunk(cfg),
         vae_encoder=MLPGaussianEncoder,
         latent_encoder=MLPEncoder,
-        # He-normal as in the GAAN authors' code; the conv std does not apply.
-        init=lambda module, std=0.0: init_mlp_weights(module),
+        # the config's scheme (He-normal as in the GAAN authors' code); the conv std does not apply
+        init=lambda module, std, cfg: init_mlp_weights(module, cfg.init),
         gaan_feature_space=False,
     ),
 }

@@ -18,7 +18,10 @@ pre-sigmoid output as the latent), and `MLPGaussianEncoder` is the VAE encoder t
 generator, (mu, logvar), for the unbalanced initialisation.
 
 Weights start He-normal (std √(2 / fan_in)) with zero biases, as in the GAAN authors' code
-(tntrung/gan, `gaan_toy2d/model_mlp.py`, `xavier_init` with std 1/√(fan_in / 2)).
+(tntrung/gan, `gaan_toy2d/model_mlp.py`, `xavier_init` with std 1/√(fan_in / 2)); `init:
+orthogonal` is Unrolled GAN's (Metz et al. 2016, App. A: "orthogonal with scaling of 0.8"),
+whose discriminator also "first scales its input down by a factor of 4" (`input_scale`: D and
+the encoders multiply their input by it; G's input, z, is never scaled).
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ class MLPConfig:
     generator_layers: int | None = None  # N_h of G (and the VAE's decoder); None: hidden_layers
     output: str = "sigmoid"  # the generator's output activation, a key of OUTPUTS
     num_classes: int = 0  # the MLP nets are unconditional (the methods read this field)
+    init: str = "he"  # the weight init, a key of INITS
+    input_scale: float = 1.0  # D's and the encoders' input × this, before their first layer
 
     def __post_init__(self) -> None:
         if self.generator_layers is None:  # frozen: set once, before anything reads it
@@ -56,20 +61,34 @@ class MLPConfig:
             value = getattr(self, key)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"MLPConfig.{key} must be a positive integer, got {value!r}")
-        if self.output not in OUTPUTS:
-            raise ValueError(
-                f"MLPConfig.output must be one of {sorted(OUTPUTS)}, got {self.output!r}"
-            )
+        for key, table in (("output", OUTPUTS), ("init", INITS)):
+            if getattr(self, key) not in table:
+                raise ValueError(
+                    f"MLPConfig.{key} must be one of {sorted(table)}, got {getattr(self, key)!r}"
+                )
+        if not self.input_scale > 0:
+            raise ValueError(f"MLPConfig.input_scale must be > 0, got {self.input_scale!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def init_mlp_weights(module: nn.Module) -> None:
-    """He-normal weights (std √(2 / fan_in)) and zero biases on every Linear layer."""
+def _he_normal(weight: torch.Tensor) -> None:
+    nn.init.normal_(weight, 0.0, math.sqrt(2.0 / weight.shape[1]))
+
+
+def _orthogonal(weight: torch.Tensor) -> None:
+    nn.init.orthogonal_(weight, gain=0.8)  # Unrolled GAN App. A's scaling
+
+
+INITS: dict[str, Callable[[torch.Tensor], None]] = {"he": _he_normal, "orthogonal": _orthogonal}
+
+
+def init_mlp_weights(module: nn.Module, scheme: str = "he") -> None:
+    """Weights by `scheme` (a key of INITS) and zero biases on every Linear layer."""
     for m in module.modules():
         if isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / m.in_features))
+            INITS[scheme](m.weight)
             nn.init.zeros_(m.bias)
 
 
@@ -77,7 +96,9 @@ class MLPTrunk(nn.Sequential):
     """(N, d_in) → (N, d_h): N_h layers of Linear + ReLU. Takes (and ignores) labels like the
     conv `DownTrunk`, so methods call either family's nets the same way."""
 
-    def __init__(self, d_in: int, cfg: MLPConfig, hidden_layers: int | None = None):
+    def __init__(
+        self, d_in: int, cfg: MLPConfig, hidden_layers: int | None = None, scale: float = 1.0
+    ):
         layers: list[nn.Module] = []
         width = d_in
         for _ in range(cfg.hidden_layers if hidden_layers is None else hidden_layers):
@@ -86,13 +107,20 @@ class MLPTrunk(nn.Sequential):
             width = cfg.hidden_dim
         super().__init__(*layers)
         self.out_features = cfg.hidden_dim
+        self.scale = scale  # the input's factor (1: as it is)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        return super().forward(x)
+        return super().forward(x if self.scale == 1.0 else x * self.scale)
 
 
 def hidden_stack(d_in: int, cfg: MLPConfig, hidden_layers: int | None = None) -> MLPTrunk:
+    """G's trunk (on z, as it is)."""
     return MLPTrunk(d_in, cfg, hidden_layers)
+
+
+def data_trunk(cfg: MLPConfig) -> MLPTrunk:
+    """The trunk of D and of the encoders: data points, scaled by `input_scale` first."""
+    return MLPTrunk(cfg.data_dim, cfg, scale=cfg.input_scale)
 
 
 class MLPGenerator(nn.Module):
@@ -105,7 +133,7 @@ class MLPGenerator(nn.Module):
         self.trunk = hidden_stack(cfg.latent_dim, cfg, cfg.generator_layers)
         self.head = nn.Linear(cfg.hidden_dim, cfg.data_dim)  # (N, d_h) → (N, data_dim)
         self.activation = OUTPUTS[cfg.output]()
-        init_mlp_weights(self)
+        init_mlp_weights(self, cfg.init)
 
     def logits(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """The output layer before its activation, (N, data_dim)."""
@@ -121,10 +149,10 @@ class MLPDiscriminator(nn.Module):
     def __init__(self, cfg: MLPConfig):
         super().__init__()
         self.cfg = cfg
-        self.trunk = hidden_stack(cfg.data_dim, cfg)  # (N, data_dim) → (N, d_h)
+        self.trunk = data_trunk(cfg)  # (N, data_dim) → (N, d_h)
         self.head = nn.Linear(cfg.hidden_dim, 1)  # (N, d_h) → (N, 1)
         self.out_features = cfg.hidden_dim
-        init_mlp_weights(self)
+        init_mlp_weights(self, cfg.init)
 
     def features(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """(N, data_dim) → (N, d_h): Φ(x) of GAAN, the input of the output layer."""
@@ -140,9 +168,9 @@ class MLPEncoder(nn.Module):
     def __init__(self, cfg: MLPConfig):
         super().__init__()
         self.cfg = cfg
-        self.trunk = hidden_stack(cfg.data_dim, cfg)  # (N, data_dim) → (N, d_h)
+        self.trunk = data_trunk(cfg)  # (N, data_dim) → (N, d_h)
         self.head = nn.Linear(cfg.hidden_dim, cfg.latent_dim)  # (N, d_h) → (N, latent)
-        init_mlp_weights(self)
+        init_mlp_weights(self, cfg.init)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return self.head(self.trunk(x))
@@ -154,9 +182,9 @@ class MLPGaussianEncoder(nn.Module):
     def __init__(self, cfg: MLPConfig):
         super().__init__()
         self.cfg = cfg
-        self.trunk = hidden_stack(cfg.data_dim, cfg)  # (N, data_dim) → (N, d_h)
+        self.trunk = data_trunk(cfg)  # (N, data_dim) → (N, d_h)
         self.head = nn.Linear(cfg.hidden_dim, 2 * cfg.latent_dim)  # (N, d_h) → (N, 2·latent)
-        init_mlp_weights(self)
+        init_mlp_weights(self, cfg.init)
 
     def forward(
         self, x: torch.Tensor, y: torch.Tensor | None = None
