@@ -201,6 +201,7 @@ def test_dvc_plots_show_draws_every_plot_offline(browser_installed, made, tmp_pa
             "losses.png",
             "prdc.png",
             "samples.png",
+            "trajectories.png",  # modes_trajectories.png: here a panel saying why it is empty
         ]
         shot = save_screenshot(browser, tmp_path, "dvc-plots.png")
     finally:

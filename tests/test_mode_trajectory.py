@@ -3,6 +3,7 @@ and a figure (`ugan.modebench.trajectory`)."""
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -17,6 +18,7 @@ from ugan.modebench.runner import SCORE_SEED, Context, run_benchmark, score_chec
 from ugan.modebench.tables import markdown
 from ugan.modebench.trajectory import aggregate, trajectory_figure, trajectory_table
 from ugan.nets.generator_file import load_generator, noise, sample
+from ugan.reporting.modes_section import FIGURE, modes_section
 
 
 def _entry(**overrides):
@@ -101,6 +103,28 @@ def test_one_step_only_gives_no_table_and_no_figure(tmp_path):
     assert trajectory_table(summary, "modes_covered", 1) is None
     assert trajectory_figure({"r": summary}, {"r": "modes_covered"}, tmp_path / "t.png") is None
     assert not (tmp_path / "t.png").exists()
+
+
+def test_the_report_embeds_the_curves_when_a_benchmark_has_them(trained, tmp_path):
+    _, summary = trained
+    text = modes_section({"ring": summary}, tmp_path)
+    assert "## Mode-coverage benchmarks" in text and f"]({FIGURE})" in text
+    with Image.open(tmp_path / FIGURE) as image:
+        assert image.format == "PNG" and image.width > 300
+
+
+def test_without_curves_the_report_writes_the_figure_and_does_not_embed_it(trained, tmp_path):
+    one_step = copy.deepcopy(trained[1])  # as if scored at the last step only
+    for variant in one_step["variants"].values():
+        variant["trajectory"] = {}
+    for modes in (None, {"ring": one_step}):
+        (tmp_path / FIGURE).unlink(missing_ok=True)
+        text = modes_section(modes, tmp_path)
+        assert FIGURE not in text and ("## Mode-coverage" in text) == bool(modes)
+        with Image.open(tmp_path / FIGURE) as image:  # DVC's declared output, always there
+            grey = image.convert("L")
+            dark = sum(grey.histogram()[:200]) / (grey.width * grey.height)
+        assert dark > 0.01, "the panel says why it is empty"
 
 
 def test_seeds_are_aggregated_at_the_steps_they_share():

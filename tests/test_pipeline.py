@@ -91,6 +91,8 @@ def test_full_pipeline_runs_every_stage_and_writes_the_report(project):
     assert [point["step"] for point in curve] == [10, 20] and curve[-1]["mean"] == stat["mean"]
     assert "modes at each checkpoint (mean over seeds)" in report
     assert (p / "modes/trajectories.png").stat().st_size > 1000
+    assert "![mode coverage at each checkpoint](modes_trajectories.png)" in report
+    assert (p / "reports/modes_trajectories.png").stat().st_size > 1000
     # DVC's plots render from the declared files.
     _sh(["dvc", "plots", "show", "--json"], p, proj.env)
 

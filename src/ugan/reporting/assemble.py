@@ -1,6 +1,6 @@
 """The report's entry point: `build_report` reads every run, compares the pairs, and writes into
-one folder ``report.md``, ``fid.png``, ``is.png``, ``losses.png``, ``samples.png``, ``prdc.png``
-and ``report.json``, every file atomically.
+one folder ``report.md``, ``fid.png``, ``is.png``, ``losses.png``, ``samples.png``, ``prdc.png``,
+``modes_trajectories.png`` and ``report.json``, every file atomically.
 
 Runs are ordered pair by pair (ordinary, then unbalanced), then the runs without a pair; every
 table, legend and summary entry follows that order. Runs scored with another feature network or
@@ -40,11 +40,13 @@ from ugan.reporting.figures import FIGURES, draw_figures
 from ugan.reporting.generators import generator_sections
 from ugan.reporting.inputs import LoadedRun, RunInfo, read_run
 from ugan.reporting.markdown import render_report
+from ugan.reporting.modes_section import FIGURE as MODES_FIGURE
+from ugan.reporting.modes_section import modes_section
 from ugan.reporting.prdc import final_prdc
 from ugan.reporting.scoring import mismatch, scoring_of, split_comparable
 
-# The files besides the figures: the markdown, everything as JSON.
-FILES = {"report": "report.md", "details": "report.json"}
+# The files besides the run figures: the markdown, everything as JSON, the mode-coverage curves.
+FILES = {"report": "report.md", "details": "report.json", "modes": MODES_FIGURE}
 
 
 def build_report(
@@ -56,7 +58,7 @@ def build_report(
     sample_columns: int = 5,
     modes: dict | None = None,
 ) -> dict:
-    """Write report.md, fid.png, is.png, losses.png, samples.png and report.json into
+    """Write report.md, report.json and the figures (FILES, FIGURES) into
     `out_dir` and return the summary dict (the content of report.json).
 
     summary = {"runs": {key: per-run numbers}, "pairs": [per-pair comparison],
@@ -100,8 +102,9 @@ def build_report(
         }
     )
     markdown = render_report(
-        ordered, comparisons, claims, unpaired, early_checkpoints, smoothing, modes, left_out
+        ordered, comparisons, claims, unpaired, early_checkpoints, smoothing, left_out
     )
+    markdown += modes_section(modes, out_dir)  # the `modes` stage's benchmarks, when configured
     markdown += generator_sections(ordered, out_dir)  # EMA beside G, latent interpolations
     atomic_write_text(out_dir / "report.md", markdown)
     atomic_write_json(out_dir / FILES["details"], summary)

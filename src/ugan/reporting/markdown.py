@@ -17,7 +17,6 @@ import numpy as np
 
 from ugan.core.markdown import md_table
 from ugan.methods.catalog import combinations_markdown
-from ugan.modebench.tables import markdown as modes_markdown
 from ugan.reporting.claims import claims_cells
 from ugan.reporting.comparisons import (
     best_fid,
@@ -41,11 +40,11 @@ def render_report(
     unpaired: list[str],
     early_checkpoints: int,
     smoothing: int,
-    modes: dict | None = None,
     left_out: list[LoadedRun] | None = None,
 ) -> str:
-    """report.md's text; `runs` in report order, `claims` from `claims_table`, `modes` the mode
-    summaries (none: no section), `left_out` runs scored unlike `runs` (listed, not compared)."""
+    """report.md's text; `runs` in report order, `claims` from `claims_table`, `left_out` runs
+    scored unlike `runs` (listed, not compared). The mode-coverage section is
+    `ugan.reporting.modes_section`'s."""
     notes = [n for n in (_isc_note(runs), scoring_note(runs, left_out or [])) if n]
     lines = [
         *_glance_section(comparisons, unpaired, "\n\n".join(notes) or None),
@@ -67,8 +66,6 @@ def render_report(
         + combinations_markdown()
         + "\n"
     )
-    if modes:  # the mode-coverage benchmarks of the `modes` stage, when configured
-        text += "\n## Mode-coverage benchmarks\n\n" + modes_markdown(modes) + "\n"
     return text
 
 
