@@ -1,4 +1,4 @@
-"""The ugan import graph, read from the source (every `import`, function-level ones included),
+"""The ugan import graph (`ugan.core.imports`: every `import`, function-level ones included),
 for the layering test and the test that dvc.yaml's `deps:` cover each stage's import closure.
 
 `python tests/importgraph.py` prints, per DVC stage, the smallest deps list that covers its
@@ -9,13 +9,13 @@ code deps (`stages/…`, `src/…`), keeping its data deps and comments.
 
 from __future__ import annotations
 
-import ast
 import re
 import sys
-from functools import cache
 from pathlib import Path
 
 import yaml
+
+from ugan.core.imports import closure_of_file, module_file
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
@@ -39,15 +39,6 @@ LAYERS = [
 ]
 
 
-def module_file(name: str) -> Path | None:
-    """ugan.a.b → src/ugan/a/b.py or src/ugan/a/b/__init__.py (None if neither exists)."""
-    base = SRC.joinpath(*name.split("."))
-    for path in (base.with_suffix(".py"), base / "__init__.py"):
-        if path.is_file():
-            return path
-    return None
-
-
 def module_name(path: Path) -> str:
     parts = list(path.relative_to(SRC).with_suffix("").parts)
     if parts[-1] == "__init__":
@@ -57,46 +48,6 @@ def module_name(path: Path) -> str:
 
 def all_modules() -> list[str]:
     return sorted(module_name(p) for p in PACKAGE.rglob("*.py"))
-
-
-def _with_parents(name: str) -> list[str]:
-    """Importing ugan.a.b runs ugan/__init__, ugan/a/__init__ and ugan/a/b."""
-    parts = name.split(".")
-    return [".".join(parts[: i + 1]) for i in range(len(parts))]
-
-
-@cache
-def imports_of_file(path: Path) -> frozenset[str]:
-    """The ugan modules a file imports anywhere in it (parents included)."""
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        names: list[str] = []
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names = [node.module]
-            names += [f"{node.module}.{alias.name}" for alias in node.names]
-        for name in names:
-            if name == "ugan" or name.startswith("ugan."):
-                found.update(m for m in _with_parents(name) if module_file(m))
-    return frozenset(found)
-
-
-def imports_of(module: str) -> frozenset[str]:
-    path = module_file(module)
-    return imports_of_file(path) - {module} if path else frozenset()
-
-
-def closure_of_file(path: Path) -> set[str]:
-    """Every ugan module that running `path` may execute."""
-    seen: set[str] = set()
-    todo = list(imports_of_file(path))
-    while todo:
-        module = todo.pop()
-        if module not in seen:
-            seen.add(module)
-            todo.extend(imports_of(module))
-    return seen
 
 
 def layer_of(module: str) -> str:

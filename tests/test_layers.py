@@ -9,16 +9,9 @@ import subprocess
 import sys
 
 import pytest
-from importgraph import (
-    LAYERS,
-    PACKAGE,
-    ROOT,
-    all_modules,
-    closure_of_file,
-    imports_of,
-    layer_of,
-    module_file,
-)
+from importgraph import LAYERS, PACKAGE, ROOT, all_modules, layer_of
+
+from ugan.core.imports import closure_of_file, imports_of, module_file
 
 MAX_LINES = 400
 MAX_TOP_LEVEL_MODULES = 8

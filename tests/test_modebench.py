@@ -301,6 +301,9 @@ def test_a_code_edit_retrains_every_reused_cell(tmp_path, monkeypatch):
         source.write("\n# an edit\n")
     after = digest(package)
     assert after != before, "the digest reads the sources"
+    with open(package / "reporting" / "markdown.py", "a") as source:  # no cell can run it
+        source.write("\n# an edit to the report\n")
+    assert digest(package) == after, "an edit outside the cells' import closure keeps them"
 
     out = tmp_path / "modes" / "ring"
     ctx = Context("ring", _ring_entry(), ModelParams(), Inputs(), out)

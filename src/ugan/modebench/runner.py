@@ -11,7 +11,7 @@ Layout under `modes/<name>/`:
   data's score and the paper's figure where one exists.
 
 A finished cell is reused on the next execution when its fingerprint (its params, the nets,
-the data, the init file and the ugan code itself) is unchanged, so a stage interrupted after
+the data, the init file and the ugan code it can run) is unchanged, so a stage interrupted after
 some cells loses none of them; an unfinished cell resumes from its last state. The cells to
 train run `workers` at a time, each in its own process (`ugan.modebench.pool`); `workers: 1`
 trains them one after another in this process.
@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ugan.core.checkpoint_io import load_checkpoint
+from ugan.core.imports import closure_of, module_file
 from ugan.core.io import atomic_write_json, file_digest
 from ugan.core.paths import RunLayout
 from ugan.evaluation.intervals import mean_ci
@@ -46,10 +47,14 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 
 
 def code_digest(root: Path = PACKAGE_ROOT) -> str:
-    """sha256 over the ugan package's sources: a code change invalidates reused cells."""
+    """sha256 over the sources a cell can run (this module's import closure, which covers the
+    worker processes and the VAE / DAE pretraining): an edit there invalidates reused cells, an
+    edit elsewhere (the report, the CLI) keeps them."""
+    src = root.parent
     digest = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        digest.update(str(path.relative_to(root)).encode())
+    for module in sorted(closure_of(__name__, src)):
+        path = module_file(module, src)
+        digest.update(str(path.relative_to(src)).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
 
