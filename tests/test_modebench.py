@@ -155,7 +155,10 @@ def test_a_benchmark_aggregates_seeds_and_reuses_only_unchanged_cells(tmp_path, 
     results = sorted(out.glob("cells/*/result.json"))
     assert [p.parent.name for p in results] == ["gan-s0", "gan-s1", "rfgan-s0", "rfgan-s1"]
     written = {p: p.stat().st_mtime_ns for p in results}
-    assert (out / "dae.pt").is_file() and (out / "cells/gan-s0/final.png").is_file()
+    assert (out / "cells/gan-s0/final.png").is_file()
+    daes = [torch.load(out / f"dae-s{s}.pt", weights_only=True) for s in (0, 1)]
+    first = next(iter(daes[0]["encoder"]))  # each seed's own DAE, seeded by it
+    assert not torch.equal(daes[0]["encoder"][first], daes[1]["encoder"][first])
 
     capsys.readouterr()
     again = run_benchmark(ctx)  # nothing changed: every cell and the DAE are reused
@@ -167,14 +170,28 @@ def test_a_benchmark_aggregates_seeds_and_reuses_only_unchanged_cells(tmp_path, 
     run_benchmark(longer)  # another step count: every cell trains again
     assert all(p.stat().st_mtime_ns != written[p] for p in results)
 
-    dae = (out / "dae.pt").stat().st_mtime_ns
+    dae = (out / "dae-s0.pt").stat().st_mtime_ns
     capsys.readouterr()
     # other nets of the same shapes (D's input scaled): the DAE, D's encoder, trains again
     scaled = Context("ring", _ring_entry(mlp={"input_scale": 0.25}), ModelParams(), Inputs(), out)
     run_benchmark(scaled)
     assert "dae unchanged" not in capsys.readouterr().out
-    assert (out / "dae.pt").stat().st_mtime_ns != dae
+    assert (out / "dae-s0.pt").stat().st_mtime_ns != dae
     assert "| rfgan" in markdown({"ring": summary})
+
+
+def test_each_seed_starts_from_its_own_vae(tmp_path):
+    """Unbalanced cells of seeds 0 and 1 start from two VAEs, each seeded by its seed, so the
+    VAE's variance is inside the interval over seeds."""
+    entry = _ring_entry(variants={"gan-unbalanced": {"init": "vae"}})
+    out = tmp_path / "modes" / "ring"
+    run_benchmark(Context("ring", entry, ModelParams(), Inputs(), out))
+    inits = [torch.load(out / f"init_vae-s{s}.pt", weights_only=True) for s in (0, 1)]
+    states = [init["state_dict"] for init in inits]
+    assert states[0].keys() == states[1].keys()
+    assert any(not torch.equal(states[0][k], states[1][k]) for k in states[0])
+    markers = [json.loads((out / f"vae-s{s}.json").read_text()) for s in (0, 1)]
+    assert [m["part"] for m in markers] == ["vae-s0", "vae-s1"]
 
 
 def test_stacked_mnist_is_scored_by_the_digit_classifier_per_channel(tmp_path, monkeypatch):

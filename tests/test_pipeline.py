@@ -130,8 +130,7 @@ def test_every_stage_is_one_mlflow_run_grouped_by_pipeline(project):
         "evaluate@dcgan",
         "evaluate@dcgan-unbalanced",
         "modes",
-        "modes@ring/vae",
-        "modes@ring/dae",
+        *(f"modes@ring/{part}-s{s}" for part in ("vae", "dae") for s in (0, 1)),  # per seed
         *(f"modes@ring/{v}-s{s}" for v in ("gan-unbalanced", "rfgan") for s in (0, 1)),
         "report",
     }

@@ -1,6 +1,7 @@
-"""The benchmark's own pretrained parts: a VAE (its decoder the unbalanced variants' generator
-init) and RFGAN's DAE, each trained on the benchmark's data as its own MLflow run and reused
-while its marker says it was made by this code from these params."""
+"""The benchmark's own pretrained parts, one per seed (seeded by it): a VAE (its decoder the
+unbalanced variants' generator init) and RFGAN's DAE, each trained on the benchmark's data as
+its own MLflow run and reused while its marker says it was made by this code from these
+params."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from ugan.training.vae import pretrain_vae
 
 def _pretrain(ctx: Context, part: str, train, params, arch, data: BenchData, **extra) -> Path:
     """Run `train` (pretrain_vae / pretrain_dae) on the benchmark's data as its own MLflow run;
-    returns `modes/<name>/<part>.pt`."""
+    returns `modes/<name>/<part>.pt` (`part`: vae-s<seed> / dae-s<seed>)."""
     tracked = {part: params.model_dump(), "benchmark": ctx.name, "arch": arch.to_dict()}
     path = ctx.out / f"{part}.pt"
     with StageRun("modes", tracked, run_key=f"{ctx.name}/{part}", experiment=ctx.experiment) as run:
@@ -45,10 +46,11 @@ def _pretrain(ctx: Context, part: str, train, params, arch, data: BenchData, **e
     return path
 
 
-def _part_params(params_class, entry, **extra):
+def _part_params(params_class, entry, seed: int, **extra):
     """A part's pretraining params from the benchmark entry: its steps, batch and optimizer,
-    one sample picture at the end."""
+    one sample picture at the end, the cell's seed."""
     return params_class(
+        seed=seed,
         steps=entry.pretrain_steps,
         batch_size=entry.batch_size,
         optim=entry.optim,
@@ -57,14 +59,14 @@ def _part_params(params_class, entry, **extra):
     )
 
 
-def benchmark_vae(ctx: Context, arch, data: BenchData) -> None:
-    """The benchmark's VAE, then its decoder as a generator init (transfer, checked)."""
+def benchmark_vae(ctx: Context, arch, data: BenchData, seed: int) -> None:
+    """Seed `seed`'s VAE, then its decoder as a generator init (transfer, checked)."""
     entry = ctx.entry
-    params = _part_params(VAEParams, entry)
+    params = _part_params(VAEParams, entry, seed)
     points = data.train[0].ndim == 2  # a scatter of 64 points says little: show num_samples
     path = _pretrain(
         ctx,
-        "vae",
+        f"vae-s{seed}",
         pretrain_vae,
         params,
         arch,
@@ -79,13 +81,13 @@ def benchmark_vae(ctx: Context, arch, data: BenchData) -> None:
     difference = max_output_difference(generator, decoder, arch.latent_dim)
     if difference != 0.0:
         raise TransferError(f"G(z) differs from Dec(z) by {difference:g} after the transfer")
-    save_checkpoint(ctx.out / "init_vae.pt", generator_payload(generator, source="vae"))
+    save_checkpoint(ctx.out / f"init_vae-s{seed}.pt", generator_payload(generator, source="vae"))
 
 
-def benchmark_dae(ctx: Context, arch, data: BenchData) -> None:
-    """The benchmark's denoising autoencoder (RFGAN's frozen encoder)."""
-    params = _part_params(DAEParams, ctx.entry, noise_std=ctx.entry.dae_noise_std)
-    _pretrain(ctx, "dae", pretrain_dae, params, arch, data)
+def benchmark_dae(ctx: Context, arch, data: BenchData, seed: int) -> None:
+    """Seed `seed`'s denoising autoencoder (RFGAN's frozen encoder)."""
+    params = _part_params(DAEParams, ctx.entry, seed, noise_std=ctx.entry.dae_noise_std)
+    _pretrain(ctx, f"dae-s{seed}", pretrain_dae, params, arch, data)
 
 
 def _identity(ctx: Context, part: str, code: str) -> dict:
@@ -100,7 +102,7 @@ def _identity(ctx: Context, part: str, code: str) -> dict:
         "train_images": e.train_images,
         "base_channels": e.base_channels,
         "mlp": e.mlp.model_dump(),  # the 2-D nets: same shapes may still be other coordinates
-        "dae_noise_std": e.dae_noise_std if part == "dae" else None,
+        "dae_noise_std": e.dae_noise_std if part.startswith("dae") else None,
         "model": ctx.model.model_dump(),
         "code": code,
     }

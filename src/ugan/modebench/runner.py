@@ -3,8 +3,9 @@ then score its generator at every checkpoint kept (`ugan.modebench.trajectory`; 
 cell's score) on `num_samples` samples and aggregate over seeds.
 
 Layout under `modes/<name>/`:
-- `vae.pt`, `dae.pt`: the benchmark's own VAE (for unbalanced variants; its decoder is the
-  generator's init, checked G(z) == Dec(z)) and DAE (for RFGAN), pre-trained on its data
+- `vae-s<seed>.pt`, `dae-s<seed>.pt`: each seed's own VAE (for unbalanced variants; its
+  decoder is the generator's init `init_vae-s<seed>.pt`, checked G(z) == Dec(z)) and DAE (for
+  RFGAN), pre-trained on the benchmark's data and seeded by the seed
   (`ugan.modebench.pretrain`);
 - `cells/<variant>-s<seed>/`: checkpoints, sample pictures, losses and `result.json`;
 - `summary.json`: per variant and metric the mean and 95 % interval over seeds, the real
@@ -96,15 +97,16 @@ class CellInputs:
     ctx: Context
     arch: object
     data: BenchData
-    inits: dict[str, dict]  # init name → generator init
-    resources: dict
+    inits: dict[str, dict]  # "random" or "vae-s<seed>" → generator init
+    resources: dict[int, dict]  # seed → its cells' resources (RFGAN's DAE)
 
 
 def train_cell(shared: CellInputs, variant: str, seed: int, init: str, fingerprint: str) -> dict:
     """Train and score one cell, then write its `result.json` (with its fingerprint, for reuse).
     Runs in the stage's process or in a worker process (`ugan.modebench.pool`)."""
     s = shared
-    result = run_cell(s.ctx, variant, seed, s.arch, s.data, s.inits[init], s.resources)
+    resources = s.resources.get(seed, {})
+    result = run_cell(s.ctx, variant, seed, s.arch, s.data, s.inits[init], resources)
     result["fingerprint"] = fingerprint
     atomic_write_json(s.ctx.out / "cells" / f"{variant}-s{seed}" / "result.json", result)
     return result
@@ -248,26 +250,31 @@ def run_benchmark(ctx: Context) -> dict:
     code = code_digest()
     cells = [(v, s) for v in entry.variants for s in entry.seeds]
     runs = {cell: entry.cell(*cell) for cell in cells}
+    # Each seed pre-trains its own VAE / DAE (seeded by it), so their variance is inside the
+    # interval over seeds, as the Unbalanced GAN row's per-seed VAEs are.
     inits = {"random": random_init(arch, ctx.model.init_std)}
-    if any(run.init == "vae" for run in runs.values()):
-        pretrained(ctx, "vae", code, lambda: benchmark_vae(ctx, arch, data))
-        inits["vae"] = load_checkpoint(ctx.out / "init_vae.pt")
-    resources: dict = {}
-    if any(run.gan.method == "rfgan" for run in runs.values()):
-        resources["dae_path"] = pretrained(ctx, "dae", code, lambda: benchmark_dae(ctx, arch, data))
-    dae_digest = file_digest(resources["dae_path"]) if resources else None  # read once
+    for seed in sorted({s for (_, s), run in runs.items() if run.init == "vae"}):
+        part = f"vae-s{seed}"
+        pretrained(ctx, part, code, lambda seed=seed: benchmark_vae(ctx, arch, data, seed))
+        inits[part] = load_checkpoint(ctx.out / f"init_{part}.pt")
+    resources: dict[int, dict] = {}  # seed → what its RFGAN cells read
+    for seed in sorted({s for (_, s), run in runs.items() if run.gan.method == "rfgan"}):
+        make = lambda seed=seed: benchmark_dae(ctx, arch, data, seed)  # noqa: E731
+        resources[seed] = {"dae_path": pretrained(ctx, f"dae-s{seed}", code, make)}
+    dae_digests = {seed: file_digest(r["dae_path"]) for seed, r in resources.items()}  # once
     results: dict[tuple[str, int], dict] = {}
     todo: dict[tuple[str, int], tuple] = {}  # to train: (variant, seed, init, fingerprint)
     for (variant, seed), run in runs.items():
         result_path = ctx.out / "cells" / f"{variant}-s{seed}" / "result.json"
-        extra = {"dae": dae_digest} if run.gan.method == "rfgan" else {}
-        fingerprint = _fingerprint(ctx, variant, seed, arch, inits[run.init], code, extra)
+        extra = {"dae": dae_digests[seed]} if run.gan.method == "rfgan" else {}
+        init = run.init if run.init == "random" else f"{run.init}-s{seed}"
+        fingerprint = _fingerprint(ctx, variant, seed, arch, inits[init], code, extra)
         reused = _reusable(result_path, fingerprint)
         if reused is not None:
             print(f"modes/{ctx.name}: {variant}-s{seed} unchanged, reused")
             results[variant, seed] = reused
             continue
-        todo[variant, seed] = (variant, seed, run.init, fingerprint)
+        todo[variant, seed] = (variant, seed, init, fingerprint)
     todo = longest_first(todo, runs)  # no worker left alone on the long cells at the end
     shared = CellInputs(ctx, arch, data, inits, resources)
     workers = resolve_workers(entry.workers, len(todo), ctx.device)
