@@ -7,8 +7,7 @@ from ugan.core.device import resolve_device
 from ugan.core.io import atomic_write_json, atomic_write_text
 from ugan.modebench.benchmarks import Inputs
 from ugan.modebench.runner import Context, run_benchmark
-from ugan.modebench.tables import final_samples_figure, headline_metric, markdown
-from ugan.modebench.trajectory import trajectory_figure
+from ugan.modebench.tables import final_samples_figure, headline_curves, markdown
 from ugan.pipeline.stage import entry_point, params
 from ugan.tracking.stage_run import StageRun
 
@@ -41,8 +40,7 @@ def main() -> None:
         tracker.log_artifact(OUT / "table.md", "modes")
         if summaries:
             tracker.log_artifact(final_samples_figure(summaries, OUT / "samples.png"), "modes")
-            metrics = {name: headline_metric(s) for name, s in summaries.items()}
-            curves = trajectory_figure(summaries, metrics, OUT / "trajectories.png")
+            curves = headline_curves(summaries, OUT / "trajectories.png")
             if curves is not None:
                 tracker.log_artifact(curves, "modes")
 

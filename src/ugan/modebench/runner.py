@@ -24,6 +24,7 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from ugan.core.checkpoint_io import load_checkpoint
@@ -255,11 +256,11 @@ def run_benchmark(ctx: Context) -> dict:
     inits = {"random": random_init(arch, ctx.model.init_std)}
     for seed in sorted({s for (_, s), run in runs.items() if run.init == "vae"}):
         part = f"vae-s{seed}"
-        pretrained(ctx, part, code, lambda seed=seed: benchmark_vae(ctx, arch, data, seed))
+        pretrained(ctx, part, code, partial(benchmark_vae, ctx, arch, data, seed))
         inits[part] = load_checkpoint(ctx.out / f"init_{part}.pt")
     resources: dict[int, dict] = {}  # seed → what its RFGAN cells read
     for seed in sorted({s for (_, s), run in runs.items() if run.gan.method == "rfgan"}):
-        make = lambda seed=seed: benchmark_dae(ctx, arch, data, seed)  # noqa: E731
+        make = partial(benchmark_dae, ctx, arch, data, seed)
         resources[seed] = {"dae_path": pretrained(ctx, f"dae-s{seed}", code, make)}
     dae_digests = {seed: file_digest(r["dae_path"]) for seed, r in resources.items()}  # once
     results: dict[tuple[str, int], dict] = {}

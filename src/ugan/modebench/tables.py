@@ -12,7 +12,7 @@ from PIL import Image
 
 from ugan.core.io import atomic_path
 from ugan.core.markdown import md_table
-from ugan.modebench.trajectory import trajectory_table
+from ugan.modebench.trajectory import trajectory_figure, trajectory_table
 
 DASH = "–"
 # How many decimals a metric reads best with.
@@ -43,6 +43,13 @@ HEADLINE = {
 def headline_metric(summary: dict) -> str:
     """The metric a benchmark is judged by first (its curve over steps is drawn)."""
     return HEADLINE.get(summary["benchmark"], summary["metrics"])[0]
+
+
+def headline_curves(summaries: dict[str, dict], path: Path) -> Path | None:
+    """Each benchmark's headline metric against the step (`trajectory_figure`); None if no
+    benchmark was scored at more than one step. The `modes` stage and the report draw this."""
+    metrics = {name: headline_metric(s) for name, s in summaries.items()}
+    return trajectory_figure(summaries, metrics, path)
 
 
 def fmt_interval(stat: dict, decimals: int) -> str:

@@ -13,9 +13,8 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from ugan.core.io import atomic_path
-from ugan.modebench.tables import headline_metric
+from ugan.modebench.tables import headline_curves
 from ugan.modebench.tables import markdown as modes_markdown
-from ugan.modebench.trajectory import trajectory_figure
 
 FIGURE = "modes_trajectories.png"
 EMPTY = (
@@ -37,9 +36,7 @@ def modes_section(modes: dict | None, out_dir: Path) -> str:
     """report.md's mode-coverage section for `modes` (the `benchmarks` of metrics/modes.json;
     none: no section) and `out_dir / FIGURE`, drawn either way."""
     path = Path(out_dir) / FIGURE
-    summaries = modes or {}
-    metrics = {name: headline_metric(s) for name, s in summaries.items()}
-    drawn = trajectory_figure(summaries, metrics, path) if summaries else None
+    drawn = headline_curves(modes, path) if modes else None
     if drawn is None:
         _empty_figure(path)
     if not modes:
