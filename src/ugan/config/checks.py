@@ -51,3 +51,25 @@ def check_labels(data: Any, conditional: bool, modes: Mapping[str, Any]) -> None
                 f"modes.{name}: stacked-mnist stacks labelled MNIST digits (mnist5k or "
                 f"mnist-idx); {unlabelled}"
             )
+
+
+STACKED_NETS = ("dcgan", "unrolled-k4", "unrolled-k2")  # a mode benchmark's `nets`
+
+
+def check_stacked_nets(entry: Any) -> None:
+    """A mode benchmark's `nets` (`ugan.config.schema.ModeBenchmarkParams`): Unrolled GAN's
+    low-capacity nets (`ugan.nets.unrolled`) are Stacked MNIST nets, and BEGAN keeps its own
+    autoencoder discriminator, so neither the 2-D benchmarks nor a BEGAN variant take them."""
+    if entry.nets == "dcgan":
+        return
+    if entry.benchmark != "stacked-mnist":
+        raise ValueError(
+            f"nets: {entry.nets!r} are Stacked MNIST nets; {entry.benchmark}'s nets are set by "
+            "`mlp`, leave `nets` at 'dcgan'"
+        )
+    for key, variant in entry.variants.items():
+        if variant.method == "began":
+            raise ValueError(
+                f"variants.{key}: BEGAN's discriminator is its own conv autoencoder, not "
+                f"{entry.nets!r}; run it on a benchmark with nets 'dcgan'"
+            )

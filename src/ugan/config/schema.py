@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from ugan.config import base
+from ugan.config import base, checks
 from ugan.config.base import LatentPrior, LRDecay, OptimParams, PositiveInt, Probability, Strict
 from ugan.config.checks import check_ema, check_labels, check_method
 from ugan.config.methods import BEGANParams, GAANParams, RFGANParams
@@ -297,6 +297,7 @@ class ModeBenchmarkParams(Strict):
     num_samples: PositiveInt = 2000  # generated samples scored (GAAN §4.1: 2,000)
     pretrain_steps: PositiveInt = 1000  # the VAE (unbalanced variants) and the DAE (rfgan)
     base_channels: PositiveInt = 32  # stacked-mnist conv nets (n, 2n…)
+    nets: Literal[checks.STACKED_NETS] = "dcgan"  # stacked-mnist: ours, or Unrolled GAN's K/4, K/2
     mlp: base.MLPNets = base.MLPNets()  # ring8 / grid25's nets
     train_images: PositiveInt = 25_600  # stacked-mnist: training images (GAAN §4.2: 25,600)
     dae_noise_std: Annotated[float, Field(gt=0.0)] = 0.1  # RFGAN's DAE input noise, net coordinates
@@ -329,6 +330,7 @@ class ModeBenchmarkParams(Strict):
                 )
         if self.benchmark == "stacked-mnist" and "mlp" in self.model_fields_set:
             raise ValueError("mlp: sets the 2-D benchmarks' nets; stacked-mnist's are conv nets")
+        checks.check_stacked_nets(self)
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be distinct, got {self.seeds}")
         return self

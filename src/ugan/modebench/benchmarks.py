@@ -8,7 +8,9 @@
   grid25 modes sit at ±0.94, and generators stuck in saturation at the box's edges.
   Scored by modes covered, registered points and TV to uniform (`ugan.evaluation.modes`).
 - `stacked-mnist`: three prepared MNIST digits in the RGB channels (1,000 modes), built from the
-  prepared digits (`ugan.data.stacked`), with the paper's conv nets at 3 channels. Scored by the
+  prepared digits (`ugan.data.stacked`), with the paper's conv nets at 3 channels, or (`nets:
+  unrolled-k4 | unrolled-k2`) with Unrolled GAN's low-capacity G and its K/4 or K/2
+  discriminator, as GAAN Table 3 (`ugan.nets.unrolled`; z of 256). Scored by the
   pipeline's digit classifier per channel (modes covered, KL to uniform) and MS-SSIM diversity.
 
 Each benchmark also scores real data the same way (`reference`): the value a perfect generator
@@ -41,10 +43,12 @@ from ugan.evaluation.modes import (
     toy_mode_metrics,
 )
 from ugan.modebench.scatter import save_scatter
-from ugan.nets.arch import ArchConfig
+from ugan.nets.arch import CRITIC_WIDTHS, ArchConfig, UnrolledConfig
 from ugan.nets.classifier import load_classifier
 from ugan.nets.mlp import MLPConfig
 
+# `nets` → the crippled discriminator of Unrolled GAN's nets (`ugan.nets.unrolled`)
+UNROLLED_NETS = {"unrolled-k4": "K/4", "unrolled-k2": "K/2"}
 DATA_SEED = 0  # the benchmark's data is fixed; the seeds of a benchmark vary the training
 MSSSIM_PAIRS = 1000
 
@@ -185,7 +189,9 @@ class StackedMNISTBenchmark(Benchmark):
             train=stacked.subset(TRAIN), heldout=stacked.subset(HELDOUT), metadata=stacked.metadata
         )
 
-    def arch(self, entry: ModeBenchmarkParams, model: ModelParams) -> ArchConfig:
+    def arch(self, entry: ModeBenchmarkParams, model: ModelParams) -> ArchConfig | UnrolledConfig:
+        if entry.nets in UNROLLED_NETS:
+            return UnrolledConfig(critic_width=CRITIC_WIDTHS[UNROLLED_NETS[entry.nets]])
         return ArchConfig(
             image_size=28,
             channels=3,

@@ -101,6 +101,7 @@ def _identity(ctx: Context, part: str, code: str) -> dict:
         "optim": e.optim.model_dump(),
         "train_images": e.train_images,
         "base_channels": e.base_channels,
+        "nets": e.nets,
         "mlp": e.mlp.model_dump(),  # the 2-D nets: same shapes may still be other coordinates
         "dae_noise_std": e.dae_noise_std if part.startswith("dae") else None,
         "model": ctx.model.model_dump(),

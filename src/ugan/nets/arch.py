@@ -18,3 +18,34 @@ class ArchConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+# Unrolled GAN's crippled discriminators by name (Metz et al. 2016; GAAN Table 3): the width of
+# their first convolution (K/4: 2, 4, 8 filters; K/2: 4, 8, 16).
+CRITIC_WIDTHS = {"K/4": 2, "K/2": 4}
+
+
+@dataclass(frozen=True)
+class UnrolledConfig:
+    """Unrolled GAN's low-capacity Stacked MNIST nets (`ugan.nets.unrolled`)."""
+
+    channels: int = 3
+    latent_dim: int = 256
+    critic_width: int = CRITIC_WIDTHS["K/4"]
+    generator_widths: tuple[int, ...] = (64, 32, 16, 8)  # from the 4×4 map to the 28×28 one
+    leaky_slope: float = 0.3
+    num_classes: int = 0  # unconditional (the methods read this field)
+
+    def __post_init__(self) -> None:
+        # a generator file's arch comes back from JSON / torch.load with a list
+        object.__setattr__(self, "generator_widths", tuple(self.generator_widths))
+        if len(self.generator_widths) != 4:
+            raise ValueError(
+                f"UnrolledConfig.generator_widths needs 4 widths (4, 7, 14 and 28 px), got "
+                f"{self.generator_widths!r}"
+            )
+        if self.num_classes != 0:
+            raise ValueError(f"UnrolledConfig.num_classes must be 0, got {self.num_classes!r}")
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "generator_widths": list(self.generator_widths)}

@@ -1,8 +1,9 @@
 """Net families: which generator, discriminator and encoders go with a net config.
 
 A method builds its nets through `family_of(cfg)`, so the same method (gan, rfgan, gaan) runs
-with the conv nets of the paper on images (`ArchConfig`) and with the fully connected nets of
-GAAN Table 1 on 2-D points (`MLPConfig`). Every net of a family takes `(input, y=None)`, so a
+with the conv nets of the paper on images (`ArchConfig`), with Unrolled GAN's low-capacity
+Stacked MNIST nets (`UnrolledConfig`) and with the fully connected nets of GAAN Table 1 on 2-D
+points (`MLPConfig`). Every net of a family takes `(input, y=None)`, so a
 method calls them the same way whatever the family.
 """
 
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from ugan.nets.arch import ArchConfig
+from ugan.nets.arch import ArchConfig, UnrolledConfig
 from ugan.nets.dcgan import (
     Discriminator,
     DownTrunk,
@@ -30,6 +31,13 @@ from ugan.nets.mlp import (
     MLPGenerator,
     data_trunk,
     init_mlp_weights,
+)
+from ugan.nets.unrolled import (
+    UnrolledDiscriminator,
+    UnrolledGaussianEncoder,
+    UnrolledGenerator,
+    UnrolledLatentEncoder,
+    UnrolledTrunk,
 )
 
 
@@ -73,6 +81,16 @@ FAMILIES: dict[type, NetFamily] = {
         # the config's scheme (He-normal as in the GAAN authors' code); the conv std does not apply
         init=lambda module, std, cfg: init_mlp_weights(module, cfg.init),
         gaan_feature_space=False,
+    ),
+    UnrolledConfig: NetFamily(
+        "unrolled",
+        UnrolledConfig,
+        generator=UnrolledGenerator,
+        discriminator=UnrolledDiscriminator,
+        trunk=UnrolledTrunk,
+        vae_encoder=UnrolledGaussianEncoder,
+        latent_encoder=UnrolledLatentEncoder,
+        init=lambda module, std, cfg: init_weights(module, std),
     ),
 }
 

@@ -10,19 +10,24 @@ from torch import nn
 
 from ugan.core.checkpoint_io import describe_mismatches, load_checkpoint, state_mismatches
 from ugan.core.errors import CheckpointError
-from ugan.nets.arch import ArchConfig
+from ugan.nets.arch import ArchConfig, UnrolledConfig
 from ugan.nets.began import BEGANGenerator
 from ugan.nets.dcgan import Generator
 from ugan.nets.mlp import MLPConfig, MLPGenerator
+from ugan.nets.unrolled import UnrolledGenerator
 
 # The generator classes by the name a generator file records.
 GENERATORS: dict[str, type[nn.Module]] = {
     "dcgan": Generator,
     "mlp": MLPGenerator,
     "began": BEGANGenerator,
+    "unrolled": UnrolledGenerator,
 }
 # The config class a generator class is rebuilt from (ArchConfig unless listed).
-CONFIGS: dict[type[nn.Module], type] = {MLPGenerator: MLPConfig}
+CONFIGS: dict[type[nn.Module], type] = {
+    MLPGenerator: MLPConfig,
+    UnrolledGenerator: UnrolledConfig,
+}
 PRIORS = ("normal", "uniform")
 # The weights-only generator file train_gan logs beside its MLflow model (artifact folder
 # `generator/`): what the registry's champion is safely loaded from.
