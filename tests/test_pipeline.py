@@ -347,8 +347,8 @@ def test_reproduce_runs_a_rows_profile_as_an_experiment_and_writes_its_verdict(p
     """`ugan reproduce ROW`: the row's profile runs as a DVC experiment of its stage (`modes`
     for ring8's 5 seeds of RFGAN, `evaluate` of every run for BEGAN's γ sweep, `report` once per
     VAE seed for the Unbalanced GAN row; tiny here), the row is assessed from what it wrote,
-    params.yaml gets its bytes back, a row without a profile says why, and the table reaches
-    MLflow."""
+    params.yaml gets its bytes back, the Stacked MNIST row names its classifier's error, and
+    the table reaches MLflow."""
     proj, _ = project
     p = proj.path
     (p / "profiles").mkdir(exist_ok=True)
@@ -357,6 +357,13 @@ def test_reproduce_runs_a_rows_profile_as_an_experiment_and_writes_its_verdict(p
              "pretrain_steps": 10, "num_samples": 200, "variants": variants}  # fmt: skip
     profile = {"params": {"modes": {"ring8": ring8}}, "runs": {"dcgan": {"init": "random"}}}
     (p / "profiles/repro-ring8.yaml").write_text(yaml.safe_dump(profile))
+    variants = {"gan": {"init": "random"}, "gaan": {"init": "random", "method": "gaan"},
+                "wgan-gp": {"init": "random", "loss": "wgan-gp", "n_critic": 2}}  # fmt: skip
+    stacked = {"benchmark": "stacked-mnist", "nets": "unrolled-k4", "seeds": [0], "steps": 4,
+               "batch_size": 16, "num_samples": 64, "train_images": 64,
+               "variants": variants}  # fmt: skip
+    profile = {"params": {"modes": {"stacked-k4": stacked}}, "runs": {"dcgan": {"init": "random"}}}
+    (p / "profiles/repro-stacked-mnist.yaml").write_text(yaml.safe_dump(profile))
     run = {"init": "random", "method": "began"}
     sweep = {f"began-g0{g}": run | {"began": {"gamma": int(g) / 10, "filters": 8}} for g in "357"}
     tiny = {"gan": {"steps": 12, "checkpoint_every": 4}}  # whatever earlier tests left in params
@@ -401,8 +408,14 @@ def test_reproduce_runs_a_rows_profile_as_an_experiment_and_writes_its_verdict(p
     assert ring["verdict"] == ("reproduced" if min(check["values"]) >= 8 else "not reproduced")
     assert [b["variant"] for b in ring["beside"]] == ["gan"] and ring["run"]["wall_s"] > 0
     assert ring["run"]["commit"] == _sh(["git", "rev-parse", "HEAD"], p, proj.env).strip()
-    assert rows["gaan-stacked-mnist"]["verdict"] == "not comparable"
-    assert rows["gaan-stacked-mnist"]["reason"].startswith("not run here: needs")
+    stacked = rows["gaan-stacked-mnist"]  # Unrolled GAN's K/4 nets, one seed: never reproduced
+    assert stacked["verdict"] == "not comparable" and stacked["seeds"] == [0]
+    accuracy = json.loads((p / "metrics/classifier.json").read_text())["heldout_accuracy"]
+    assert stacked["reason"] == (
+        "1 seeds; the bar asks for ≥ 3 — digits read by our classifier at "
+        f"{1 - accuracy:.1%} held-out error (GAAN's: 0.4%)"
+    )
+    assert [c["variant"] for c in stacked["checks"]] == ["gaan", "wgan-gp"]
     # one experiment per VAE seed, each with its own VAE; 2 seeds are assessed, never reproduced
     unbalanced = rows["unbalanced-mnist"]
     assert unbalanced["verdict"] == "not comparable" and unbalanced["seeds"] == [0, 1]

@@ -109,6 +109,40 @@ def test_results_without_the_rows_benchmark_or_variant_are_not_comparable():
     assert found.verdict == NOT_COMPARABLE and "rfgan" in found.reason
 
 
+def _stacked(gaan: list[float], wgan_gp: list[float], gan: list[float]) -> dict:
+    def scores(modes: list[float]) -> dict:
+        return {"modes_covered": modes, "kl_uniform": [1.0] * len(modes)}
+
+    variants = {"gaan": scores(gaan), "wgan-gp": scores(wgan_gp), "gan": scores(gan)}
+    return {"stacked-k4": _summary(2_000, **variants)}
+
+
+def test_the_stacked_mnist_row_asks_for_table_3s_ordering_gaan_over_wgan_gp_over_gan():
+    row = BY_NAME["gaan-stacked-mnist"]
+    found = assess(row, _stacked([900, 880, 860, 870, 890], [700, 650, 720, 800, 690], [30] * 5))
+    assert found.verdict == REPRODUCED
+    assert [c["variant"] for c in found.checks] == ["gaan", "wgan-gp"]
+    assert [(b["variant"], b["metric"]) for b in found.beside][:2] == [
+        ("gan", "modes_covered"),
+        ("gaan", "kl_uniform"),
+    ]
+    # by the means: one seed of WGAN-GP above GAAN's mean does not reverse the order
+    found = assess(row, _stacked([800] * 5, [700, 700, 700, 700, 990], [30] * 5))
+    assert found.verdict == REPRODUCED
+    found = assess(row, _stacked([800] * 5, [820] * 5, [30] * 5))  # WGAN-GP first
+    assert found.verdict == NOT_REPRODUCED
+    assert found.reason == "missed: gaan modes_covered mean above WGAN-GP's and GAN's"
+    found = assess(row, _stacked([800] * 5, [20] * 5, [30] * 5))  # GAN above WGAN-GP
+    assert found.reason == "missed: wgan-gp modes_covered mean above GAN's"
+    found = assess(row, _stacked([900] * 2, [700] * 2, [30] * 2))
+    assert found.verdict == NOT_COMPARABLE and found.reason == "2 seeds; the bar asks for ≥ 3"
+    without_gan = _stacked([900] * 5, [700] * 5, [30] * 5)
+    del without_gan["stacked-k4"]["variants"]["gan"]
+    found = assess(row, without_gan)  # the versus side is read too
+    assert found.verdict == NOT_COMPARABLE and "['gan']" in found.reason
+    assert row.variants() == {"gaan", "wgan-gp", "gan"}
+
+
 def test_every_row_either_runs_a_shipped_profile_or_says_what_it_needs():
     from pathlib import Path
 
@@ -151,12 +185,12 @@ def test_the_section_shows_paper_beside_ours_and_each_verdict():
     found = assess(BY_NAME["gaan-grid25"], _grid(5_000, [16, 18, 17, 20, 15], [1800] * 5))
     found.run = {"command": "ugan reproduce gaan-grid25", "experiment": "repro-grid25-x",
                  "commit": "a" * 40, "wall_s": 600.0, "assess_s": 95.0}  # fmt: skip
-    text = markdown([found.as_dict(), not_run(BY_NAME["gaan-stacked-mnist"]).as_dict()])
+    text = markdown([found.as_dict(), not_run(BY_NAME["unbalanced-mnist"]).as_dict()])
     assert "10.0 min, then 95 s to assess" in text
     line = next(x for x in text.splitlines() if "gaan modes_covered" in x)
     assert "25.00 ± 0.00" in line and "17.20 [" in line and "mean ≥ 24.5 ✗" in line
     assert "**gaan-grid25: not reproduced**" in text and "10.0 min" in text
-    assert "**gaan-stacked-mnist: not comparable** — not run here" in text
+    assert "**unbalanced-mnist: not comparable** — not run here: needs" in text
 
 
 def test_a_rows_trajectory_reads_in_the_section_step_by_step():

@@ -24,12 +24,14 @@ REPRODUCED, NOT_REPRODUCED, NOT_COMPARABLE = "reproduced", "not reproduced", "no
 @dataclass(frozen=True)
 class Check:
     """One bar of a row: a variant's metric over seeds, and the test its statistics must pass
-    (`stat` holds mean, low, high, n and the per-seed values)."""
+    (`stat` holds mean, low, high, n and the per-seed values; with `versus`, also the same
+    metric's statistics of those variants, as `stat["versus"][variant]`)."""
 
     variant: str
     metric: str
     bar: str
     passes: Callable[[dict[str, Any]], bool]
+    versus: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,11 @@ class Row:
 
     def variants(self) -> set[str]:
         """The benchmark variants the row reads: `ugan reproduce` trains only these."""
-        return {c.variant for c in self.checks} | {variant for variant, _ in self.beside}
+        return self.checked() | {variant for variant, _ in self.beside}
+
+    def checked(self) -> set[str]:
+        """The variants the bars read (a check's own and those it is compared with)."""
+        return {v for c in self.checks for v in (c.variant, *c.versus)}
 
 
 def _mean_at_least(bound: float) -> Callable[[dict], bool]:
@@ -65,6 +71,10 @@ def _mean_within(low: float, high: float) -> Callable[[dict], bool]:
 
 def _every_seed_at_least(bound: float) -> Callable[[dict], bool]:
     return lambda stat: min(stat["values"]) >= bound
+
+
+def _mean_above_versus(stat: dict) -> bool:
+    return all(stat["mean"] > other["mean"] for other in stat["versus"].values())
 
 
 # GAAN §4.1: "500 epochs" of 50,000 points at batch 128 ≈ 195,000 generator steps.
@@ -137,12 +147,28 @@ ROWS: tuple[Row, ...] = (
         "gaan-stacked-mnist",
         "GAAN beats GAN and WGAN-GP on MNIST-1K with a K/4 critic",
         "GAAN Table 3",
-        None,
-        needs=(
-            "Unrolled GAN's low-capacity G with the K/4 and K/2 critics, 25,600 images and a "
-            "classifier with 0.4 % error, trained to convergence: hours per seed on 2 CPU "
-            "cores (no method learns Stacked MNIST at 400 steps); a GPU runner"
+        "repro-stacked-mnist",
+        "stacked-k4",
+        checks=(
+            Check(
+                "gaan",
+                "modes_covered",
+                "mean above WGAN-GP's and GAN's",
+                _mean_above_versus,
+                versus=("wgan-gp", "gan"),
+            ),
+            Check(
+                "wgan-gp", "modes_covered", "mean above GAN's", _mean_above_versus, versus=("gan",)
+            ),
         ),
+        beside=(
+            ("gan", "modes_covered"),
+            ("gaan", "kl_uniform"),
+            ("wgan-gp", "kl_uniform"),
+            ("gan", "kl_uniform"),
+        ),
+        min_seeds=3,  # 3 × 2,000 steps of each method fill the row's 30 min on 2 CPU cores
+        judge="stacked",
     ),
     UNBALANCED,
     replace(
@@ -200,7 +226,7 @@ def _stat(summary: dict, variant: str, metric: str) -> dict[str, Any]:
 def assess(row: Row, summaries: dict[str, dict]) -> Assessment:
     """The verdict of a mode-coverage row from `metrics/modes.json`'s `benchmarks`."""
     summary = summaries.get(row.benchmark)
-    missing = [c.variant for c in row.checks if summary and c.variant not in summary["variants"]]
+    missing = sorted(row.checked() - set(summary["variants"])) if summary else []
     if summary is None or missing:
         what = f"variants {missing}" if missing else f"benchmark {row.benchmark!r}"
         return Assessment(
@@ -210,7 +236,8 @@ def assess(row: Row, summaries: dict[str, dict]) -> Assessment:
         {**_stat(summary, c.variant, c.metric), "bar": c.bar} for c in row.checks
     ]  # fmt: skip
     for check, spec in zip(checks, row.checks, strict=True):
-        check["passed"] = bool(spec.passes(check))
+        versus = {v: _stat(summary, v, spec.metric) for v in spec.versus}
+        check["passed"] = bool(spec.passes({**check, "versus": versus}))
     beside = [_stat(summary, v, m) for v, m in row.beside if v in summary["variants"]]
     first = summary["variants"][row.checks[0].variant]
     steps, seeds = first["steps"], first["seeds"]
