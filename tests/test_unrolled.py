@@ -126,6 +126,12 @@ def test_every_stacked_mnist_method_trains_on_the_k4_nets(tmp_path, monkeypatch)
         found = summary["variants"][variant]
         assert 1 <= found["metrics"]["modes_covered"]["mean"] <= 30
         assert 0 <= found["metrics"]["kl_uniform"]["mean"] <= math.log(1000)
+    # Table 3's K/4 column beside ours (the default conv nets keep K/2's)
+    assert summary["variants"]["gan"]["paper"]["modes_covered"] == "30.6 ± 20.7"
+    assert summary["variants"]["gaan"]["paper"]["kl_uniform"] == "1.04 ± 0.29"
+    assert "K/4 discriminator" in summary["paper_source"]
+    default = parse_params({"modes": {"d": {"benchmark": "stacked-mnist"}}}).modes["d"]
+    assert "K/2" in get_benchmark("stacked-mnist").bound(default).paper_source
     finals = [RunLayout(out / "cells" / f"{v}-s0").checkpoint_path(2) for v in variants]
     assert {type(load_generator(path)) for path in finals} == {UnrolledGenerator}
 
