@@ -159,10 +159,10 @@ class Discriminator(nn.Module):
     logits), which is the same function, numerically stable, and lets WGAN use the raw score.
     `norm="layer"` for a critic under a gradient penalty (see the module)."""
 
-    def __init__(self, cfg: ArchConfig, norm: str = "batch"):
+    def __init__(self, cfg: ArchConfig, norm: str = "batch", trunk: type[nn.Module] = DownTrunk):
         super().__init__()
         self.cfg = cfg
-        self.trunk = DownTrunk(cfg, norm)
+        self.trunk = trunk(cfg, norm)  # another family's trunk: `ugan.nets.unrolled`
         self.head = nn.Linear(self.trunk.out_features, 1)
 
     def features(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
@@ -175,10 +175,10 @@ class Discriminator(nn.Module):
 class Encoder(nn.Module):
     """image → (mu, logvar), each (N, latent). Same trunk as the discriminator."""
 
-    def __init__(self, cfg: ArchConfig):
+    def __init__(self, cfg: ArchConfig, trunk: type[nn.Module] = DownTrunk):
         super().__init__()
         self.cfg = cfg
-        self.trunk = DownTrunk(cfg)
+        self.trunk = trunk(cfg)
         self.head = nn.Linear(self.trunk.out_features, 2 * cfg.latent_dim)
 
     def forward(
@@ -191,10 +191,10 @@ class Encoder(nn.Module):
 class LatentEncoder(nn.Module):
     """E: image (N, C, H, W) → z (N, latent); the discriminator's trunk and a linear head."""
 
-    def __init__(self, cfg: ArchConfig):
+    def __init__(self, cfg: ArchConfig, trunk: type[nn.Module] = DownTrunk):
         super().__init__()
         self.cfg = cfg
-        self.trunk = DownTrunk(cfg)  # (N, C, H, W) → (N, F)
+        self.trunk = trunk(cfg)  # (N, C, H, W) → (N, F)
         self.head = nn.Linear(self.trunk.out_features, cfg.latent_dim)  # (N, F) → (N, latent)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:

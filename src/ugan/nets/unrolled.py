@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ugan.nets.arch import UnrolledConfig
-from ugan.nets.dcgan import norm_2d
+from ugan.nets.dcgan import Discriminator, Encoder, LatentEncoder, norm_2d
 
 START_SIDE = 4  # the generator's first map: 4×4
 SIDES = (4, 7, 14, 28)  # its maps, smallest first; the trunk goes 28 → 14 → 7 → 4
@@ -87,48 +87,22 @@ class UnrolledTrunk(nn.Module):
         return self.body(x).flatten(1)
 
 
-class UnrolledDiscriminator(nn.Module):
-    """image → one logit per sample."""
+class UnrolledDiscriminator(Discriminator):
+    """image → one logit per sample: the conv family's discriminator on this trunk."""
 
     def __init__(self, cfg: UnrolledConfig, norm: str = "batch"):
-        super().__init__()
-        self.cfg = cfg
-        self.trunk = UnrolledTrunk(cfg, norm)
-        self.head = nn.Linear(self.trunk.out_features, 1)
-
-    def features(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        return self.trunk(x, y)
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        return self.head(self.trunk(x, y)).squeeze(1)
+        super().__init__(cfg, norm, trunk=UnrolledTrunk)
 
 
-class _TrunkWithHead(nn.Module):
-    def __init__(self, cfg: UnrolledConfig, out_features: int):
-        super().__init__()
-        self.cfg = cfg
-        self.trunk = UnrolledTrunk(cfg)  # (N, C, 28, 28) → (N, F)
-        self.head = nn.Linear(self.trunk.out_features, out_features)
-
-
-class UnrolledGaussianEncoder(_TrunkWithHead):
+class UnrolledGaussianEncoder(Encoder):
     """The VAE's encoder: image → (mu, logvar), each (N, latent)."""
 
     def __init__(self, cfg: UnrolledConfig):
-        super().__init__(cfg, 2 * cfg.latent_dim)
-
-    def forward(
-        self, x: torch.Tensor, y: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        mu, logvar = self.head(self.trunk(x, y)).chunk(2, dim=1)
-        return mu, logvar
+        super().__init__(cfg, trunk=UnrolledTrunk)
 
 
-class UnrolledLatentEncoder(_TrunkWithHead):
+class UnrolledLatentEncoder(LatentEncoder):
     """GAAN's E: image → z (N, latent)."""
 
     def __init__(self, cfg: UnrolledConfig):
-        super().__init__(cfg, cfg.latent_dim)
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        return self.head(self.trunk(x, y))
+        super().__init__(cfg, trunk=UnrolledTrunk)
