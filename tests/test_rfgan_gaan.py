@@ -181,3 +181,55 @@ def test_gaan_state_round_trip(tiny_arch, tiny_data, tmp_path):
     torch.manual_seed(1)
     out_b = b.train_step(lambda: x)
     assert {k: float(v) for k, v in out_a.items()} == {k: float(v) for k, v in out_b.items()}
+
+
+def test_gaan_authors_code_objective_weighs_d_and_takes_g_from_d_means(tiny_arch, tiny_data):
+    """`gaan.objective: authors-code` (tntrung/gan `gaan_image`): D's real / reconstructed terms
+    0.95 / 0.05, G's loss |E σ(D(x)) − E σ(D(G(z)))| read from D after its update; the paper's
+    objective never runs D on x in G's step (a batch-norm D would update its statistics)."""
+    counts = {}
+    for objective in ("paper", "authors-code"):
+        gaan = {"lambda_p": 0.0, "objective": objective}
+        m = build_method(tiny_arch, tiny_run("gaan", gaan=gaan), random_init(tiny_arch), 0.02)
+        calls: list = []
+        m.discriminator.register_forward_hook(
+            lambda _, args, out, calls=calls: calls.append((args[0].detach(), out.detach()))
+        )
+        x, _ = batches(tiny_data)()
+        labels = torch.zeros(len(x), dtype=torch.long)
+        out = m.train_step(lambda x=x, labels=labels: (x, labels))
+        counts[objective] = len(calls)
+        if objective == "paper":
+            continue
+        (_, d_x), (_, d_recon), (_, d_fake) = calls[:3]  # step 2: x, G(E(x)), G(z)
+        bce = F.binary_cross_entropy_with_logits
+        weighted = (
+            0.95 * bce(d_x, torch.ones_like(d_x))
+            + 0.05 * bce(d_recon, torch.ones_like(d_recon))
+            + bce(d_fake, torch.zeros_like(d_fake))
+        )
+        assert float(out["d_loss"]) == pytest.approx(weighted.item(), rel=1e-6)
+        (x_now, d_x_now), (_, d_g) = calls[-2:]  # step 3: D(x) after D's update, D(G(z))
+        assert torch.equal(x_now, x) and not torch.equal(d_x_now, d_x)
+        distance = (torch.sigmoid(d_x_now).mean() - torch.sigmoid(d_g).mean()).abs()
+        assert float(out["g_loss"]) == pytest.approx(distance.item(), rel=1e-6)
+    assert counts["authors-code"] == counts["paper"] + 1
+
+
+def test_the_gradient_penalty_on_the_rms_divides_the_norm_by_the_root_of_the_dimension():
+    from ugan.losses import wgan_gp_penalty
+
+    w = torch.full((1, 3, 4, 4), 0.5)  # a linear critic: ∇ = w everywhere, ‖w‖ = 0.5·√48
+    critic = lambda x: (x * w).flatten(1).sum(1)  # noqa: E731
+    real, fake = torch.randn(5, 3, 4, 4), torch.randn(5, 3, 4, 4)
+    norm = 0.5 * math.sqrt(48)
+    assert wgan_gp_penalty(critic, real, fake).item() == pytest.approx((norm - 1) ** 2)
+    assert wgan_gp_penalty(critic, real, fake, rms=True).item() == pytest.approx((0.5 - 1) ** 2)
+
+
+def test_an_unknown_gaan_objective_is_named():
+    from ugan.config.load import parse_params
+    from ugan.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"gaan.objective.*'paper' or 'authors-code'"):
+        parse_params({"gan": {"method": "gaan", "gaan": {"objective": "code"}}})

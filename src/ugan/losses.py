@@ -72,21 +72,27 @@ def hinge_g_loss(fake: torch.Tensor) -> torch.Tensor:
     return -fake.mean()
 
 
-def _gradient_norm_penalty(discriminator, points: torch.Tensor) -> torch.Tensor:
-    """E[(‖∇ₓ D(x̂)‖₂ − 1)²] at `points`; differentiable w.r.t. D's parameters."""
+def _gradient_norm_penalty(discriminator, points: torch.Tensor, rms: bool = False) -> torch.Tensor:
+    """E[(‖∇ₓ D(x̂)‖₂ − 1)²] at `points`; differentiable w.r.t. D's parameters. `rms`: the
+    root mean square of ∇ over x's dimensions instead of its norm (‖∇‖₂ / √dim), as GAAN's
+    authors' image code takes it."""
     points = points.detach().requires_grad_(True)
     (grad,) = torch.autograd.grad(discriminator(points).sum(), points, create_graph=True)
-    return ((grad.flatten(1).norm(2, dim=1) - 1.0) ** 2).mean()
+    grad = grad.flatten(1)
+    size = grad.norm(2, dim=1) / (grad.shape[1] ** 0.5 if rms else 1.0)
+    return ((size - 1.0) ** 2).mean()
 
 
 def _per_sample(like: torch.Tensor) -> tuple[int, ...]:
     return (like.shape[0],) + (1,) * (like.dim() - 1)
 
 
-def wgan_gp_penalty(discriminator, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+def wgan_gp_penalty(
+    discriminator, real: torch.Tensor, fake: torch.Tensor, rms: bool = False
+) -> torch.Tensor:
     """Gulrajani et al.: on random interpolates between real and generated samples."""
     eps = torch.rand(_per_sample(real), device=real.device)
-    return _gradient_norm_penalty(discriminator, eps * real + (1 - eps) * fake)
+    return _gradient_norm_penalty(discriminator, eps * real + (1 - eps) * fake, rms)
 
 
 def dragan_penalty(discriminator, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:

@@ -3,7 +3,7 @@ one model per method of src/ugan/methods/."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -37,3 +37,6 @@ class GAANParams(Strict):
     lambda_r: Annotated[float, Field(ge=0.0)] = 1.0  # weight of the regulariser W (eq. 3)
     lambda_p: Annotated[float, Field(ge=0.0)] = 1.0  # gradient penalty (eq. 4)
     lambda_w: Annotated[float, Field(gt=0.0)] | None = None  # None: √(d / D) (eq. 5)
+    # "paper": Algorithm 1 as written; "authors-code": as its authors' image code trains
+    # (tntrung/gan `gaan_image`; `ugan.methods.gaan.OBJECTIVES`)
+    objective: Literal["paper", "authors-code"] = "paper"
