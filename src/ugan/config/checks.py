@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ugan.methods.catalog import check_combination
+from ugan.nets.arch import UNROLLED_NETS
 
 
 def check_method(
@@ -53,7 +54,7 @@ def check_labels(data: Any, conditional: bool, modes: Mapping[str, Any]) -> None
             )
 
 
-STACKED_NETS = ("dcgan", "unrolled-k4", "unrolled-k2")  # a mode benchmark's `nets`
+STACKED_NETS = ("dcgan", *UNROLLED_NETS)  # a mode benchmark's `nets`
 
 
 def check_stacked_nets(entry: Any) -> None:

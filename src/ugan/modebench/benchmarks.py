@@ -43,12 +43,10 @@ from ugan.evaluation.modes import (
     toy_mode_metrics,
 )
 from ugan.modebench.scatter import save_scatter
-from ugan.nets.arch import CRITIC_WIDTHS, ArchConfig, UnrolledConfig
+from ugan.nets.arch import CRITIC_WIDTHS, UNROLLED_NETS, ArchConfig, UnrolledConfig
 from ugan.nets.classifier import load_classifier
 from ugan.nets.mlp import MLPConfig
 
-# `nets` → the crippled discriminator of Unrolled GAN's nets (`ugan.nets.unrolled`)
-UNROLLED_NETS = {"unrolled-k4": "K/4", "unrolled-k2": "K/2"}
 DATA_SEED = 0  # the benchmark's data is fixed; the seeds of a benchmark vary the training
 MSSSIM_PAIRS = 1000
 

@@ -23,6 +23,8 @@ class ArchConfig:
 # Unrolled GAN's crippled discriminators by name (Metz et al. 2016; GAAN Table 3): the width of
 # their first convolution (K/4: 2, 4, 8 filters; K/2: 4, 8, 16).
 CRITIC_WIDTHS = {"K/4": 2, "K/2": 4}
+# a Stacked MNIST benchmark's `nets` → the critic of Unrolled GAN's nets it names
+UNROLLED_NETS = {"unrolled-k4": "K/4", "unrolled-k2": "K/2"}
 
 
 @dataclass(frozen=True)
