@@ -112,3 +112,31 @@ def test_a_checkpoint_without_grid_is_the_older_global_average_net(tmp_path):
     reloaded = load_classifier(tmp_path / "new.pt")
     assert reloaded.grid == GRID == 3
     assert torch.equal(reloaded(x), current(x))
+
+
+def test_the_inference_copy_folds_batch_norm_and_gives_the_same_logits():
+    """`for_inference` (the Stacked MNIST labeller's net): batch norm with trained-looking
+    statistics folded into the convs; logits and features equal the net's up to rounding, the
+    same labels through `classifier_labeller`, and the net itself keeps its norms."""
+    from ugan.evaluation.modes import classifier_labeller
+
+    torch.manual_seed(0)
+    model = Classifier(channels=1, num_classes=10)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for norm in norms:  # what training leaves: far from the identity a fresh norm is
+        norm.running_mean.uniform_(-0.5, 0.5)
+        norm.running_var.uniform_(0.2, 3.0)
+        norm.weight.data.uniform_(0.5, 1.5)
+        norm.bias.data.uniform_(-0.3, 0.3)
+    model.eval()
+    fused = model.for_inference()
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) == len(norms) == 3
+    assert not any(p.requires_grad for p in fused.parameters())
+    x = _digit_like(8) + 0.3 * torch.randn(8, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.allclose(fused(x), model(x), atol=1e-4)
+        assert torch.allclose(fused.features(x), model.features(x), atol=1e-4)
+        assert not torch.allclose(fused(x), Classifier(channels=1, num_classes=10).eval()(x))
+    images = torch.randint(0, 256, (64, 1, 28, 28), dtype=torch.uint8).numpy()
+    assert (classifier_labeller(fused)(images) == classifier_labeller(model)(images)).all()

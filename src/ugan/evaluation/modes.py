@@ -185,17 +185,21 @@ def stacked_mode_metrics(images: np.ndarray | torch.Tensor, classify: Labeller) 
 
 
 def classifier_labeller(
-    model: torch.nn.Module, batch_size: int = 500, device: str | torch.device = "cpu"
+    model: torch.nn.Module, batch_size: int = 250, device: str | torch.device = "cpu"
 ) -> Labeller:
     """The project's digit classifier (`ugan.nets.classifier`) as a `Labeller`: uint8 images →
-    argmax of its logits, in eval mode, in batches."""
+    argmax of its logits, in eval mode, in batches. Batches go in channels_last, the layout of
+    `Classifier.for_inference()`'s weights (the same labels for any net)."""
 
-    @torch.no_grad()
+    def batch(x: torch.Tensor) -> torch.Tensor:
+        return to_float(x).to(device).contiguous(memory_format=torch.channels_last)
+
+    @torch.inference_mode()
     def classify(images: np.ndarray) -> np.ndarray:
         model.eval()
         x_all = torch.as_tensor(images)
         out = [
-            model(to_float(x_all[i : i + batch_size]).to(device)).argmax(1).cpu()
+            model(batch(x_all[i : i + batch_size])).argmax(1).cpu()
             for i in range(0, len(x_all), batch_size)
         ]
         return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.int64)

@@ -260,7 +260,7 @@ class StackedMNISTBenchmark(Benchmark):
                     "stacked-mnist needs the classifier of labelled MNIST (data.source mnist5k "
                     "or mnist-idx)"
                 )
-            self._labellers[key] = classifier_labeller(classifier)
+            self._labellers[key] = classifier_labeller(classifier.for_inference())
         return self._labellers[key]
 
     def _score_uint8(self, images: np.ndarray | torch.Tensor, inputs: Inputs) -> dict:

@@ -13,10 +13,12 @@ without `grid` is the older net and loads as one."""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ugan.core.checkpoint_io import load_checkpoint
 
@@ -74,6 +76,20 @@ class Classifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(x))
+
+    def for_inference(self) -> Classifier:
+        """A frozen eval-mode copy for scoring only: each batch norm folded into the conv before it
+        (torch's `fuse_conv_bn_eval`; the norm's slot becomes an identity, so indices and
+        `features` stay) and the weights channels_last. On the CPU it reads digits ~2x faster
+        (`benchmarks/stacked_labeller.py`); its logits equal this net's up to float rounding.
+        This net is left as it is."""
+        fused = copy.deepcopy(self).eval().requires_grad_(False)
+        layers = fused.body
+        for i in range(len(layers) - 1):
+            if isinstance(layers[i], nn.Conv2d) and isinstance(layers[i + 1], nn.BatchNorm2d):
+                layers[i] = fuse_conv_bn_eval(layers[i], layers[i + 1])
+                layers[i + 1] = nn.Identity()
+        return fused.to(memory_format=torch.channels_last).requires_grad_(False)
 
     def to_payload(self, **extra) -> dict:
         return {
