@@ -83,7 +83,8 @@ bench: $(STAMP)
 	  $(abspath $(PY)) run_jobs.py --gan-steps 300 --vae-steps 300 --json results/run_jobs_short.json && \
 	  $(abspath $(PY)) mode_cells.py --json results/mode_cells.json && \
 	  $(abspath $(PY)) mode_steps.py --json results/mode_steps.json && \
-	  $(abspath $(PY)) omp_wait.py --json results/omp_wait.json
+	  $(abspath $(PY)) omp_wait.py --json results/omp_wait.json && \
+	  $(abspath $(PY)) stacked_labeller.py --json results/stacked_labeller.json
 
 # On a GPU runner, one command of at most ~8 minutes: the CUDA tests (none may skip), throughput
 # per preset at 28 / 64 px, the method x preset matrix (finite losses, loadable checkpoints, a

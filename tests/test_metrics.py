@@ -125,7 +125,9 @@ def test_extractor_returns_features_in_requested_order(clf_path, reference):
         expected = {"logits": logits, "features": feats}
         for name, tensor in zip(order, out, strict=True):
             assert tensor.dtype == torch.float32
-            torch.testing.assert_close(tensor, expected[name])
+            # the extractor runs the net's inference copy (batch norm folded): equal up to
+            # float rounding, not bit for bit
+            torch.testing.assert_close(tensor, expected[name], rtol=1e-4, atol=2e-4)
     assert feats.shape == (16, 128) and logits.shape == (16, 10)
 
 

@@ -205,6 +205,10 @@ def test_the_section_shows_paper_beside_ours_and_each_verdict():
     assert "25.00 ± 0.00" in line and "17.20 [" in line and "mean ≥ 24.5 ✗" in line
     assert "**gaan-grid25: not reproduced**" in text and "10.0 min" in text
     assert "**unbalanced-mnist: not comparable** — not run here: needs" in text
+    found.run["reassessed"] = "at bbbb from this experiment's metrics"  # a new judge, same runs
+    assert "95 s to assess; re-assessed at bbbb from this experiment's" in markdown(
+        [found.as_dict()]
+    )
 
 
 def test_a_rows_trajectory_reads_in_the_section_step_by_step():

@@ -38,8 +38,9 @@ from ugan.data.pixels import to_float
 from ugan.nets.classifier import load_classifier
 
 EXTRACTOR_NAME = "ugan-classifier"
-# Bumped whenever what the extractor computes changes, so older cache files are never reused.
-EXTRACTOR_VERSION = 1
+# Bumped whenever what the extractor computes changes, so older cache files are never reused
+# (2: the classifier's inference copy, batch norm folded: the same features up to rounding).
+EXTRACTOR_VERSION = 2
 FEATURE_LOGITS = "logits"  # (N, num_classes): the Inception Score's class posteriors
 FEATURE_EMBEDDING = "features"  # (N, 128): FID / KID
 
@@ -71,7 +72,8 @@ class ClassifierFeatureExtractor(FeatureExtractorBase):
                 f"feature extractor {name!r} needs feature_extractor_weights_path (a classifier "
                 "checkpoint); it never downloads weights"
             )
-        self.classifier = load_classifier(feature_extractor_weights_path, device="cpu")
+        # Scoring only: batch norm folded into the convs, channels_last (~2x on the CPU).
+        self.classifier = load_classifier(feature_extractor_weights_path).for_inference()
         self.requires_grad_(False)
         self.eval()
 
@@ -106,7 +108,9 @@ class ClassifierFeatureExtractor(FeatureExtractorBase):
             raise FidelityInputError(
                 f"expected a batch of shape (N, {channels}, H, W), got {tuple(x.shape)}"
             )
-        embedding = self.classifier.features(to_float(x))
+        embedding = self.classifier.features(
+            to_float(x).contiguous(memory_format=torch.channels_last)
+        )
         computed = {FEATURE_EMBEDDING: embedding}
         if FEATURE_LOGITS in self.features_list:
             computed[FEATURE_LOGITS] = self.classifier.head(embedding)

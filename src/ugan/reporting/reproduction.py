@@ -366,6 +366,7 @@ def markdown(rows: list[dict]) -> str:
             + f", {run['wall_s'] / 60:.1f} min"
             + (f" (the sum of the {len(experiments)} experiments')" if len(experiments) > 1 else "")
             + (f", then {run['assess_s']:.0f} s to assess" if run.get("assess_s", 0) >= 10 else "")
+            + (f"; re-assessed {run['reassessed']}" if run.get("reassessed") else "")
             if run
             else ""
         )
