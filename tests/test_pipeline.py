@@ -411,10 +411,12 @@ def test_reproduce_runs_a_rows_profile_as_an_experiment_and_writes_its_verdict(p
     stacked = rows["gaan-stacked-mnist"]  # Unrolled GAN's K/4 nets, one seed: never reproduced
     assert stacked["verdict"] == "not comparable" and stacked["seeds"] == [0]
     accuracy = json.loads((p / "metrics/classifier.json").read_text())["heldout_accuracy"]
-    assert stacked["reason"] == (
-        "1 seeds; the bar asks for ≥ 3 — digits read by our classifier at "
-        f"{1 - accuracy:.1%} held-out error (GAAN's: 0.4%)"
+    assert stacked["reason"].startswith("1 seeds; the bar asks for ≥ 3 (gaan ")
+    assert "Mann-Whitney p" in stacked["reason"]  # each ordering's means and p, even unjudged
+    assert stacked["reason"].endswith(
+        f" — digits read by our classifier at {1 - accuracy:.1%} held-out error (GAAN's: 0.4%)"
     )
+    assert set(stacked["checks"][0]["versus"]) == {"wgan-gp", "gan"}
     assert [c["variant"] for c in stacked["checks"]] == ["gaan", "wgan-gp"]
     # one experiment per VAE seed, each with its own VAE; 2 seeds are assessed, never reproduced
     unbalanced = rows["unbalanced-mnist"]
