@@ -57,11 +57,13 @@ def main() -> None:
         "for_inference (what the benchmark runs)": classifier_labeller(model.for_inference()),
     }
     seconds, modes = {}, {}
+
+    def label(name: str) -> None:
+        modes[name] = stacked_modes(images, ways[name])
+
     for _ in range(args.rounds):
-        for name, labeller in ways.items():
-            took = timed(
-                lambda lab=labeller, n=name: modes.__setitem__(n, stacked_modes(images, lab))
-            )
+        for name in ways:
+            took = timed(lambda n=name: label(n))
             seconds[name] = min(seconds.get(name, float("inf")), took)
             print(f"  {name}: {took:.2f} s")
     reference, fused = (seconds[name] for name in ways)

@@ -108,9 +108,7 @@ class ClassifierFeatureExtractor(FeatureExtractorBase):
             raise FidelityInputError(
                 f"expected a batch of shape (N, {channels}, H, W), got {tuple(x.shape)}"
             )
-        embedding = self.classifier.features(
-            to_float(x).contiguous(memory_format=torch.channels_last)
-        )
+        embedding = self.classifier.features(to_float(x))
         computed = {FEATURE_EMBEDDING: embedding}
         if FEATURE_LOGITS in self.features_list:
             computed[FEATURE_LOGITS] = self.classifier.head(embedding)

@@ -188,18 +188,14 @@ def classifier_labeller(
     model: torch.nn.Module, batch_size: int = 250, device: str | torch.device = "cpu"
 ) -> Labeller:
     """The project's digit classifier (`ugan.nets.classifier`) as a `Labeller`: uint8 images →
-    argmax of its logits, in eval mode, in batches. Batches go in channels_last, the layout of
-    `Classifier.for_inference()`'s weights (the same labels for any net)."""
-
-    def batch(x: torch.Tensor) -> torch.Tensor:
-        return to_float(x).to(device).contiguous(memory_format=torch.channels_last)
+    argmax of its logits, in eval mode, in batches."""
 
     @torch.inference_mode()
     def classify(images: np.ndarray) -> np.ndarray:
         model.eval()
         x_all = torch.as_tensor(images)
         out = [
-            model(batch(x_all[i : i + batch_size])).argmax(1).cpu()
+            model(to_float(x_all[i : i + batch_size]).to(device)).argmax(1).cpu()
             for i in range(0, len(x_all), batch_size)
         ]
         return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.int64)

@@ -80,10 +80,11 @@ class Classifier(nn.Module):
     def for_inference(self) -> Classifier:
         """A frozen eval-mode copy for scoring only: each batch norm folded into the conv before it
         (torch's `fuse_conv_bn_eval`; the norm's slot becomes an identity, so indices and
-        `features` stay) and the weights channels_last. On the CPU it reads digits ~2x faster
+        `features` stay) and the weights channels_last (a conv then runs channels_last whatever
+        its input's layout). On the CPU it reads digits ~2x faster
         (`benchmarks/stacked_labeller.py`); its logits equal this net's up to float rounding.
         This net is left as it is."""
-        fused = copy.deepcopy(self).eval().requires_grad_(False)
+        fused = copy.deepcopy(self).eval()
         layers = fused.body
         for i in range(len(layers) - 1):
             if isinstance(layers[i], nn.Conv2d) and isinstance(layers[i + 1], nn.BatchNorm2d):

@@ -91,7 +91,7 @@ def _above_versus(stat: dict) -> bool:
     seeds spread 3× (Stacked MNIST at 2,000 steps, the same seeds and training code on two
     machines: GAAN 255.7 vs WGAN-GP 255.3 on one, 213 vs 388 on the other)."""
     return all(
-        stat["mean"] > other["mean"] and other["p_above"] <= SIGNIFICANCE * (1 + 1e-9)
+        stat["mean"] > other["mean"] and other["p"] <= SIGNIFICANCE * (1 + 1e-9)
         for other in stat["versus"].values()
     )
 
@@ -270,10 +270,10 @@ def assess(row: Row, summaries: dict[str, dict]) -> Assessment:
     for check, spec in zip(checks, row.checks, strict=True):
         versus = {v: _stat(summary, v, spec.metric) for v in spec.versus}
         for other in versus.values():
-            other["p_above"] = ranked_above_p(check["values"], other["values"])
+            other["p"] = ranked_above_p(check["values"], other["values"])
         check["passed"] = bool(spec.passes({**check, "versus": versus}))
         if versus:
-            check["versus"] = {v: {"mean": o["mean"], "p": o["p_above"]} for v, o in versus.items()}
+            check["versus"] = {v: {"mean": o["mean"], "p": o["p"]} for v, o in versus.items()}
     beside = [_stat(summary, v, m) for v, m in row.beside if v in summary["variants"]]
     first = summary["variants"][row.checks[0].variant]
     steps, seeds = first["steps"], first["seeds"]
