@@ -15,16 +15,15 @@ import yaml
 from ugan.evaluation.intervals import mean_ci
 from ugan.reporting.began_row import assess_began, m_global_at_checkpoints
 from ugan.reporting.reproduction import (
-    BY_NAME,
     NOT_COMPARABLE,
     NOT_REPRODUCED,
     REPRODUCED,
-    ROWS,
     _ours,
     assess,
     markdown,
     not_run,
 )
+from ugan.reporting.reproduction_rows import BY_NAME, ROWS
 from ugan.reporting.unbalanced_row import assess_unbalanced
 
 
@@ -155,6 +154,49 @@ def test_the_stacked_mnist_row_asks_for_table_3s_ordering_gaan_over_wgan_gp_over
     found = assess(row, without_gan)  # the versus side is read too
     assert found.verdict == NOT_COMPARABLE and "['gan']" in found.reason
     assert row.variants() == {"gaan", "wgan-gp", "gan"}
+
+
+def test_the_long_stacked_mnist_row_is_the_cpu_rows_profile_longer_and_run_only_when_named(
+    tmp_path, monkeypatch, capsys
+):
+    """`gaan-stacked-mnist-long` (a GPU runner's) trains what the CPU row trains, each variant
+    at the same settings, at 5 seeds × 20,000 steps scored every 2,500; plain `ugan reproduce`
+    skips it and says the command, and its verdict asks for 5 seeds."""
+    import argparse
+    import shutil
+    from pathlib import Path
+
+    from ugan.config.load import parse_params
+    from ugan.pipeline import reproduce
+
+    root = Path(__file__).resolve().parents[1]
+    shutil.copy(root / "params.yaml", tmp_path / "params.yaml")
+    shutil.copytree(root / "profiles", tmp_path / "profiles")
+    monkeypatch.chdir(tmp_path)
+    short, long = BY_NAME["gaan-stacked-mnist"], BY_NAME["gaan-stacked-mnist-long"]
+    texts = reproduce._profiles([short, long], Path("params.yaml"))
+    cpu, gpu = (
+        parse_params(yaml.safe_load(texts[r.name])).modes["stacked-k4"] for r in (short, long)
+    )
+    assert (cpu.seeds, cpu.steps, cpu.checkpoint_every) == ([0, 1, 2], 2000, 1000)
+    assert (gpu.seeds, gpu.steps, gpu.checkpoint_every) == ([0, 1, 2, 3, 4], 20000, 2500)
+    assert gpu.variants == cpu.variants and gpu.num_samples == cpu.num_samples == 25600
+    assert (long.checks, long.judge, long.cpu_sized) == (short.checks, short.judge, False)
+    three = _stacked([900, 880, 860], [700, 650, 720], [30] * 3)
+    assert assess(short, three).verdict == REPRODUCED
+    assert assess(long, three).verdict == NOT_COMPARABLE  # 3 seeds; the long row asks for 5
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--params", default="params.yaml")
+    reproduce._arguments(parser)
+    monkeypatch.setattr(reproduce, "run_profile", lambda *a, **k: pytest.fail("a row ran"))
+    assert reproduce.reproduce(parser.parse_args(["--list"])) == 0
+    listed = capsys.readouterr().out
+    assert "gaan-stacked-mnist-long" in listed and "run only when named" in listed
+    monkeypatch.setattr(reproduce, "ROWS", (long,))  # plain `ugan reproduce`, this row alone
+    assert reproduce.reproduce(parser.parse_args([])) == 0
+    said = capsys.readouterr().out
+    assert "gaan-stacked-mnist-long not run (not CPU-sized): `ugan reproduce" in said
 
 
 def test_every_row_either_runs_a_shipped_profile_or_says_what_it_needs():

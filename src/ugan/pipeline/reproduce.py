@@ -37,15 +37,8 @@ from ugan.core.paths import PREPARED
 from ugan.pipeline import processes, side_by_side
 from ugan.pipeline.dvc_plan import needs_cells
 from ugan.reporting.began_row import PAPER_GAMMA, assess_began, class_evidence, load_evidence
-from ugan.reporting.reproduction import (
-    BY_NAME,
-    ROWS,
-    Assessment,
-    Row,
-    assess,
-    markdown,
-    not_run,
-)
+from ugan.reporting.reproduction import Assessment, Row, assess, markdown, not_run
+from ugan.reporting.reproduction_rows import BY_NAME, ROWS
 from ugan.reporting.unbalanced_row import assess_unbalanced
 from ugan.tracking.pipeline_run import PIPELINE_ENV
 from ugan.tracking.stage_run import StageRun
@@ -98,10 +91,12 @@ def _selected(names: list[str]) -> list[Row]:
 
 def _row_params(row: Row, original: str) -> str:
     """params.yaml text for the row's experiment: its profile applied, a mode-coverage row's
-    benchmark cut to the variants the row reads, validated."""
+    benchmark cut to the variants the row reads and given the row's own `entry` settings,
+    validated."""
     merged, _ = apply_profile(yaml.safe_load(original), load_profile(row.profile))
     if row.benchmark and row.benchmark in merged.get("modes", {}):
         entry = merged["modes"][row.benchmark]
+        entry.update(dict(row.entry))
         wanted = row.variants()
         entry["variants"] = {k: v for k, v in entry["variants"].items() if k in wanted}
         parse_params(merged)

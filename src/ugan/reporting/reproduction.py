@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from ugan.core.markdown import md_table
@@ -51,6 +51,9 @@ class Row:
     # One experiment per VAE seed (vae.seed = gan.seed = the seed), assessed together
     vae_seeds: tuple[int, ...] = ()
     cpu_sized: bool = True  # False: `ugan reproduce` runs it only when named (a GPU runner)
+    # (key, value) set on the benchmark's entry over the profile's: a longer run of another
+    # row's profile (seeds, steps) without a second copy of its settings
+    entry: tuple[tuple[str, Any], ...] = ()
 
     def variants(self) -> set[str]:
         """The benchmark variants the row reads: `ugan reproduce` trains only these."""
@@ -61,15 +64,15 @@ class Row:
         return {v for c in self.checks for v in (c.variant, *c.versus)}
 
 
-def _mean_at_least(bound: float) -> Callable[[dict], bool]:
+def mean_at_least(bound: float) -> Callable[[dict], bool]:
     return lambda stat: stat["mean"] >= bound
 
 
-def _mean_within(low: float, high: float) -> Callable[[dict], bool]:
+def mean_within(low: float, high: float) -> Callable[[dict], bool]:
     return lambda stat: low <= stat["mean"] <= high
 
 
-def _every_seed_at_least(bound: float) -> Callable[[dict], bool]:
+def every_seed_at_least(bound: float) -> Callable[[dict], bool]:
     return lambda stat: min(stat["values"]) >= bound
 
 
@@ -85,7 +88,7 @@ def ranked_above_p(values: list[float], others: list[float]) -> float:
     return float(mannwhitneyu(values, others, alternative="greater", method="exact").pvalue)
 
 
-def _above_versus(stat: dict) -> bool:
+def above_versus(stat: dict) -> bool:
     """Above every compared variant beyond the seeds' spread: a higher mean, and seeds ranked
     above theirs (`ranked_above_p` ≤ SIGNIFICANCE). Means alone flip with one seed where 3
     seeds spread 3× (Stacked MNIST at 2,000 steps, the same seeds and training code on two
@@ -103,122 +106,6 @@ def _versus_text(check: dict) -> str:
         for i, (variant, other) in enumerate(check["versus"].items())
     ]
     return f"{check['variant']} {check['mean']:.1f} vs " + ", ".join(parts)
-
-
-# GAAN §4.1: "500 epochs" of 50,000 points at batch 128 ≈ 195,000 generator steps.
-GRID25_PAPER_STEPS = 195_000
-
-# The Unbalanced GAN paper's row; its WGAN-only, longer variant below differs in its profile.
-UNBALANCED = Row(
-    "unbalanced-mnist",
-    "Unbalanced GANs: better early, faster convergence, lower D-loss std",
-    "Unbalanced GAN Fig. 3–5",
-    "repro-unbalanced-mnist",
-    target="report",
-    judge="unbalanced",
-    vae_seeds=(0, 1, 2, 3, 4),
-    cpu_sized=False,
-    needs=(
-        "5 experiments (one per VAE seed) of 6 conditional GAN runs at 1,250 steps (20 "
-        "epochs), through evaluate and report: 59–78 min per seed at one torch thread, "
-        "~3.4 h for the five run two at a time on 2 CPU cores; a GPU runner: `ugan "
-        "reproduce unbalanced-mnist`"
-    ),
-)
-
-
-ROWS: tuple[Row, ...] = (
-    Row(
-        "gaan-grid25",
-        "GAAN₂ covers all 25 grid modes, registering more points than GAN",
-        "GAAN Table 2",
-        "repro-grid25",
-        "grid25",
-        checks=(
-            Check("gaan", "modes_covered", "mean ≥ 24.5", _mean_at_least(24.5)),
-            Check("gaan", "registered_points", "mean ≥ 1,700", _mean_at_least(1700)),
-        ),
-        beside=(("gan", "registered_points"),),
-        paper_steps=GRID25_PAPER_STEPS,
-    ),
-    Row(
-        "wgan-gp-grid25",
-        "WGAN-GP covers ~24 grid modes; GAN drops modes",
-        "GAAN Table 2",
-        "repro-grid25",
-        "grid25",
-        checks=(
-            Check("wgan-gp", "modes_covered", "mean ≥ 23", _mean_at_least(23)),
-            Check("gan", "modes_covered", "mean in 21.5 ± 2", _mean_within(19.5, 23.5)),
-        ),
-        paper_steps=GRID25_PAPER_STEPS,
-    ),
-    Row(
-        "rfgan-ring8",
-        "RFGAN learns every ring mode where GAN collapses",
-        "RFGAN Fig. 3",
-        "repro-ring8",
-        "ring8",
-        checks=(Check("rfgan", "modes_covered", "8 / 8 in every seed", _every_seed_at_least(8)),),
-        beside=(("gan", "modes_covered"),),
-    ),
-    Row(
-        "began-mnist",
-        "BEGAN: γ trades diversity for quality; M_global tracks convergence",
-        "BEGAN §3.4, Fig. 3–4",
-        "repro-began-mnist",
-        min_seeds=1,
-        target="evaluate",
-        judge="began",
-    ),
-    Row(
-        "gaan-stacked-mnist",
-        "GAAN beats GAN and WGAN-GP on MNIST-1K with a K/4 critic",
-        "GAAN Table 3",
-        "repro-stacked-mnist",
-        "stacked-k4",
-        checks=(
-            Check(
-                "gaan",
-                "modes_covered",
-                "mean and seeds above WGAN-GP's and GAN's (Mann-Whitney p ≤ 0.05)",
-                _above_versus,
-                versus=("wgan-gp", "gan"),
-            ),
-            Check(
-                "wgan-gp",
-                "modes_covered",
-                "mean and seeds above GAN's (Mann-Whitney p ≤ 0.05)",
-                _above_versus,
-                versus=("gan",),
-            ),
-        ),
-        beside=(
-            ("gan", "modes_covered"),
-            ("gaan", "kl_uniform"),
-            ("wgan-gp", "kl_uniform"),
-            ("gan", "kl_uniform"),
-        ),
-        min_seeds=3,  # 3 × 2,000 steps each: 21.9 min on 2 cores, 38.7 on a CPU 2.4× slower
-        judge="stacked",
-    ),
-    UNBALANCED,
-    replace(
-        UNBALANCED,
-        name="unbalanced-mnist-wgan",
-        claim="Unbalanced WGAN converges faster, measured: the WGAN pair run until ordinary "
-        "catches up",
-        profile="repro-unbalanced-mnist-wgan",
-        needs=(
-            "5 experiments (one per VAE seed) of the conditional WGAN pair at 2,500 steps "
-            "(unbalanced-mnist's 1,250 left WGAN's ratio a bound), through evaluate and report: "
-            "~50 min per seed at 2 torch threads (estimated), ~4 h for the five; a GPU runner: "
-            "`ugan reproduce unbalanced-mnist-wgan`"
-        ),
-    ),
-)
-
-BY_NAME = {row.name: row for row in ROWS}
 
 
 @dataclass
