@@ -128,8 +128,9 @@ ROWS: tuple[Row, ...] = (
             "gaan-stacked-mnist's profile at 5 seeds × 20,000 steps, scored every 2,500 (the "
             "CPU row's 2,000 leave GAAN and WGAN-GP still climbing, 69 → 256 and 12 → 255 "
             "modes from step 1,000 to 2,000): ~6 h on 2 CPU cores (scaled from the CPU row's "
-            "21.9 min), not yet timed on a GPU; a GPU runner: `ugan reproduce "
-            "gaan-stacked-mnist-long`"
+            "21.9 min); not yet timed on a GPU, where its 15 cells (300,000 generator steps) "
+            "train one at a time unless the entry's `workers` is raised; a GPU runner: `ugan "
+            "reproduce gaan-stacked-mnist-long`"
         ),
     ),
     UNBALANCED,
