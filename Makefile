@@ -88,7 +88,8 @@ bench: $(STAMP)
 
 # On a GPU runner, one command of at most ~8 minutes: the CUDA tests (none may skip), throughput
 # per preset at 28 / 64 px, the method x preset matrix (finite losses, loadable checkpoints, a
-# sync audit, FID on CUDA vs CPU, cross-device checkpoints) and a tiny `dvc repro` on CUDA, into
+# sync audit, FID on CUDA vs CPU, cross-device checkpoints), a tiny `dvc repro` on CUDA and the
+# Stacked MNIST steps that size `ugan reproduce gaan-stacked-mnist-long`, into
 # benchmarks/results/gpu.json. Without a CUDA GPU it says so and exits 0.
 gpu-check: $(STAMP)
 	PATH=$(abspath $(VENV))/bin:$$PATH $(PY) benchmarks/gpu_check.py

@@ -12,7 +12,9 @@
    checkpoints and no host sync outside log / checkpoint steps; FID on CUDA within 1 % of the
    CPU's; a CUDA checkpoint loads on the CPU with the same samples, and a CUDA resume state is
    refused on the CPU (the resume identity holds the device type). Its rows go to gpu.json and
-   to a table; any failed row fails the check.
+   to a table; any failed row fails the check;
+5. ms per training step of each Stacked MNIST variant of `gaan-stacked-mnist-long` on CUDA
+   (`benchmarks/mode_steps.py --row`), and that row's training hours projected from them.
 
 Without a CUDA GPU it says so and exits 0 (CPU machines run everything else in `make test`).
 With one, any step that fails makes the command fail (exit 1) after the others ran, with the
@@ -34,6 +36,7 @@ from common import copy_pipeline, merge, repo_params, table
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
+PREPARED = ROOT / "data" / "prepared" / "dataset.npz"  # what `stages/prepare.py` writes
 PY = sys.executable
 TINY = {
     "classifier": {"steps": 60, "min_accuracy": 0.0},
@@ -117,6 +120,28 @@ def method_matrix(steps: int = 24) -> dict:
     return {"ok": ok, "seconds": seconds, "rows": rows, "tail": output[-2500:]}
 
 
+def stacked_steps(
+    steps: int = 200, device: str = "cuda", prepared: Path = PREPARED, warmup: int = 50
+) -> dict:
+    """ms per training step of each Stacked MNIST variant on CUDA, and the training hours of
+    `ugan reproduce gaan-stacked-mnist-long` projected from them (`benchmarks/mode_steps.py
+    --row`): what that row needs, measured where it would run. Prepares the digits first."""
+    if not prepared.is_file():
+        code, output, _ = _run([PY, "stages/prepare.py"], timeout=180)
+        if code != 0:
+            return {"ok": False, "seconds": 0, "tail": output[-1500:]}
+    out = RESULTS / "gpu-stacked-steps.json"
+    out.unlink(missing_ok=True)
+    cmd = [
+        *(PY, "benchmarks/mode_steps.py", "--row", "gaan-stacked-mnist-long"),
+        *("--device", device, "--steps", str(steps), "--warmup", str(warmup), "--rounds", "1"),
+        *("--prepared", str(prepared)),
+    ]
+    code, output, seconds = _run([*cmd, "--json", str(out)], timeout=300)
+    figures = json.loads(out.read_text())["figures"] if code == 0 and out.is_file() else {}
+    return {"ok": bool(figures), "seconds": seconds, "stacked": figures, "tail": output[-1500:]}
+
+
 def matrix_table(rows: list[dict]) -> str:
     """The matrix's rows as a table: a failed row shows its error, a passed one what it
     measured (host syncs outside the log / checkpoint steps; FID per device)."""
@@ -149,6 +174,7 @@ def main() -> int:
         "throughput 64 px": lambda: throughput(64, 150),
         "tiny dvc repro on cuda, bf16 + channels_last": tiny_pipeline,
         "method × preset matrix on cuda": method_matrix,
+        "Stacked MNIST steps on cuda (sizes gaan-stacked-mnist-long)": stacked_steps,
     }
     results = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__, "steps": {}}
     for name, step in steps.items():
@@ -170,6 +196,10 @@ def main() -> int:
             print(f"    {loop:46s} {figure.get('images_per_s', 0):8.0f} img/s  {ratio:.2f}×")
         if outcome.get("rows"):
             print(matrix_table(outcome["rows"]))
+        if stacked := outcome.get("stacked"):
+            for variant in ("gan", "wgan-gp", "gaan"):
+                print(f"    {variant:46s} {stacked[variant]['fused_ms']:8.2f} ms/step")
+            print(f"    gaan-stacked-mnist-long, training: ~{stacked['projected_hours']:.1f} h")
     print(f"written: {RESULTS / 'gpu.json'}")
     return 0 if all(o["ok"] for o in results["steps"].values()) else 1
 

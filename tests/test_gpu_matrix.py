@@ -3,7 +3,7 @@ run tiny on the CPU: every method × every `perf:` preset trains with finite los
 checkpoints and no host read of a loss outside the log / checkpoint steps; the cross-device and
 FID checks run their plumbing (on CUDA they compare the CPU with the GPU: the resume refusal and
 the FID agreement need one). The audit is shown to catch what it looks for, and gpu_check to
-fail on a failed row."""
+fail on a failed row; its Stacked MNIST step (5) runs tiny on the CPU as well."""
 
 from __future__ import annotations
 
@@ -155,3 +155,25 @@ def test_gpu_check_fails_on_a_failed_matrix_row_and_keeps_the_rows(
     assert env["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"  # set before the subprocess starts CUDA
     table = gpu_check.matrix_table(outcome["rows"])
     assert "| FAILED |" in table and "5.00% apart" in table and "16 steps audited" in table
+
+
+def test_gpu_checks_stacked_mnist_step_projects_the_long_rows_hours(
+    gpu_check, monkeypatch, tmp_path, tiny_data
+):
+    """Step 5 of `make gpu-check`, on the CPU here: mode_steps.py times each variant of
+    `gaan-stacked-mnist-long` (its nets and settings) for real and projects the row's training
+    hours from the fused steps: 5 seeds × 20,000 steps per variant."""
+    from ugan.data.prepared import save_prepared
+
+    monkeypatch.setattr(gpu_check, "RESULTS", tmp_path)
+    prepared = tmp_path / "dataset.npz"
+    save_prepared(prepared, tiny_data)
+    outcome = gpu_check.stacked_steps(steps=2, device="cpu", prepared=prepared, warmup=1)
+    assert outcome["ok"], outcome["tail"]
+    stacked = outcome["stacked"]
+    assert stacked["row"] == "gaan-stacked-mnist-long" and stacked["device"] == "cpu"
+    assert set(stacked) >= {"gan", "wgan-gp", "gaan"}
+    per_step = {v: stacked[v]["fused_ms"] for v in ("gan", "wgan-gp", "gaan")}
+    assert all(ms > 0 for ms in per_step.values())
+    expected = 5 * 20_000 * sum(per_step.values()) / 1e3 / 3600
+    assert stacked["projected_hours"] == pytest.approx(expected)

@@ -89,7 +89,7 @@ def _selected(names: list[str]) -> list[Row]:
     return [BY_NAME[n] for n in names] if names else list(ROWS)
 
 
-def _row_params(row: Row, original: str) -> str:
+def row_params(row: Row, original: str) -> str:
     """params.yaml text for the row's experiment: its profile applied, a mode-coverage row's
     benchmark cut to the variants the row reads and given the row's own `entry` settings,
     validated."""
@@ -107,7 +107,7 @@ def _profiles(rows: list[Row], params_path: Path) -> dict[str, str]:
     """Each selected row's params, validated before any run: row name → the params text its
     experiment runs with."""
     original = params_path.read_text()
-    return {row.name: _row_params(row, original) for row in rows if row.profile}
+    return {row.name: row_params(row, original) for row in rows if row.profile}
 
 
 def _head() -> str:
