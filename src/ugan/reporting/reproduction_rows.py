@@ -125,12 +125,14 @@ ROWS: tuple[Row, ...] = (
         min_seeds=5,
         cpu_sized=False,
         needs=(
-            "gaan-stacked-mnist's profile at 5 seeds × 20,000 steps, scored every 2,500 (the "
-            "CPU row's 2,000 leave GAAN and WGAN-GP still climbing, 69 → 256 and 12 → 255 "
-            "modes from step 1,000 to 2,000): ~6 h on 2 CPU cores (scaled from the CPU row's "
-            "21.9 min); not yet timed on a GPU, where its 15 cells (300,000 generator steps) "
-            "train one at a time unless the entry's `workers` is raised; a GPU runner: `ugan "
-            "reproduce gaan-stacked-mnist-long`"
+            "gaan-stacked-mnist's profile at 5 seeds × 20,000 steps, scored every 2,500 (at "
+            "the CPU row's 2,000 GAAN and WGAN-GP were still climbing; a 4,000-step probe of 3 "
+            "seeds on the CPU: WGAN-GP 808 modes, levelling off, GAAN 294, flat since step "
+            "2,000): ~4.5 h on 2 CPU cores (`benchmarks/mode_steps.py --row "
+            "gaan-stacked-mnist-long`: 8.4 h of steps on one core, 2 cells at once, plus "
+            "scoring); not yet timed on a GPU, where its 15 cells (300,000 generator steps) "
+            "train one at a time unless the entry's `workers` is raised (`make gpu-check` "
+            "projects it); a GPU runner: `ugan reproduce gaan-stacked-mnist-long`"
         ),
     ),
     UNBALANCED,
