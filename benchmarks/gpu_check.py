@@ -34,9 +34,11 @@ from pathlib import Path
 import torch
 from common import copy_pipeline, merge, repo_params, table
 
+from ugan.core import paths
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-PREPARED = ROOT / "data" / "prepared" / "dataset.npz"  # what `stages/prepare.py` writes
+PREPARED = ROOT / paths.PREPARED  # what `stages/prepare.py` writes
 PY = sys.executable
 TINY = {
     "classifier": {"steps": 60, "min_accuracy": 0.0},
@@ -197,8 +199,9 @@ def main() -> int:
         if outcome.get("rows"):
             print(matrix_table(outcome["rows"]))
         if stacked := outcome.get("stacked"):
-            for variant in ("gan", "wgan-gp", "gaan"):
-                print(f"    {variant:46s} {stacked[variant]['fused_ms']:8.2f} ms/step")
+            for variant, figure in stacked.items():
+                if isinstance(figure, dict):  # a variant's timings, beside the run's settings
+                    print(f"    {variant:46s} {figure['fused_ms']:8.2f} ms/step")
             print(f"    gaan-stacked-mnist-long, training: ~{stacked['projected_hours']:.1f} h")
     print(f"written: {RESULTS / 'gpu.json'}")
     return 0 if all(o["ok"] for o in results["steps"].values()) else 1

@@ -21,7 +21,6 @@ timed the same step.
 from __future__ import annotations
 
 import time
-from contextlib import chdir
 from pathlib import Path
 
 import torch
@@ -51,8 +50,7 @@ def entry(row: str | None = None):
         merged, _ = apply_profile(yaml.safe_load(base), load_profile("repro-grid25", PROFILES))
         return parse_params(merged).modes["grid25"]
     found = BY_NAME[row]
-    with chdir(ROOT):  # a profile is read from profiles/ of the working directory
-        text = row_params(found, base)
+    text = row_params(found, base, PROFILES)
     return parse_params(yaml.safe_load(text)).modes[found.benchmark]
 
 

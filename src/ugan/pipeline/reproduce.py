@@ -30,7 +30,7 @@ from pathlib import Path
 import yaml
 
 from ugan.config.load import load_params, parse_params
-from ugan.config.profiles import apply_profile, load_profile, render_params
+from ugan.config.profiles import PROFILES_DIR, apply_profile, load_profile, render_params
 from ugan.core.errors import ConfigError, UserError
 from ugan.core.io import atomic_write_json, atomic_write_text
 from ugan.core.paths import PREPARED
@@ -89,11 +89,11 @@ def _selected(names: list[str]) -> list[Row]:
     return [BY_NAME[n] for n in names] if names else list(ROWS)
 
 
-def row_params(row: Row, original: str) -> str:
-    """params.yaml text for the row's experiment: its profile applied, a mode-coverage row's
-    benchmark cut to the variants the row reads and given the row's own `entry` settings,
-    validated."""
-    merged, _ = apply_profile(yaml.safe_load(original), load_profile(row.profile))
+def row_params(row: Row, original: str, profiles: Path = PROFILES_DIR) -> str:
+    """params.yaml text for the row's experiment: its profile (from `profiles`) applied, a
+    mode-coverage row's benchmark cut to the variants the row reads and given the row's own
+    `entry` settings, validated."""
+    merged, _ = apply_profile(yaml.safe_load(original), load_profile(row.profile, profiles))
     if row.benchmark and row.benchmark in merged.get("modes", {}):
         entry = merged["modes"][row.benchmark]
         entry.update(dict(row.entry))
