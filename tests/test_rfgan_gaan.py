@@ -216,6 +216,48 @@ def test_gaan_authors_code_objective_weighs_d_and_takes_g_from_d_means(tiny_arch
     assert counts["authors-code"] == counts["paper"] + 1
 
 
+@pytest.mark.parametrize("batches_mode, draws", [("one", 1), ("per-update", 3)])
+def test_gaan_per_update_batches_give_each_update_its_own_minibatch(
+    batches_mode, draws, tiny_arch, tiny_data
+):
+    """`gaan.batches: per-update` (both authors' codes): the AE, D and G updates each draw their own
+    x; `one` (Algorithm 1) trains all three on one minibatch. A bug that reuses step 1's x in D's
+    step, or draws once in per-update mode, fails here."""
+    gaan = {"objective": "authors-code", "batches": batches_mode}
+    m = build_method(tiny_arch, tiny_run("gaan", gaan=gaan), random_init(tiny_arch), 0.02)
+    draw = batches(tiny_data)
+    drawn: list = []
+    seen: list = []
+    m.discriminator.register_forward_hook(lambda _, args, out: seen.append(args[0].detach()))
+
+    def next_batch():
+        drawn.append(draw())
+        return drawn[-1]
+
+    m.train_step(next_batch)
+    assert len(drawn) == draws
+    first, d_step, g_step = drawn[0][0], drawn[min(1, draws - 1)][0], drawn[-1][0]
+    assert torch.equal(seen[0], d_step)  # step 2: D(x) (step 1 reads D's trunk only)
+    assert torch.equal(seen[-2], g_step)  # step 3: D(x) that G's loss reads
+    if draws == 3:
+        assert not torch.equal(d_step, first) and not torch.equal(g_step, d_step)
+
+
+def test_gaan_authors_mnist_code_weighs_real_and_reconstructed_alike(tiny_arch, tiny_data):
+    """`authors-mnist-code` (tntrung/gan `gaan_mnist`): D's loss (BCE real + BCE recon) · 0.5 +
+    BCE fake, the rest as `authors-code`."""
+    gaan = {"lambda_p": 0.0, "objective": "authors-mnist-code"}
+    m = build_method(tiny_arch, tiny_run("gaan", gaan=gaan), random_init(tiny_arch), 0.02)
+    logits: list = []
+    m.discriminator.register_forward_hook(lambda _, args, out: logits.append(out.detach()))
+    x, labels = batches(tiny_data)()
+    out = m.train_step(lambda: (x, labels))
+    d_x, d_recon, d_fake = logits[:3]  # step 2: x, G(E(x)), G(z)
+    bce = F.binary_cross_entropy_with_logits
+    half = 0.5 * (bce(d_x, torch.ones_like(d_x)) + bce(d_recon, torch.ones_like(d_recon)))
+    assert float(out["d_loss"]) == pytest.approx((half + bce(d_fake, 0 * d_fake)).item(), rel=1e-6)
+
+
 def test_the_gradient_penalty_on_the_rms_divides_the_norm_by_the_root_of_the_dimension():
     from ugan.losses import wgan_gp_penalty
 
@@ -231,5 +273,7 @@ def test_an_unknown_gaan_objective_is_named():
     from ugan.config.load import parse_params
     from ugan.core.errors import ConfigError
 
-    with pytest.raises(ConfigError, match=r"gaan.objective.*'paper' or 'authors-code'"):
+    with pytest.raises(
+        ConfigError, match=r"gaan.objective.*'paper', 'authors-code' or 'authors-mnist-code'"
+    ):
         parse_params({"gan": {"method": "gaan", "gaan": {"objective": "code"}}})

@@ -38,5 +38,9 @@ class GAANParams(Strict):
     lambda_p: Annotated[float, Field(ge=0.0)] = 1.0  # gradient penalty (eq. 4)
     lambda_w: Annotated[float, Field(gt=0.0)] | None = None  # None: √(d / D) (eq. 5)
     # "paper": Algorithm 1 as written; "authors-code": as its authors' image code trains
-    # (tntrung/gan `gaan_image`; `ugan.methods.gaan.OBJECTIVES`)
-    objective: Literal["paper", "authors-code"] = "paper"
+    # (tntrung/gan `gaan_image`), "authors-mnist-code" their MNIST code (`gaan_mnist`)
+    # (`ugan.methods.gaan.OBJECTIVES`)
+    objective: Literal["paper", "authors-code", "authors-mnist-code"] = "paper"
+    # "one": Algorithm 1's one minibatch x^m, z^m for all three updates; "per-update": each
+    # update draws its own x and z, as both of its authors' codes do (gaan_mnist, gaan_image)
+    batches: Literal["one", "per-update"] = "one"

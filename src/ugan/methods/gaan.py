@@ -25,6 +25,9 @@ jointly with the GAN, in the order of Algorithm 1. Each step, on one minibatch x
 `gaan.objective: authors-code` trains steps 2 and 3 as the authors' image code does
 (`OBJECTIVES`: D's real / reconstructed terms 0.95 / 0.05, the penalty on ∇D's RMS over the
 pixels, G's loss |E σ(D(x)) − E σ(D(G(z)))|); the default `paper` is the above.
+`gaan.batches: per-update` draws a fresh minibatch x and noise z for each of the three updates,
+as both authors' codes do (tntrung/gan `gaan_mnist`, `gaan_image`); the default `one` is
+Algorithm 1's single x^m, z^m per step.
 
 Eq. 4 is the cross-entropy objective, so the run's `loss` must be `ns`; the penalty is GAAN's own
 (`gaan.lambda_p`), not `gp_weight`. Separate Adam optimizers for (E, G), D and G, each with the
@@ -91,6 +94,9 @@ class Objective:
 OBJECTIVES = {
     "paper": Objective((1.0, 1.0), False, lambda _, d_fake: ns_g_loss(d_fake), reads_real=False),
     "authors-code": Objective((0.95, 0.05), True, mean_distance_g_loss, reads_real=True),
+    # their earlier MNIST code (tntrung/gan `gaan_mnist`, after WGAN-GP's MNIST code, which §4.2
+    # says the MNIST experiments build on): the same but D's real / reconstructed terms 0.5 / 0.5
+    "authors-mnist-code": Objective((0.5, 0.5), True, mean_distance_g_loss, reads_real=True),
 }
 
 
@@ -161,6 +167,7 @@ class GAANMethod:
             prior=run_prior(run, generator_init, cls.prior),
             feature_space=feature_space,
             objective=params.objective,
+            fresh_batches=params.batches == "per-update",
         )
 
     def __init__(
@@ -178,6 +185,7 @@ class GAANMethod:
         prior: str = "uniform",
         feature_space: bool = True,
         objective: str = "paper",
+        fresh_batches: bool = False,
     ):
         self.generator = generator
         self.discriminator = discriminator
@@ -188,6 +196,7 @@ class GAANMethod:
         self.prior = prior
         self.feature_space = feature_space
         self.objective = OBJECTIVES[objective]
+        self.fresh_batches = fresh_batches
         self.latent_dim = generator.cfg.latent_dim
         ae_params = [*encoder.parameters(), *generator.parameters()]
         adam = partial(torch.optim.Adam, lr=lr, betas=betas, weight_decay=weight_decay)
@@ -203,12 +212,18 @@ class GAANMethod:
     def _noise(self, batch: int, like: torch.Tensor) -> torch.Tensor:
         return draw_latent(batch, self.latent_dim, self.prior, like.device)
 
+    def _draw(self, next_batch: Callable) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """x, its labels (None for an unconditional G) and z for one update."""
+        real, labels = next_batch()
+        y = labels if self.generator.cfg.num_classes > 0 else None
+        return real, y, self._noise(real.shape[0], real)
+
     def train_step(
         self, next_batch: Callable[[], tuple[torch.Tensor, torch.Tensor]]
     ) -> dict[str, torch.Tensor]:
-        real, labels = next_batch()
-        y = labels if self.generator.cfg.num_classes > 0 else None
-        z = self._noise(real.shape[0], real)
+        real, y, z = self._draw(next_batch)
+        # per-update: (2) and (3) draw their own x and z; else all three share step 1's
+        redraw = partial(self._draw, next_batch) if self.fresh_batches else lambda: (real, y, z)
         D, E, G = self.discriminator, self.encoder, self.generator
 
         # (1) E, G: minimise R + λ_r W with D fixed (Algorithm 1, line 6).
@@ -231,6 +246,7 @@ class GAANMethod:
             self.opt_ae.step()
 
         # (2) D: maximise eq. 4, reconstructions labelled real (line 8).
+        real, y, z = redraw()
         with torch.no_grad():
             recon = G(E(real, y), y)
             fake = G(z, y)
@@ -244,6 +260,7 @@ class GAANMethod:
         self.opt_d.step()
 
         # (3) G once more: maximise log σ(D(G(z))) with E, D fixed (line 10).
+        real, y, z = redraw()
         with frozen(D):
             d_now = D(real, y) if self.objective.reads_real else None  # D after its update
             g_loss = self.objective.g_loss(d_now, D(G(z, y), y))
