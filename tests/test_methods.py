@@ -91,6 +91,27 @@ def test_a_critic_under_a_gradient_penalty_scores_each_sample_alone(
     assert _cross_sample_gradient(plain, x) > 1e-6
 
 
+@pytest.mark.parametrize(
+    ("method", "overrides"), [("gan", {"loss": "wgan-gp"}), ("rfgan", {}), ("gaan", {})]
+)
+def test_critic_norm_sets_the_discriminators_normalisation(method, overrides, tiny_arch, dae_file):
+    """`critic_norm`: auto (layer under a penalty, batch otherwise), or the run's choice; "none"
+    is the WGAN-GP and GAAN authors' MNIST critic: no normalisation layer at all."""
+    kinds = {"batch": torch.nn.BatchNorm2d, "layer": torch.nn.GroupNorm}
+    penalised = method != "rfgan"  # rfgan's default loss is ns: no penalty, batch norm
+    for chosen, expected in [("auto", "layer" if penalised else "batch"), *((k, k) for k in kinds)]:
+        run = tiny_run(method, critic_norm=chosen, **overrides)
+        trunk = build_method(tiny_arch, run, random_init(tiny_arch), 0.02).discriminator.trunk
+        assert {type(m) for m in trunk.modules()} & set(kinds.values()) == {kinds[expected]}
+    run = tiny_run(method, critic_norm="none", **overrides)
+    trunk = build_method(tiny_arch, run, random_init(tiny_arch), 0.02).discriminator.trunk
+    assert not {type(m) for m in trunk.modules()} & set(kinds.values())
+    with pytest.raises(ConfigError, match="critic_norm.*'auto', 'batch', 'layer' or 'none'"):
+        tiny_run(method, critic_norm="group")
+    with pytest.raises(ConfigError, match="critic_norm does not apply to method 'began'"):
+        tiny_run("began", critic_norm="none")
+
+
 @pytest.mark.parametrize("method", ["rfgan", "gaan"])
 def test_rfgan_and_gaan_start_from_the_transferred_decoder(method, tiny_arch, dae_file):
     init = vae_init(tiny_arch)

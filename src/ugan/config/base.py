@@ -53,3 +53,5 @@ class LRDecay(Strict):
 
 
 LatentPrior = Literal["normal", "uniform"]
+# D's normalisation; auto: layer norm under a gradient penalty, batch norm otherwise
+CriticNorm = Literal["auto", "batch", "layer", "none"]

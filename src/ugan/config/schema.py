@@ -139,6 +139,7 @@ class GANParams(Strict):
     n_critic: PositiveInt = 1
     clip_value: Annotated[float, Field(gt=0.0)] = 0.01
     gp_weight: Annotated[float, Field(ge=0.0)] = 10.0  # λ of wgan-gp / dragan penalties
+    critic_norm: base.CriticNorm = "auto"  # `ugan.nets.family.critic_norm`
     seed: int = 0
     checkpoint_every: PositiveInt = 150
     log_every: PositiveInt = 5
@@ -165,6 +166,11 @@ class GANParams(Strict):
                 f"checkpoint_every ({self.checkpoint_every}) must be ≤ steps ({self.steps}) "
                 "so that at least one checkpoint is evaluated"
             )
+        if self.method == "began" and self.critic_norm != "auto":
+            raise ValueError(
+                "critic_norm does not apply to method 'began' (its D is an "
+                "autoencoder with no normalisation); set critic_norm: auto"
+            )
         if self.method == "began" and self.lr_decay is not None:
             raise ValueError(
                 "lr_decay does not apply to method 'began': it halves its learning rate itself "
@@ -184,6 +190,7 @@ class RunParams(Strict):
     n_critic: PositiveInt | None = None
     clip_value: Annotated[float, Field(gt=0.0)] | None = None
     gp_weight: Annotated[float, Field(ge=0.0)] | None = None
+    critic_norm: base.CriticNorm | None = None
     seed: int | None = None
     checkpoint_every: PositiveInt | None = None
     optim: OptimParams | None = None

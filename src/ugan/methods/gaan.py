@@ -138,7 +138,8 @@ class GAANMethod:
         nets = family_of(arch)
         seed_everything(run.gan.seed)  # D first, then E, then a random G
         # the WGAN-GP penalty of eq. 4 goes through D: no batch norm in D when λ_p > 0
-        discriminator = nets.discriminator(arch, norm=critic_norm(params.lambda_p > 0))
+        norm = critic_norm(params.lambda_p > 0, run.gan.critic_norm)
+        discriminator = nets.discriminator(arch, norm=norm)
         nets.init(discriminator, init_std, arch)
         encoder = nets.latent_encoder(arch)
         nets.init(encoder, init_std, arch)

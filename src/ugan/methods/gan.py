@@ -27,7 +27,7 @@ class GANMethod:
         """What draws a fresh discriminator (given the init std). Called before the run's
         seed is set, so it may load files without touching the random stream."""
         nets = family_of(arch)
-        norm = critic_norm(cls.penalised(run))
+        norm = critic_norm(cls.penalised(run), run.gan.critic_norm)
 
         def make(init_std: float) -> nn.Module:
             discriminator = nets.discriminator(arch, norm=norm)

@@ -69,7 +69,7 @@ class RFGANMethod(GANMethod):
     def discriminator_maker(cls, arch, run, resources: dict) -> Callable[[float], nn.Module]:
         encoder = load_frozen_encoder(Path(resources.get("dae_path", DAE_PATH)), arch)
         nets = family_of(arch)
-        norm = critic_norm(cls.penalised(run))
+        norm = critic_norm(cls.penalised(run), run.gan.critic_norm)
 
         def make(init_std: float) -> RFDiscriminator:
             discriminator = RFDiscriminator(arch, encoder, norm)

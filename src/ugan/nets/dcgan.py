@@ -56,15 +56,17 @@ def with_label_maps(x: torch.Tensor, y: torch.Tensor | None, num_classes: int) -
     return torch.cat([x, maps], dim=1)
 
 
-NORMS = ("batch", "layer")  # a trunk's normalisation: batch norm, or layer norm for a critic
+NORMS = ("batch", "layer", "none")  # a trunk's normalisation (layer norm for a critic)
 
 
 def norm_2d(kind: str, width: int) -> nn.Module:
-    """(N, width, s, s) → same: batch norm, or layer norm over (width, s, s) per sample."""
+    """(N, width, s, s) → same: batch norm, layer norm over (width, s, s) per sample, or none."""
     if kind == "batch":
         return nn.BatchNorm2d(width)
     if kind == "layer":
         return nn.GroupNorm(1, width)  # one group: layer norm, with a gain / bias per channel
+    if kind == "none":  # the WGAN-GP and GAAN authors' MNIST critics
+        return nn.Identity()
     raise ValueError(f"norm must be one of {NORMS}, got {kind!r}")
 
 

@@ -95,11 +95,14 @@ FAMILIES: dict[type, NetFamily] = {
 }
 
 
-def critic_norm(penalised: bool) -> str:
-    """The normalisation of a discriminator: layer norm when a gradient penalty is taken through
-    it (WGAN-GP, Gulrajani et al. 2017, §4: "no critic batch normalization"; batch norm couples
-    the samples of a batch, so ∇_{x_i} D(x_i) would not be a per-sample gradient), batch norm
-    otherwise (the nets of the Unbalanced GAN paper)."""
+def critic_norm(penalised: bool, chosen: str = "auto") -> str:
+    """The normalisation of a discriminator: the run's `critic_norm` unless "auto"; for "auto"
+    layer norm when a gradient penalty is taken through it (WGAN-GP, Gulrajani et al. 2017, §4:
+    "no critic batch normalization"; batch norm couples the samples of a batch, so ∇_{x_i} D(x_i)
+    would not be a per-sample gradient), batch norm otherwise (the Unbalanced GAN paper's nets).
+    "none" is the critic of the WGAN-GP and GAAN authors' MNIST code."""
+    if chosen != "auto":
+        return chosen
     return "layer" if penalised else "batch"
 
 
