@@ -74,6 +74,32 @@ def test_every_net_of_the_family_runs_and_starts_at_the_dcgan_init():
     assert generator.body[-1].bias.abs().max() == 0
 
 
+def test_unrolled_init_xavier_is_the_gaan_authors_stacked_mnist_init():
+    """`modes.<entry>.unrolled.init: xavier` (tntrung/msgan's Stacked MNIST nets): every conv /
+    linear weight Xavier-uniform (bound √(6 / (fan_in + fan_out))), biases zero, norm gains 1;
+    the default stays N(0, 0.02). A bad value is named with the allowed ones."""
+    entry = _stacked_entry("unrolled-k4", {"w": {"init": "random"}})
+    modes = parse_params({"modes": {"g": {**entry, "unrolled": {"init": "xavier"}}}}).modes["g"]
+    cfg = get_benchmark("stacked-mnist").arch(modes, ModelParams())
+    assert cfg.init == "xavier" and cfg.to_dict()["init"] == "xavier"
+    nets = family_of(cfg)
+    critic = nets.discriminator(cfg, norm="layer")
+    nets.init(critic, 0.02, cfg)
+    conv = critic.trunk.body[0]  # 3 → 2 filters, 3×3
+    bound = math.sqrt(6 / (3 * 9 + 2 * 9))
+    assert conv.weight.abs().max() <= bound and conv.weight.abs().max() > 0.8 * bound
+    assert conv.bias.abs().max() == 0
+    assert all(
+        torch.equal(m.weight, torch.ones_like(m.weight))
+        for m in critic.modules()
+        if isinstance(m, nn.GroupNorm)
+    )
+    default = parse_params({"modes": {"g": entry}}).modes["g"]
+    assert get_benchmark("stacked-mnist").arch(default, ModelParams()).init == "normal"
+    with pytest.raises(ConfigError, match=r"unrolled.init.*'normal' or 'xavier'"):
+        parse_params({"modes": {"g": {**entry, "unrolled": {"init": "he"}}}})
+
+
 def test_a_generator_file_rebuilds_the_unrolled_generator(tmp_path):
     generator = UnrolledGenerator(UnrolledConfig(critic_width=4)).eval()
     save_checkpoint(tmp_path / "g.pt", generator_payload(generator, prior="uniform"))

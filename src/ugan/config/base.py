@@ -35,6 +35,14 @@ class MLPNets(Strict):
     input_scale: Annotated[float, Field(gt=0.0)] = 1.0
 
 
+class UnrolledNets(Strict):
+    """Unrolled GAN's Stacked MNIST nets (`nets: unrolled-k4 | unrolled-k2`)."""
+
+    # weights: N(0, model.init_std) as the DCGAN code Unrolled GAN's derives from, or Xavier-uniform
+    # as the GAAN authors' own Stacked MNIST code (tntrung/msgan `modules/ops.py`)
+    init: Literal["normal", "xavier"] = "normal"
+
+
 class OptimParams(Strict):
     lr: Annotated[float, Field(gt=0.0)] = 2e-4
     beta1: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.5

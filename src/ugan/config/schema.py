@@ -306,6 +306,7 @@ class ModeBenchmarkParams(Strict):
     base_channels: PositiveInt = 32  # stacked-mnist conv nets (n, 2n…)
     nets: Literal[checks.STACKED_NETS] = "dcgan"  # stacked-mnist: ours, or Unrolled GAN's K/4, K/2
     mlp: base.MLPNets = base.MLPNets()  # ring8 / grid25's nets
+    unrolled: base.UnrolledNets = base.UnrolledNets()  # stacked-mnist's unrolled-k4 / k2 nets
     train_images: PositiveInt = 25_600  # stacked-mnist: training images (GAAN §4.2: 25,600)
     dae_noise_std: Annotated[float, Field(gt=0.0)] = 0.1  # RFGAN's DAE input noise, net coordinates
     variants: dict[str, RunParams] = Field(default_factory=_default_variants)

@@ -232,7 +232,8 @@ class StackedMNISTBenchmark(Benchmark):
 
     def arch(self, entry: ModeBenchmarkParams, model: ModelParams) -> ArchConfig | UnrolledConfig:
         if entry.nets in UNROLLED_NETS:
-            return UnrolledConfig(critic_width=CRITIC_WIDTHS[UNROLLED_NETS[entry.nets]])
+            critic_width = CRITIC_WIDTHS[UNROLLED_NETS[entry.nets]]
+            return UnrolledConfig(critic_width=critic_width, init=entry.unrolled.init)
         return ArchConfig(
             image_size=28,
             channels=3,

@@ -37,6 +37,7 @@ class UnrolledConfig:
     generator_widths: tuple[int, ...] = (64, 32, 16, 8)  # from the 4×4 map to the 28×28 one
     leaky_slope: float = 0.3
     num_classes: int = 0  # unconditional (the methods read this field)
+    init: str = "normal"  # N(0, std) or "xavier" (`ugan.nets.unrolled.init_unrolled`)
 
     def __post_init__(self) -> None:
         # a generator file's arch comes back from JSON / torch.load with a list
@@ -48,6 +49,8 @@ class UnrolledConfig:
             )
         if self.num_classes != 0:
             raise ValueError(f"UnrolledConfig.num_classes must be 0, got {self.num_classes!r}")
+        if self.init not in ("normal", "xavier"):
+            raise ValueError(f"UnrolledConfig.init must be 'normal' or 'xavier', got {self.init!r}")
 
     def to_dict(self) -> dict:
         return {**asdict(self), "generator_widths": list(self.generator_widths)}

@@ -38,6 +38,7 @@ from ugan.nets.unrolled import (
     UnrolledGenerator,
     UnrolledLatentEncoder,
     UnrolledTrunk,
+    init_unrolled,
 )
 
 
@@ -90,7 +91,7 @@ FAMILIES: dict[type, NetFamily] = {
         trunk=UnrolledTrunk,
         vae_encoder=UnrolledGaussianEncoder,
         latent_encoder=UnrolledLatentEncoder,
-        init=lambda module, std, cfg: init_weights(module, std),
+        init=lambda module, std, cfg: init_unrolled(module, std, cfg.init),
     ),
 }
 
