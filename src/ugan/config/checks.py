@@ -24,6 +24,27 @@ def check_method(
         raise ValueError(f"runs.{key}: {exc}") from None
 
 
+# The `gan` keys BEGAN's own training replaces: key → (its default, why BEGAN refuses another)
+BEGAN_OWN_KEYS = {
+    "critic_norm": ("auto", "its D is an autoencoder with no normalisation"),
+    "lr_decay": (
+        None,
+        "it halves its learning rate itself when M_global stalls (began.lr_halve_patience)",
+    ),
+}
+
+
+def check_began_keys(method: str, gan: Any) -> None:
+    """Method 'began' refuses a `BEGAN_OWN_KEYS` key of `gan` (the `gan` section, or a run's
+    resolved one) set away from its default, naming the key and the value to set."""
+    if method != "began":
+        return
+    for key, (default, why) in BEGAN_OWN_KEYS.items():
+        if getattr(gan, key) != default:
+            spelled = "null" if default is None else default
+            raise ValueError(f"{key} does not apply to method 'began': {why}; set {key}: {spelled}")
+
+
 def check_ema(decay: float | None) -> float | None:
     """`gan.ema`: the decay of the generator's weight average (`ugan.training.ema`) is in
     [0, 1) (0: the average is G itself), or null for none."""

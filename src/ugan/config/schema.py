@@ -15,7 +15,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from ugan.config import base, checks
 from ugan.config.base import LatentPrior, LRDecay, OptimParams, PositiveInt, Probability, Strict
-from ugan.config.checks import check_ema, check_labels, check_method
+from ugan.config.checks import check_began_keys, check_ema, check_labels, check_method
 from ugan.config.methods import BEGANParams, GAANParams, RFGANParams
 from ugan.core.errors import ConfigError
 from ugan.data.sources import SOURCES
@@ -166,16 +166,7 @@ class GANParams(Strict):
                 f"checkpoint_every ({self.checkpoint_every}) must be ≤ steps ({self.steps}) "
                 "so that at least one checkpoint is evaluated"
             )
-        if self.method == "began" and self.critic_norm != "auto":
-            raise ValueError(
-                "critic_norm does not apply to method 'began' (its D is an "
-                "autoencoder with no normalisation); set critic_norm: auto"
-            )
-        if self.method == "began" and self.lr_decay is not None:
-            raise ValueError(
-                "lr_decay does not apply to method 'began': it halves its learning rate itself "
-                "when M_global stalls (began.lr_halve_patience); set lr_decay: null"
-            )
+        check_began_keys(self.method, self)
         return self
 
 
