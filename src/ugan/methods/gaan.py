@@ -222,9 +222,7 @@ class GAANMethod:
     def train_step(
         self, next_batch: Callable[[], tuple[torch.Tensor, torch.Tensor]]
     ) -> dict[str, torch.Tensor]:
-        real, y, z = self._draw(next_batch)
-        # per-update: (2) and (3) draw their own x and z; else all three share step 1's
-        redraw = partial(self._draw, next_batch) if self.fresh_batches else lambda: (real, y, z)
+        real, y, z = self._draw(next_batch)  # per-update: (2) and (3) draw their own below
         D, E, G = self.discriminator, self.encoder, self.generator
 
         # (1) E, G: minimise R + λ_r W with D fixed (Algorithm 1, line 6).
@@ -247,7 +245,8 @@ class GAANMethod:
             self.opt_ae.step()
 
         # (2) D: maximise eq. 4, reconstructions labelled real (line 8).
-        real, y, z = redraw()
+        if self.fresh_batches:
+            real, y, z = self._draw(next_batch)
         with torch.no_grad():
             recon = G(E(real, y), y)
             fake = G(z, y)
@@ -261,7 +260,8 @@ class GAANMethod:
         self.opt_d.step()
 
         # (3) G once more: maximise log σ(D(G(z))) with E, D fixed (line 10).
-        real, y, z = redraw()
+        if self.fresh_batches:
+            real, y, z = self._draw(next_batch)
         with frozen(D):
             d_now = D(real, y) if self.objective.reads_real else None  # D after its update
             g_loss = self.objective.g_loss(d_now, D(G(z, y), y))

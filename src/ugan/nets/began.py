@@ -17,9 +17,10 @@ vanishes: the discriminator then cannot make a black fake hard to reconstruct, n
 leave it), so samples may leave [-1, 1] slightly and are clamped when turned into images
 (`ugan.data.prepared.to_uint8`).
 
-Weights start Xavier (Glorot) uniform with zero biases (`init_began_weights`), the default of the
-authors' reference code (carpedm20/BEGAN-tensorflow: slim's conv2d / fully_connected). PyTorch's
-default init (Kaiming uniform with a = √5, i.e. std 1/√(3 fan_in), a gain of 1/√3 per layer)
+Weights start Xavier (Glorot) uniform with zero biases (`ugan.nets.dcgan.init_xavier`), the
+default of the authors' reference code (carpedm20/BEGAN-tensorflow: slim's conv2d /
+fully_connected). PyTorch's default init (Kaiming uniform with a = √5, i.e. std 1/√(3 fan_in), a
+gain of 1/√3 per layer)
 shrinks the signal through the 10+ layers of a decoder without batch norm: a fresh 28 px
 generator's per-pixel std across z was ~0.004 on a [-1, 1] scale (a constant image), and its
 discriminator's reconstruction did not depend on the input at all. With Xavier it is 0.11-0.24
@@ -32,6 +33,7 @@ import torch
 from torch import nn
 
 from ugan.nets.arch import ArchConfig
+from ugan.nets.dcgan import init_xavier
 
 SMALLEST_MAP = {28: 7, 32: 8, 64: 8}
 REPEAT = 2  # 3×3 conv + ELU layers per scale ("typically 2")
@@ -46,14 +48,6 @@ def began_scales(image_size: int) -> int:
         size //= 2
         scales += 1
     return scales
-
-
-def init_began_weights(module: nn.Module) -> None:
-    """Xavier (Glorot) uniform weights and zero biases on every convolution and linear layer."""
-    for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
-            nn.init.xavier_uniform_(m.weight)
-            nn.init.zeros_(m.bias)
 
 
 def _unconditional(cfg: ArchConfig) -> None:
@@ -126,7 +120,7 @@ class BEGANGenerator(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.decoder = BEGANDecoder(cfg)
-        init_began_weights(self)
+        init_xavier(self)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         if y is not None:
@@ -142,7 +136,7 @@ class BEGANDiscriminator(nn.Module):
         self.cfg = cfg
         self.encoder = BEGANEncoder(cfg)
         self.decoder = BEGANDecoder(cfg)
-        init_began_weights(self)
+        init_xavier(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.encoder(x))

@@ -82,6 +82,16 @@ def init_weights(module: nn.Module, std: float = 0.02) -> None:
             nn.init.zeros_(m.bias)
 
 
+def init_xavier(module: nn.Module) -> None:
+    """Xavier (Glorot) uniform weights and zero biases on every (transposed) convolution and
+    linear layer; norm layers keep PyTorch's gain 1, bias 0."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
 class Generator(nn.Module):
     """z (N, latent) → image (N, C, H, W) in [-1, 1]. Also the VAE decoder."""
 

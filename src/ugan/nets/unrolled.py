@@ -24,7 +24,14 @@ import torch
 from torch import nn
 
 from ugan.nets.arch import UnrolledConfig
-from ugan.nets.dcgan import Discriminator, Encoder, LatentEncoder, init_weights, norm_2d
+from ugan.nets.dcgan import (
+    Discriminator,
+    Encoder,
+    LatentEncoder,
+    init_weights,
+    init_xavier,
+    norm_2d,
+)
 
 START_SIDE = 4  # the generator's first map: 4×4
 SIDES = (4, 7, 14, 28)  # its maps, smallest first; the trunk goes 28 → 14 → 7 → 4
@@ -33,19 +40,12 @@ TRUNK_SCALES = 3  # the discriminator's stride-2 convolutions
 
 def init_unrolled(module: nn.Module, std: float, scheme: str = "normal") -> None:
     """`UnrolledConfig.init`: "normal", N(0, std) as the DCGAN code (`init_weights`); "xavier",
-    Xavier-uniform conv / linear weights and zero biases, as every layer of the GAAN authors' own
-    Stacked MNIST nets (tntrung/msgan: slim's `xavier_initializer`), norm layers at gain 1."""
-    if scheme == "normal":
+    as every layer of the GAAN authors' own Stacked MNIST nets (tntrung/msgan: slim's
+    `xavier_initializer`; `init_xavier`)."""
+    if scheme == "xavier":
+        init_xavier(module)
+    else:
         init_weights(module, std)
-        return
-    for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-            nn.init.xavier_uniform_(m.weight)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
 
 
 class UnrolledGenerator(nn.Module):
