@@ -119,7 +119,16 @@ def test_lr_decay_steps_every_optimizer_and_a_resumed_run_decays_the_same(
     resumed = _train("cut", run, tiny_arch, tiny_data, tmp_path)  # steps 3…5
     for lrs, lr in zip(seen, expected[2:], strict=True):
         assert lrs == pytest.approx(dict.fromkeys(lrs, lr))
-    assert resumed.read_text() == full.read_text()
+    # To float32 rounding, not byte for byte: the first training of a test process now and
+    # then prints a loss of step 1 one digit apart (0.0117186 vs 0.011719 at %.6g, ~1 run in
+    # 40), before any resume; a wrong lr after the resume moves steps 3-5 by far more.
+    assert _losses(resumed) == pytest.approx(_losses(full), rel=1e-4, abs=1e-6)
+
+
+def _losses(path: Path) -> list[float]:
+    lines = path.read_text().splitlines()
+    assert len(lines) == 1 + TINY["steps"], lines
+    return [float(value) for line in lines[1:] for value in line.split(",")]
 
 
 def test_without_lr_decay_the_learning_rate_stays(tiny_arch, tiny_data, tmp_path, monkeypatch):
