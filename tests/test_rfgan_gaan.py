@@ -155,6 +155,24 @@ def test_gaan_trains_encoder_and_generator_and_derives_lambda_w(tiny_arch, tiny_
     assert all(p.requires_grad for p in m.discriminator.parameters())  # unfrozen after the step
 
 
+def test_gaan_space_data_measures_an_images_reconstruction_in_pixels(tiny_arch, tiny_data):
+    """`gaan.space: data` (an ablation): R = E_x ‖x − G(E(x))‖² over the image's pixels, as eq. 3
+    is written, and λ_w = √(d / D) with D the pixels; the default keeps D's features (§4.2)."""
+    features = build_method(tiny_arch, tiny_run("gaan"), random_init(tiny_arch), 0.02)
+    assert features.feature_space
+    run = tiny_run("gaan", gaan={"space": "data"})
+    m = build_method(tiny_arch, run, random_init(tiny_arch), 0.02)
+    assert not m.feature_space
+    assert m.lambda_w == pytest.approx(math.sqrt(tiny_arch.latent_dim / (28 * 28)))
+    x, y = batches(tiny_data)()
+    m.generator.eval()  # batch norm on its running statistics: the same G(E(x)) twice
+    m.encoder.eval()
+    with torch.no_grad():
+        expected = (x - m.generator(m.encoder(x))).pow(2).flatten(1).sum(1).mean()
+    losses = m.train_step(lambda: (x, y))
+    assert float(losses["recon_loss"]) == pytest.approx(float(expected), rel=1e-5)
+
+
 def test_gaan_features_for_the_reconstruction_loss_are_taken_without_dropout(tiny_arch):
     from ugan.methods.gaan import without_dropout
 

@@ -44,3 +44,6 @@ class GAANParams(Strict):
     # "one": Algorithm 1's one minibatch x^m, z^m for all three updates; "per-update": each
     # update draws its own x and z, as both of its authors' codes do (gaan_mnist, gaan_image)
     batches: Literal["one", "per-update"] = "one"
+    # Where R and W's f are measured: "auto", the net family's (D's features Φ for images as
+    # §4.2, the data for 2-D points as §4.1); "features" or "data" to choose (an ablation)
+    space: Literal["auto", "features", "data"] = "auto"

@@ -2,7 +2,8 @@
 jointly with the GAN, in the order of Algorithm 1. Each step, on one minibatch x and one z:
 
 1. E and G, D fixed: minimise R + λ_r W                                          (eq. 3)
-   The space R and f are measured in is the net family's (`gaan_feature_space`):
+   The space R and f are measured in is the net family's (`gaan_feature_space`), unless
+   `gaan.space` picks `features` or `data`:
    - images (§4.2, "we use Φ(x) instead x for the reconstruction loss and the AE
      regularization"): R = mean ‖Φ(x) − Φ(G(E(x)))‖², Φ the input of D's output layer (its
      last convolution features), the mean over batch and features. Φ is taken with D's dropout
@@ -149,7 +150,9 @@ class GAANMethod:
         else:
             nets.init(generator, generator_init.get("init_std", init_std), arch)
         # R and W's f on D's features (images) or on the data itself (2-D points)
-        feature_space = nets.gaan_feature_space
+        feature_space = {"auto": nets.gaan_feature_space, "features": True, "data": False}[
+            params.space
+        ]
         lambda_w = params.lambda_w
         if lambda_w is None:  # √(d / D): latent vs feature (or data) dimension
             side = discriminator.trunk.out_features if feature_space else arch.data_dim

@@ -16,6 +16,11 @@ class ArchConfig:
     dropout: float = 0.25
     num_classes: int = 0  # > 0: class-conditional
 
+    @property
+    def data_dim(self) -> int:
+        """Numbers in one image (GAAN's λ_w = √(d / D) when R is in the data space)."""
+        return self.channels * self.image_size**2
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -51,6 +56,14 @@ class UnrolledConfig:
             raise ValueError(f"UnrolledConfig.num_classes must be 0, got {self.num_classes!r}")
         if self.init not in ("normal", "xavier"):
             raise ValueError(f"UnrolledConfig.init must be 'normal' or 'xavier', got {self.init!r}")
+
+    @property
+    def image_size(self) -> int:
+        return 28  # Unrolled GAN's Stacked MNIST nets are for 28 px only
+
+    @property
+    def data_dim(self) -> int:
+        return self.channels * self.image_size**2
 
     def to_dict(self) -> dict:
         return {**asdict(self), "generator_widths": list(self.generator_widths)}
