@@ -234,6 +234,10 @@ def test_stacked_mnist_is_scored_by_the_digit_classifier_per_channel(tmp_path, m
         assert 0 < metrics["msssim"]["mean"] < 1
     assert summary["variants"]["gan-unbalanced"]["init"] == "vae"
     assert 1 <= summary["reference"]["modes_covered"] <= 40
+    # beside the modes, how many images the classifier read with every digit at p ≥ 0.9
+    assert 0 <= summary["reference"]["confident"] <= 1
+    cell = json.loads((tmp_path / "out/cells/began-s0/result.json").read_text())
+    assert all(0 <= t["scores"]["confident"] <= 1 for t in cell["trajectory"])
 
 
 def test_benchmark_params_name_what_is_wrong():

@@ -153,6 +153,27 @@ def test_known_histograms_give_exact_counts_and_kl():
     assert uneven["kl_uniform"] == pytest.approx(0.75 * math.log(750) + 0.25 * math.log(250))
 
 
+def test_a_labeller_of_probabilities_also_says_how_many_images_were_read_confidently():
+    """`confident`: the images whose three digits each get p ≥ 0.9, so a blob that the argmax
+    reads as some digit counts as a mode but not as a confident image."""
+
+    def probabilities(channels: np.ndarray) -> np.ndarray:
+        """The pixel reader's digit with p 0.95, or 0.5 where the last pixel is marked 200."""
+        digits = _pixel_reader(channels)
+        p = np.full((len(digits), 10), 0.0, np.float32)
+        sure = np.where(channels[:, 0, -1, -1] == 200, 0.5, 0.95)
+        p[np.arange(len(digits)), digits] = sure
+        return p
+
+    images = _stacked_images(np.array([123, 456, 789, 123]))
+    images[1, 2, -1, -1] = 200  # image 1's blue channel is unsure
+    read = stacked_mode_metrics(images, probabilities)
+    labels = stacked_mode_metrics(images, _pixel_reader)
+    assert read == {**labels, "confident": 0.75}
+    assert "confident" not in labels
+    assert stacked_modes(images, probabilities).tolist() == [123, 456, 789, 123]
+
+
 def test_kl_and_coverage_helpers():
     assert kl_to_uniform(np.array([1, 1, 0, 2])) == pytest.approx(
         0.25 * math.log(1) + 0.25 * math.log(1) + 0.5 * math.log(2)

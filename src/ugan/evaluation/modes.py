@@ -17,7 +17,11 @@
 Stacked MNIST (1,000 modes, GAAN §4.2, Metz et al. 2016): a classifier labels each colour
 channel with a digit; the mode of an image is 100·d_R + 10·d_G + d_B. `modes_covered` counts modes
 with at least one sample; `kl_uniform` = KL(p ‖ uniform) = Σ_k p_k log(K p_k) in nats, with
-0 log 0 = 0 (0 for a perfectly uniform histogram, log K = 6.91 for a single mode).
+0 log 0 = 0 (0 for a perfectly uniform histogram, log K = 6.91 for a single mode). Neither asks
+whether a channel holds a digit at all: the argmax of a blurry blob is a digit too, and blurred
+uniform noise covers ~320 modes. So a labeller that gives the classifier's probabilities also
+yields `confident`: the fraction of images whose three digits each get p ≥ `CONFIDENT_PROB`
+(real stacked digits ~0.96).
 """
 
 from __future__ import annotations
@@ -36,7 +40,9 @@ STACKED_MODES = 1000
 STACKED_CHANNELS = 3
 DIGITS = 10
 
-# uint8 images (M, 1, H, W) → digit labels (M,) in 0..9
+CONFIDENT_PROB = 0.9  # a channel's digit counts as read when the classifier gives it ≥ this
+
+# uint8 images (M, 1, H, W) → digit labels (M,) in 0..9, or their probabilities (M, 10)
 Labeller = Callable[[np.ndarray], np.ndarray | torch.Tensor]
 
 
@@ -139,18 +145,31 @@ def _as_points(points: np.ndarray | torch.Tensor) -> np.ndarray:
 def stacked_modes(images: np.ndarray | torch.Tensor, classify: Labeller) -> np.ndarray:
     """uint8 (N, 3, H, W) → mode 100·d_R + 10·d_G + d_B per image, int64 (N,). `classify` labels
     all N·3 channels, as uint8 (N·3, 1, H, W), in one call."""
+    return _read_digits(images, classify)[0]
+
+
+def _read_digits(
+    images: np.ndarray | torch.Tensor, classify: Labeller
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(modes (N,), each image's least confident channel's probability (N,) or None when
+    `classify` gives labels, not probabilities)."""
     x = images.cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
     if x.dtype != np.uint8 or x.ndim != 4 or x.shape[1] != STACKED_CHANNELS:
         raise ValueError(
             f"stacked images must be uint8 (N, {STACKED_CHANNELS}, H, W), got {x.dtype} {x.shape}"
         )
     channels = x.reshape(-1, 1, *x.shape[2:])  # (N·3, 1, H, W), R, G, B of image 0 first
-    digits = classify(channels)
-    digits = digits.cpu().numpy() if isinstance(digits, torch.Tensor) else np.asarray(digits)
-    if digits.shape != (len(channels),):
+    out = classify(channels)
+    out = out.cpu().numpy() if isinstance(out, torch.Tensor) else np.asarray(out)
+    confidence = None
+    if out.shape == (len(channels), DIGITS):  # probabilities
+        digits, confidence = out.argmax(1), out.max(1).reshape(-1, STACKED_CHANNELS).min(1)
+    elif out.shape == (len(channels),):
+        digits = out
+    else:
         raise ValueError(
-            f"the classifier returned shape {digits.shape} for {len(channels)} channels; "
-            f"expected ({len(channels)},)"
+            f"the classifier returned shape {out.shape} for {len(channels)} channels; "
+            f"expected ({len(channels)},) labels or ({len(channels)}, {DIGITS}) probabilities"
         )
     digits = digits.astype(np.int64)
     if len(digits) and (digits.min() < 0 or digits.max() >= DIGITS):
@@ -158,7 +177,8 @@ def stacked_modes(images: np.ndarray | torch.Tensor, classify: Labeller) -> np.n
             f"the classifier returned labels in [{digits.min()}, {digits.max()}]; "
             f"expected digits 0..{DIGITS - 1}"
         )
-    return digits.reshape(-1, STACKED_CHANNELS) @ np.array([100, 10, 1], dtype=np.int64)
+    modes = digits.reshape(-1, STACKED_CHANNELS) @ np.array([100, 10, 1], dtype=np.int64)
+    return modes, confidence
 
 
 def kl_to_uniform(counts: np.ndarray) -> float:
@@ -180,24 +200,37 @@ def mode_coverage(modes: np.ndarray, num_modes: int = STACKED_MODES) -> dict[str
 
 
 def stacked_mode_metrics(images: np.ndarray | torch.Tensor, classify: Labeller) -> dict[str, float]:
-    """Modes covered (of 1,000) and KL to uniform of generated Stacked MNIST images."""
-    return mode_coverage(stacked_modes(images, classify), STACKED_MODES)
+    """Modes covered (of 1,000) and KL to uniform of generated Stacked MNIST images; with a
+    labeller of probabilities also `confident` (module docstring)."""
+    modes, confidence = _read_digits(images, classify)
+    metrics = mode_coverage(modes, STACKED_MODES)
+    if confidence is not None:
+        metrics["confident"] = float((confidence >= CONFIDENT_PROB).mean()) if len(modes) else 0.0
+    return metrics
 
 
 def classifier_labeller(
-    model: torch.nn.Module, batch_size: int = 250, device: str | torch.device = "cpu"
+    model: torch.nn.Module,
+    batch_size: int = 250,
+    device: str | torch.device = "cpu",
+    probabilities: bool = False,
 ) -> Labeller:
     """The project's digit classifier (`ugan.nets.classifier`) as a `Labeller`: uint8 images →
-    argmax of its logits, in eval mode, in batches."""
+    argmax of its logits, or with `probabilities` their softmax (M, 10); eval mode, batches."""
+
+    def read(logits: torch.Tensor) -> torch.Tensor:
+        return logits.softmax(1) if probabilities else logits.argmax(1)
+
+    empty = np.zeros((0, DIGITS), np.float32) if probabilities else np.zeros(0, dtype=np.int64)
 
     @torch.inference_mode()
     def classify(images: np.ndarray) -> np.ndarray:
         model.eval()
         x_all = torch.as_tensor(images)
         out = [
-            model(to_float(x_all[i : i + batch_size]).to(device)).argmax(1).cpu()
+            read(model(to_float(x_all[i : i + batch_size]).to(device))).cpu()
             for i in range(0, len(x_all), batch_size)
         ]
-        return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.int64)
+        return torch.cat(out).numpy() if out else empty
 
     return classify

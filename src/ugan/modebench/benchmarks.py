@@ -261,7 +261,8 @@ class StackedMNISTBenchmark(Benchmark):
                     "stacked-mnist needs the classifier of labelled MNIST (data.source mnist5k "
                     "or mnist-idx)"
                 )
-            self._labellers[key] = classifier_labeller(classifier.for_inference())
+            labeller = classifier_labeller(classifier.for_inference(), probabilities=True)
+            self._labellers[key] = labeller
         return self._labellers[key]
 
     def _score_uint8(self, images: np.ndarray | torch.Tensor, inputs: Inputs) -> dict:
