@@ -236,8 +236,19 @@ def test_stacked_mnist_is_scored_by_the_digit_classifier_per_channel(tmp_path, m
     assert 1 <= summary["reference"]["modes_covered"] <= 40
     # beside the modes, how many images the classifier read with every digit at p ≥ 0.9
     assert 0 <= summary["reference"]["confident"] <= 1
-    cell = json.loads((tmp_path / "out/cells/began-s0/result.json").read_text())
+    path = tmp_path / "out/cells/began-s0/result.json"
+    cell = json.loads(path.read_text())
     assert all(0 <= t["scores"]["confident"] <= 1 for t in cell["trajectory"])
+    # a cell scored before `confident` existed is reused as it is: its value is missing, not 0
+    for scores in [cell["scores"], *(t["scores"] for t in cell["trajectory"])]:
+        del scores["confident"]
+    path.write_text(json.dumps(cell))
+    again = run_benchmark(ctx)
+    assert again["variants"]["began"]["metrics"]["confident"]["values"] == [None]
+    assert again["variants"]["gan-unbalanced"]["metrics"]["confident"]["values"][0] is not None
+    lines = [line for line in markdown({"stacked": again}).splitlines() if line.startswith("|")]
+    began = next(line for line in lines if line.split("|")[1].strip() == "began")
+    assert began.rstrip("| ").endswith("–")  # the overview's confident column
 
 
 def test_benchmark_params_name_what_is_wrong():

@@ -204,8 +204,14 @@ class MixtureBenchmark(Benchmark):
 
 class StackedMNISTBenchmark(Benchmark):
     name = "stacked-mnist"
-    metrics = ("modes_covered", "kl_uniform", "msssim")
-    higher_is_better = {"modes_covered": True, "kl_uniform": False, "msssim": False}
+    # confident: whether the modes are read from digits at all (`ugan.evaluation.modes`)
+    metrics = ("modes_covered", "kl_uniform", "msssim", "confident")
+    higher_is_better = {
+        "modes_covered": True,
+        "kl_uniform": False,
+        "msssim": False,
+        "confident": True,
+    }
 
     def __init__(self) -> None:
         self._set_paper("K/2")

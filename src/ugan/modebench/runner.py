@@ -194,13 +194,15 @@ def _aggregate(ctx: Context, results: list[dict], reference: dict) -> dict:
         first = cells[0]
         stats = {}
         for metric in bench.metrics:
-            ci = mean_ci([c["scores"][metric] for c in cells])
+            # None: a cell scored before the benchmark had this metric (reused as it is)
+            values = [c["scores"].get(metric) for c in cells]
+            ci = mean_ci(values)
             stats[metric] = {
                 "mean": ci.mean,
                 "low": ci.low,
                 "high": ci.high,
                 "n": ci.n,
-                "values": [c["scores"][metric] for c in cells],
+                "values": values,
             }
         figure = bench.paper.get((first["method"], first["loss"]))
         own = CATALOG[first["method"]].own_objective

@@ -23,6 +23,7 @@ DECIMALS = {
     "mode_tv": 3,
     "kl_uniform": 2,
     "msssim": 3,
+    "confident": 3,
 }
 LABELS = {
     "modes_covered": "modes",
@@ -31,12 +32,13 @@ LABELS = {
     "mode_tv": "TV",
     "kl_uniform": "KL",
     "msssim": "MS-SSIM",
+    "confident": "confident",
 }
 # The columns of the methods × benchmarks table: (benchmark kind, metric).
 HEADLINE = {
     "ring8": ("modes_covered", "registered_fraction"),
     "grid25": ("modes_covered", "registered_points", "mode_tv"),
-    "stacked-mnist": ("modes_covered", "kl_uniform", "msssim"),
+    "stacked-mnist": ("modes_covered", "kl_uniform", "msssim", "confident"),
 }
 
 
@@ -80,7 +82,9 @@ def benchmark_table(summary: dict) -> str:
             cells = [paper.get(m, DASH) for m in metrics]
             rows.append([f"  paper: {paper['label']}", "", "", "", "", *cells])
     reference = summary["reference"]
-    rows.append(["real data", "", "", "", "", *(_fmt(reference[m], DECIMALS[m]) for m in metrics)])
+    rows.append(
+        ["real data", "", "", "", "", *(_fmt(reference.get(m), DECIMALS[m]) for m in metrics)]
+    )
     return md_table(header, rows, "lllll" + "r" * len(metrics))
 
 
@@ -90,6 +94,7 @@ def methods_by_benchmarks(summaries: dict[str, dict]) -> str:
         (name, metric)
         for name, s in summaries.items()
         for metric in HEADLINE.get(s["benchmark"], s["metrics"])
+        if metric in s["metrics"]  # a summary written before a metric was added lacks it
     ]
     variants = list(dict.fromkeys(k for s in summaries.values() for k in s["variants"]))
     header = ["variant", *(f"{name} {LABELS[m]}" for name, m in columns)]
@@ -101,7 +106,7 @@ def methods_by_benchmarks(summaries: dict[str, dict]) -> str:
             row.append(_fmt(v["metrics"][metric]["mean"], DECIMALS[metric]) if v else DASH)
         rows.append(row)
     rows.append(
-        ["real data", *(_fmt(summaries[n]["reference"][m], DECIMALS[m]) for n, m in columns)]
+        ["real data", *(_fmt(summaries[n]["reference"].get(m), DECIMALS[m]) for n, m in columns)]
     )
     return md_table(header, rows, "l" + "r" * len(columns))
 

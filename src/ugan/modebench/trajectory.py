@@ -33,7 +33,7 @@ def aggregate(cells: list[dict], metrics) -> dict[str, list[dict]]:
     for metric in metrics:
         out[metric] = []
         for step in steps:
-            values = [cell[step][metric] for cell in scored]
+            values = [cell[step].get(metric) for cell in scored]  # None: scored before it
             ci = mean_ci(values)
             out[metric].append(
                 {"step": step, "mean": ci.mean, "low": ci.low, "high": ci.high, "values": values}
