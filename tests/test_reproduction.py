@@ -156,6 +156,24 @@ def test_the_stacked_mnist_row_asks_for_table_3s_ordering_gaan_over_wgan_gp_over
     assert row.variants() == {"gaan", "wgan-gp", "gan"}
 
 
+def test_the_stacked_rows_show_how_confidently_the_modes_were_read_where_it_was_recorded():
+    """`confident` stands beside the modes; a record written before it existed keeps its row
+    (without that line) instead of failing the assessment."""
+    row = BY_NAME["gaan-stacked-mnist"]
+    before = assess(row, _stacked([900] * 3, [700] * 3, [30] * 3))
+    assert all(b["metric"] != "confident" for b in before.beside)
+    summaries = _stacked([900] * 3, [700] * 3, [30] * 3)
+    for name, confident in (("gaan", [0.02] * 3), ("wgan-gp", [0.5, 0.6, 0.7])):
+        summaries["stacked-k4"]["variants"][name]["metrics"]["confident"] = _stat(confident)
+    found = assess(row, summaries)
+    shown = {(b["variant"], b["metric"]): b["mean"] for b in found.beside}
+    assert shown[("gaan", "confident")] == pytest.approx(0.02)
+    assert shown[("wgan-gp", "confident")] == pytest.approx(0.6)
+    assert found.verdict == before.verdict == REPRODUCED  # beside, not a bar
+    lines = markdown([found.as_dict()]).splitlines()
+    assert any("wgan-gp confident" in line and "(beside)" in line for line in lines)
+
+
 def test_the_long_stacked_mnist_row_is_the_cpu_rows_profile_longer_and_run_only_when_named(
     tmp_path, monkeypatch, capsys
 ):

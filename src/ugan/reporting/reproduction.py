@@ -161,7 +161,11 @@ def assess(row: Row, summaries: dict[str, dict]) -> Assessment:
         check["passed"] = bool(spec.passes({**check, "versus": versus}))
         if versus:
             check["versus"] = {v: {"mean": o["mean"], "p": o["p"]} for v, o in versus.items()}
-    beside = [_stat(summary, v, m) for v, m in row.beside if v in summary["variants"]]
+    beside = [  # a metric added after a record was written is left out of that record's row
+        _stat(summary, v, m)
+        for v, m in row.beside
+        if v in summary["variants"] and m in summary["variants"][v]["metrics"]
+    ]
     first = summary["variants"][row.checks[0].variant]
     steps, seeds = first["steps"], first["seeds"]
     fewest = min(c["n"] for c in checks)
