@@ -82,12 +82,27 @@ def _figure(source: str, label: str, **values: str) -> PaperFigure:
     return PaperFigure(source, label, values)
 
 
+# Which way each score of any benchmark is better (a benchmark's own: `Benchmark.higher_is_better`).
+HIGHER_IS_BETTER = {
+    "modes_covered": True,
+    "registered_points": True,
+    "registered_fraction": True,
+    "mode_tv": False,
+    "kl_uniform": False,
+    "msssim": False,
+    "confident": True,
+}
+
+
 class Benchmark:
     name: str
     metrics: tuple[str, ...]  # the scores, in table order
-    higher_is_better: dict[str, bool]
     paper_source: str = ""
     paper: dict[tuple[str, str], PaperFigure] = {}  # (method, loss) → figure
+
+    @property
+    def higher_is_better(self) -> dict[str, bool]:
+        return {metric: HIGHER_IS_BETTER[metric] for metric in self.metrics}
 
     def bound(self, entry: ModeBenchmarkParams) -> Benchmark:
         """This benchmark as `entry` configures it (its scoring and pictures included)."""
@@ -147,12 +162,6 @@ STACKED_FIGURES = {
 
 class MixtureBenchmark(Benchmark):
     metrics = ("modes_covered", "registered_points", "registered_fraction", "mode_tv")
-    higher_is_better = {
-        "modes_covered": True,
-        "registered_points": True,
-        "registered_fraction": True,
-        "mode_tv": False,
-    }
 
     def __init__(self, name: str, paper: dict | None = None, source: str = ""):
         self.name = name
@@ -206,12 +215,6 @@ class StackedMNISTBenchmark(Benchmark):
     name = "stacked-mnist"
     # confident: whether the modes are read from digits at all (`ugan.evaluation.modes`)
     metrics = ("modes_covered", "kl_uniform", "msssim", "confident")
-    higher_is_better = {
-        "modes_covered": True,
-        "kl_uniform": False,
-        "msssim": False,
-        "confident": True,
-    }
 
     def __init__(self) -> None:
         self._set_paper("K/2")

@@ -6,8 +6,17 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 
+class _Image:
+    """Shared by the image nets' configs (each with `channels` and an `image_size`)."""
+
+    @property
+    def data_dim(self) -> int:
+        """Numbers in one image (GAAN's λ_w = √(d / D) when R is in the data space)."""
+        return self.channels * self.image_size**2
+
+
 @dataclass(frozen=True)
-class ArchConfig:
+class ArchConfig(_Image):
     image_size: int = 28
     channels: int = 1
     latent_dim: int = 128
@@ -15,11 +24,6 @@ class ArchConfig:
     leaky_slope: float = 0.2
     dropout: float = 0.25
     num_classes: int = 0  # > 0: class-conditional
-
-    @property
-    def data_dim(self) -> int:
-        """Numbers in one image (GAAN's λ_w = √(d / D) when R is in the data space)."""
-        return self.channels * self.image_size**2
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -33,7 +37,7 @@ UNROLLED_NETS = {"unrolled-k4": "K/4", "unrolled-k2": "K/2"}
 
 
 @dataclass(frozen=True)
-class UnrolledConfig:
+class UnrolledConfig(_Image):
     """Unrolled GAN's low-capacity Stacked MNIST nets (`ugan.nets.unrolled`)."""
 
     channels: int = 3
@@ -60,10 +64,6 @@ class UnrolledConfig:
     @property
     def image_size(self) -> int:
         return 28  # Unrolled GAN's Stacked MNIST nets are for 28 px only
-
-    @property
-    def data_dim(self) -> int:
-        return self.channels * self.image_size**2
 
     def to_dict(self) -> dict:
         return {**asdict(self), "generator_widths": list(self.generator_widths)}
