@@ -13,6 +13,18 @@ def test_the_names_params_may_use_are_the_losses_there_are():
     assert sorted(get_args(LossName)) == sorted(LOSSES)
 
 
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_a_losss_d_terms_add_up_to_its_d_loss(name):
+    """`d_terms` is what a split D step trains; they must be the loss the joint step trains."""
+    loss = get_loss(name)
+    if loss.d_terms is None:  # a penalty ties both batches together: no split
+        assert loss.penalty is not None
+        return
+    real, fake = torch.tensor([0.3, -1.2, 2.0]), torch.tensor([-0.4, 0.9, 1.5])
+    real_term, fake_term = loss.d_terms
+    assert torch.equal(real_term(real) + fake_term(fake), loss.d_loss(real, fake))
+
+
 def test_ns_against_hand_values():
     real, fake = torch.tensor([0.0]), torch.tensor([0.0])  # D = sigmoid(0) = 0.5 everywhere
     ns = get_loss("ns")

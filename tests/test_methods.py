@@ -120,6 +120,45 @@ def test_rfgan_and_gaan_start_from_the_transferred_decoder(method, tiny_arch, da
     assert all(torch.equal(state[k], v) for k, v in init["state_dict"].items())
 
 
+@pytest.mark.parametrize(("method", "loss"), [("gan", "ns"), ("gan", "wgan"), ("rfgan", "lsgan")])
+def test_a_split_d_update_steps_d_on_the_real_then_the_fake_batch(
+    method, loss, tiny_arch, tiny_data, dae_file
+):
+    """`d_update: split` is Keras-GAN's D step: an update on the real batch, then one on the
+    fake batch, each loss taken before its own update, the logged d_loss their sum."""
+    joint, split = (
+        build_method(
+            tiny_arch, tiny_run(method, loss=loss, d_update=how), random_init(tiny_arch), 0.02
+        )
+        for how in ("joint", "split")
+    )
+    split.discriminator.load_state_dict(joint.discriminator.state_dict())
+    split.generator.load_state_dict(joint.generator.state_dict())
+    start = {k: v.clone() for k, v in split.discriminator.state_dict().items()}
+    torch.manual_seed(3)
+    real, labels = batches(tiny_data)()
+    seen = []  # what D scored at each of its forward passes, and its weights then
+    hook = split.discriminator.register_forward_hook(
+        lambda d, args, out: seen.append((args[0], [p.detach().clone() for p in d.parameters()]))
+    )
+    torch.manual_seed(5)
+    losses = split.train_step(lambda: (real, labels))
+    hook.remove()
+    # real batch at the start weights, then the fake batch at weights its update already moved
+    assert torch.equal(seen[0][0], real) and not torch.equal(seen[1][0], real)
+    first = [p for k, p in start.items() if k in dict(split.discriminator.named_parameters())]
+    assert all(torch.equal(a, b) for a, b in zip(seen[0][1], first, strict=True))
+    assert any(not torch.equal(a, b) for a, b in zip(seen[1][1], first, strict=True))
+    state = split.opt_d.state_dict()["state"]
+    assert {int(s["step"]) for s in state.values()} == {2}  # two Adam updates in one step
+    assert all(p.abs().max() <= 0.01 for p in split.d_parameters()) or loss != "wgan"
+    torch.manual_seed(5)
+    joint_losses = joint.train_step(lambda: (real, labels))
+    assert {int(s["step"]) for s in joint.opt_d.state_dict()["state"].values()} == {1}
+    assert float(losses["d_loss"]) != float(joint_losses["d_loss"])
+    assert math.isfinite(float(losses["d_loss"]))
+
+
 def test_the_combination_table_and_config_agree():
     table = combinations()
     assert table["began"]["inits"] == ["random"]
@@ -140,6 +179,15 @@ def test_the_combination_table_and_config_agree():
         ({"init": "random", "method": "gaan", "loss": "wgan-gp"}, "supports losses ['ns']"),
         ({"init": "random", "method": "began", "n_critic": 5}, "n_critic must be 1"),
         ({"init": "random", "method": "began", "began": {"gama": 1}}, "runs.r.began.gama"),
+        (
+            {"init": "random", "method": "gaan", "d_update": "split"},
+            "runs.r: d_update 'split' applies to methods ['gan', 'rfgan']; method 'gaan'",
+        ),
+        (
+            {"init": "random", "loss": "wgan-gp", "d_update": "split"},
+            "runs.r: d_update 'split' cannot train loss 'wgan-gp'",
+        ),
+        ({"init": "random", "d_update": "halves"}, "runs.r.d_update"),
     ],
 )
 def test_config_refuses_combinations_that_do_not_exist(run, message):
@@ -324,7 +372,7 @@ def test_dvc_pipeline_trains_method_runs_with_the_dae_stage(tmp_path):
 
 
 def test_the_catalog_and_the_method_table_name_the_same_methods():
-    from ugan.config.schema import MethodName
+    from ugan.config.base import MethodName
     from ugan.methods.catalog import CATALOG
 
     assert set(CATALOG) == set(METHODS) == set(get_args(MethodName))

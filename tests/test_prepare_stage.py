@@ -16,8 +16,9 @@ import torch
 import yaml
 from format_writers import write_cifar, write_mnist
 
+from ugan.config.base import SourceName
 from ugan.config.load import parse_params
-from ugan.config.schema import DataParams, ModelParams, SourceName
+from ugan.config.schema import DataParams, ModelParams
 from ugan.core.errors import ConfigError
 from ugan.data.prepared import load_prepared
 from ugan.data.sources import DEFAULT_SOURCE_DIR, SOURCES, prepare

@@ -109,7 +109,7 @@ def test_training_is_deterministic_on_cpu(tiny_arch, tiny_data, tmp_path):
 def test_method_names_in_config_match_the_registry():
     from typing import get_args
 
-    from ugan.config.schema import MethodName
+    from ugan.config.base import MethodName
     from ugan.methods.table import METHODS
 
     assert set(get_args(MethodName)) == set(METHODS)

@@ -18,6 +18,9 @@ Penalty = Callable[
 ]
 
 
+Term = Callable[[torch.Tensor], torch.Tensor]  # a D-loss term of one batch's D outputs
+
+
 @dataclass(frozen=True)
 class GANLoss:
     name: str
@@ -31,13 +34,27 @@ class GANLoss:
     # 0.25). Training keeps the sum (the factor would be a learning-rate change for the ns
     # part, and would reweigh it against a penalty); only the reported statistic converts.
     paper_d_scale: float = 1.0
+    # d_loss as (its term of the real batch, its term of the fake batch), which add up to it:
+    # what a split D step (`d_update: split`) minimises one after the other; None: no such terms
+    d_terms: tuple[Term, Term] | None = None
 
 
-def ns_d_loss(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-    """D maximises log D(x) + log(1 − D(G(z))) (paper eq. 3), i.e. minimises the BCE."""
-    return F.binary_cross_entropy_with_logits(
-        real, torch.ones_like(real)
-    ) + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake))
+def _d_loss(
+    real_term: Term, fake_term: Term
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    def d_loss(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        return real_term(real) + fake_term(fake)
+
+    return d_loss
+
+
+def _bce_to(target: float) -> Term:
+    return lambda out: F.binary_cross_entropy_with_logits(out, torch.full_like(out, target))
+
+
+# D maximises log D(x) + log(1 − D(G(z))) (paper eq. 3), i.e. minimises the BCE.
+NS_TERMS = (_bce_to(1.0), _bce_to(0.0))
+ns_d_loss = _d_loss(*NS_TERMS)
 
 
 def ns_g_loss(fake: torch.Tensor) -> torch.Tensor:
@@ -45,27 +62,27 @@ def ns_g_loss(fake: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(fake, torch.ones_like(fake))
 
 
-def lsgan_d_loss(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-    """Least squares (Mao et al.), a-b-c = 0-1-1: ½E[(D(x)−1)²] + ½E[D(G(z))²]."""
-    return 0.5 * ((real - 1.0) ** 2).mean() + 0.5 * (fake**2).mean()
+# Least squares (Mao et al.), a-b-c = 0-1-1: ½E[(D(x)−1)²] + ½E[D(G(z))²].
+LSGAN_TERMS = (lambda real: 0.5 * ((real - 1.0) ** 2).mean(), lambda fake: 0.5 * (fake**2).mean())
+lsgan_d_loss = _d_loss(*LSGAN_TERMS)
 
 
 def lsgan_g_loss(fake: torch.Tensor) -> torch.Tensor:
     return 0.5 * ((fake - 1.0) ** 2).mean()
 
 
-def wgan_d_loss(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-    """Critic maximises E[D(x)] − E[D(G(z))]."""
-    return fake.mean() - real.mean()
+# The critic maximises E[D(x)] − E[D(G(z))].
+WGAN_TERMS = (lambda real: -real.mean(), lambda fake: fake.mean())
+wgan_d_loss = _d_loss(*WGAN_TERMS)
 
 
 def wgan_g_loss(fake: torch.Tensor) -> torch.Tensor:
     return -fake.mean()
 
 
-def hinge_d_loss(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-    """E[max(0, 1 − D(x))] + E[max(0, 1 + D(G(z)))]."""
-    return F.relu(1.0 - real).mean() + F.relu(1.0 + fake).mean()
+# E[max(0, 1 − D(x))] + E[max(0, 1 + D(G(z)))].
+HINGE_TERMS = (lambda real: F.relu(1.0 - real).mean(), lambda fake: F.relu(1.0 + fake).mean())
+hinge_d_loss = _d_loss(*HINGE_TERMS)
 
 
 def hinge_g_loss(fake: torch.Tensor) -> torch.Tensor:
@@ -105,12 +122,12 @@ def dragan_penalty(discriminator, real: torch.Tensor, fake: torch.Tensor) -> tor
 # The names params may use are `ugan.methods.catalog.LossName` (torch-free, read by config);
 # tests/test_losses.py checks both list the same names.
 LOSSES: dict[str, GANLoss] = {
-    "ns": GANLoss("ns", ns_d_loss, ns_g_loss, paper_d_scale=0.5),
-    "lsgan": GANLoss("lsgan", lsgan_d_loss, lsgan_g_loss),
-    "wgan": GANLoss("wgan", wgan_d_loss, wgan_g_loss, clip_weights=True),
+    "ns": GANLoss("ns", ns_d_loss, ns_g_loss, paper_d_scale=0.5, d_terms=NS_TERMS),
+    "lsgan": GANLoss("lsgan", lsgan_d_loss, lsgan_g_loss, d_terms=LSGAN_TERMS),
+    "wgan": GANLoss("wgan", wgan_d_loss, wgan_g_loss, clip_weights=True, d_terms=WGAN_TERMS),
     "wgan-gp": GANLoss("wgan-gp", wgan_d_loss, wgan_g_loss, penalty=wgan_gp_penalty),
     "dragan": GANLoss("dragan", ns_d_loss, ns_g_loss, penalty=dragan_penalty),
-    "hinge": GANLoss("hinge", hinge_d_loss, hinge_g_loss),
+    "hinge": GANLoss("hinge", hinge_d_loss, hinge_g_loss, d_terms=HINGE_TERMS),
 }
 
 

@@ -63,3 +63,12 @@ class LRDecay(Strict):
 LatentPrior = Literal["normal", "uniform"]
 # D's normalisation; auto: layer norm under a gradient penalty, batch norm otherwise
 CriticNorm = Literal["auto", "batch", "layer", "none"]
+
+# The methods a run can use (src/ugan/methods/); a test checks it matches the registry.
+MethodName = Literal["gan", "began", "rfgan", "gaan"]
+
+# The dataset sources (src/ugan/data/sources.py SOURCES); a test checks they match.
+SourceName = Literal["mnist5k", "mnist-idx", "cifar10", "image-folder"]
+
+# How D steps: on the real and the fake batch in one update, or in two (`ugan.methods.gan`)
+DUpdate = Literal["joint", "split"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ugan.methods.catalog import check_combination
+from ugan.methods.catalog import CATALOG, check_combination
 from ugan.nets.arch import UNROLLED_NETS
 
 
@@ -22,6 +22,31 @@ def check_method(
         check_combination(method, init, loss, n_critic, conditional=conditional)
     except ValueError as exc:
         raise ValueError(f"runs.{key}: {exc}") from None
+
+
+# Losses whose D step cannot be split into a real and a fake update → why
+UNSPLIT_LOSSES = {
+    "wgan-gp": "its gradient penalty is taken between a real and a fake sample",
+    "dragan": "its gradient penalty is one term of the step on both batches",
+}
+
+
+def check_d_update(key: str, gan: Any) -> None:
+    """`d_update: split` (two D updates a step, Keras-GAN's) needs the D step of
+    `ugan.methods.gan` and a loss whose two batches are separate terms."""
+    if gan.d_update != "split":
+        return
+    if not CATALOG[gan.method].splits_d_update:
+        able = sorted(name for name, rules in CATALOG.items() if rules.splits_d_update)
+        raise ValueError(
+            f"runs.{key}: d_update 'split' applies to methods {able}; method {gan.method!r} "
+            "makes its own discriminator step (set d_update: joint)"
+        )
+    if gan.loss in UNSPLIT_LOSSES and gan.gp_weight > 0:
+        raise ValueError(
+            f"runs.{key}: d_update 'split' cannot train loss {gan.loss!r}: "
+            f"{UNSPLIT_LOSSES[gan.loss]} (set d_update: joint)"
+        )
 
 
 # The `gan` keys BEGAN's own training replaces: key → (its default, why BEGAN refuses another)

@@ -25,16 +25,8 @@ from ugan.nets.arch import ArchConfig
 RUN_KEY = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
 
-# The methods a run can use (src/ugan/methods/); a test checks it matches the registry.
-MethodName = Literal["gan", "began", "rfgan", "gaan"]
-
-
-# The dataset sources (src/ugan/data/sources.py SOURCES); a test checks they match.
-SourceName = Literal["mnist5k", "mnist-idx", "cifar10", "image-folder"]
-
-
 class DataParams(Strict):
-    source: SourceName = "mnist5k"
+    source: base.SourceName = "mnist5k"
     # The files of sources that read from disk. dvc.yaml depends on `${data.path}`, so
     # params.yaml always sets it (data/sources, a folder of the repo, for mnist5k).
     path: Annotated[str | None, Field(validate_default=True)] = None
@@ -134,12 +126,13 @@ class GANParams(Strict):
     steps: PositiveInt = 1200
     batch_size: PositiveInt = 64
     optim: OptimParams = OptimParams()
-    method: MethodName = "gan"
+    method: base.MethodName = "gan"
     loss: LossName = "ns"
     n_critic: PositiveInt = 1
     clip_value: Annotated[float, Field(gt=0.0)] = 0.01
     gp_weight: Annotated[float, Field(ge=0.0)] = 10.0  # λ of wgan-gp / dragan penalties
     critic_norm: base.CriticNorm = "auto"  # `ugan.nets.family.critic_norm`
+    d_update: base.DUpdate = "joint"  # `ugan.methods.gan.GANMethod.D_STEPS`
     seed: int = 0
     checkpoint_every: PositiveInt = 150
     log_every: PositiveInt = 5
@@ -174,7 +167,7 @@ class RunParams(Strict):
     """One entry of `runs:`: the init and any `gan` field to override for this run."""
 
     init: Literal["random", "vae"]
-    method: MethodName | None = None
+    method: base.MethodName | None = None
     loss: LossName | None = None
     steps: PositiveInt | None = None
     batch_size: PositiveInt | None = None
@@ -182,6 +175,7 @@ class RunParams(Strict):
     clip_value: Annotated[float, Field(gt=0.0)] | None = None
     gp_weight: Annotated[float, Field(ge=0.0)] | None = None
     critic_norm: base.CriticNorm | None = None
+    d_update: base.DUpdate | None = None
     seed: int | None = None
     checkpoint_every: PositiveInt | None = None
     optim: OptimParams | None = None
@@ -211,6 +205,7 @@ class ResolvedRun(Strict):
         """The cross-checks of run `key` (`ugan.config.checks`)."""
         gan = self.gan
         check_method(key, gan.method, self.init, gan.loss, gan.n_critic, conditional=conditional)
+        checks.check_d_update(key, gan)
 
 
 INCEPTION_WEIGHTS_HELP = (

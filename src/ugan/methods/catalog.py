@@ -27,6 +27,8 @@ class MethodRules:
     losses: tuple[str, ...] | None = ALL_LOSSES  # None: the method has its own objective
     uses_n_critic: bool = True  # False: one D update per step, so n_critic must be 1
     conditional: bool = True  # False: the nets take no class labels
+    # False: the method makes its own D step, so `d_update` must stay "joint"
+    splits_d_update: bool = True
 
     @property
     def own_objective(self) -> bool:
@@ -36,10 +38,16 @@ class MethodRules:
 CATALOG: dict[str, MethodRules] = {
     "gan": MethodRules(),
     # BEGAN's decoder has no VAE-decoder twin; one simultaneous D / G update; its own L1 objective
-    "began": MethodRules(inits=("random",), losses=None, uses_n_critic=False, conditional=False),
+    "began": MethodRules(
+        inits=("random",),
+        losses=None,
+        uses_n_critic=False,
+        conditional=False,
+        splits_d_update=False,
+    ),
     "rfgan": MethodRules(),
     # GAAN Algorithm 1: one AE, one D and one G update per step; eq. 4 is cross-entropy
-    "gaan": MethodRules(losses=("ns",), uses_n_critic=False),
+    "gaan": MethodRules(losses=("ns",), uses_n_critic=False, splits_d_update=False),
 }
 
 

@@ -46,7 +46,12 @@ class GANMethod:
     def options(cls, run) -> dict:
         """Keyword arguments of the constructor taken from the run's params."""
         gan = run.gan
-        return {"n_critic": gan.n_critic, "clip_value": gan.clip_value, "gp_weight": gan.gp_weight}
+        return {
+            "n_critic": gan.n_critic,
+            "clip_value": gan.clip_value,
+            "gp_weight": gan.gp_weight,
+            "d_update": gan.d_update,
+        }
 
     @classmethod
     def build(cls, arch, run, generator_init: dict, init_std: float, **resources) -> GANMethod:
@@ -86,7 +91,11 @@ class GANMethod:
         clip_value: float = 0.01,
         gp_weight: float = 10.0,
         prior: str | None = None,
+        d_update: str = "joint",
     ):
+        if d_update == "split" and (loss.d_terms is None or loss.penalty is not None):
+            raise ValueError(f"loss {loss.name!r} has no separate real and fake D terms to split")
+        self.d_update = d_update
         self.generator = generator
         self.discriminator = discriminator
         self.loss = loss
@@ -119,6 +128,40 @@ class GANMethod:
     def _noise(self, batch: int, like: torch.Tensor) -> torch.Tensor:
         return draw_latent(batch, self.latent_dim, self.prior, like.device)
 
+    # d_update → the D step: one Adam update on the sum of the real and the fake batch's terms,
+    # or Keras-GAN's two `train_on_batch` calls (real batch, then fake batch: two updates a step,
+    # each loss taken before its own update; batch norm sees each batch alone either way)
+    D_STEPS = {"joint": "_joint_d_step", "split": "_split_d_step"}
+
+    def _update_d(self, loss: torch.Tensor) -> None:
+        self.opt_d.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_d.step()
+        if self.loss.clip_weights:
+            with torch.no_grad():
+                for p in self.d_parameters():
+                    p.clamp_(-self.clip_value, self.clip_value)
+
+    def _joint_d_step(self, real, fake, y) -> tuple[torch.Tensor, ...]:
+        d_real = self.discriminator(real, y)
+        d_fake = self.discriminator(fake, y)
+        d_loss = self.loss.d_loss(d_real, d_fake)
+        if self.loss.penalty is not None:
+            critic = lambda x, y=y: self.discriminator(x, y)  # noqa: E731
+            d_loss = d_loss + self.gp_weight * self.loss.penalty(critic, real, fake)
+        self._update_d(d_loss)
+        return d_loss, d_real, d_fake
+
+    def _split_d_step(self, real, fake, y) -> tuple[torch.Tensor, ...]:
+        real_term, fake_term = self.loss.d_terms
+        d_real = self.discriminator(real, y)
+        real_loss = real_term(d_real)
+        self._update_d(real_loss)
+        d_fake = self.discriminator(fake, y)
+        fake_loss = fake_term(d_fake)
+        self._update_d(fake_loss)
+        return real_loss.detach() + fake_loss.detach(), d_real, d_fake
+
     def train_step(
         self, next_batch: Callable[[], tuple[torch.Tensor, torch.Tensor]]
     ) -> dict[str, torch.Tensor]:
@@ -130,19 +173,7 @@ class GANMethod:
             y = labels if conditional else None
             with torch.no_grad():
                 fake = self.generator(self._noise(real.shape[0], real), y)
-            d_real = self.discriminator(real, y)
-            d_fake = self.discriminator(fake, y)
-            d_loss = self.loss.d_loss(d_real, d_fake)
-            if self.loss.penalty is not None:
-                critic = lambda x, y=y: self.discriminator(x, y)  # noqa: E731
-                d_loss = d_loss + self.gp_weight * self.loss.penalty(critic, real, fake)
-            self.opt_d.zero_grad(set_to_none=True)
-            d_loss.backward()
-            self.opt_d.step()
-            if self.loss.clip_weights:
-                with torch.no_grad():
-                    for p in self.d_parameters():
-                        p.clamp_(-self.clip_value, self.clip_value)
+            d_loss, d_real, d_fake = getattr(self, self.D_STEPS[self.d_update])(real, fake, y)
 
         # (2) Generator, `g_updates` times: minimise loss.g_loss, e.g. maximise log D(G(z)).
         # D's own weight gradients would be discarded (zeroed before D's next backward): with
