@@ -25,6 +25,12 @@ def test_a_losss_d_terms_add_up_to_its_d_loss(name):
     assert torch.equal(real_term(real) + fake_term(fake), loss.d_loss(real, fake))
 
 
+def test_config_refuses_a_split_d_step_for_exactly_the_losses_without_d_terms():
+    from ugan.config.checks import UNSPLIT_LOSSES  # torch-free config keeps its own list
+
+    assert set(UNSPLIT_LOSSES) == {name for name, loss in LOSSES.items() if loss.d_terms is None}
+
+
 def test_ns_against_hand_values():
     real, fake = torch.tensor([0.0]), torch.tensor([0.0])  # D = sigmoid(0) = 0.5 everywhere
     ns = get_loss("ns")

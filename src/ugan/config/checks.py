@@ -24,7 +24,8 @@ def check_method(
         raise ValueError(f"runs.{key}: {exc}") from None
 
 
-# Losses whose D step cannot be split into a real and a fake update → why
+# Losses whose D step cannot be split into a real and a fake update → why: the losses of
+# `ugan.losses` without `d_terms` (tests/test_losses.py checks they agree)
 UNSPLIT_LOSSES = {
     "wgan-gp": "its gradient penalty is taken between a real and a fake sample",
     "dragan": "its gradient penalty is one term of the step on both batches",
@@ -42,7 +43,7 @@ def check_d_update(key: str, gan: Any) -> None:
             f"runs.{key}: d_update 'split' applies to methods {able}; method {gan.method!r} "
             "makes its own discriminator step (set d_update: joint)"
         )
-    if gan.loss in UNSPLIT_LOSSES and gan.gp_weight > 0:
+    if gan.loss in UNSPLIT_LOSSES:
         raise ValueError(
             f"runs.{key}: d_update 'split' cannot train loss {gan.loss!r}: "
             f"{UNSPLIT_LOSSES[gan.loss]} (set d_update: joint)"

@@ -93,7 +93,7 @@ class GANMethod:
         prior: str | None = None,
         d_update: str = "joint",
     ):
-        if d_update == "split" and (loss.d_terms is None or loss.penalty is not None):
+        if d_update == "split" and loss.d_terms is None:
             raise ValueError(f"loss {loss.name!r} has no separate real and fake D terms to split")
         self.d_update = d_update
         self.generator = generator
